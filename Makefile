@@ -1,0 +1,35 @@
+# Every target installs what it needs first, so each works on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SYSTEM := .venv-system-deps
+
+.PHONY: run test check bench deps system-deps clean
+
+run: deps
+	$(VENV)/bin/snapshotd serve
+
+test: deps
+	bash scripts/test.sh
+
+check: deps
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m bench
+
+deps: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[postgres,dev]'
+	touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,3 @@
+from snapshotd.cli import app
+
+app(prog_name="snapshotd")

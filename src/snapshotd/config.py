@@ -1,0 +1,114 @@
+"""All of snapshotd's settings, read from SNAPSHOTD_* environment variables.
+
+Every field has a default and a description; `docs/settings.md` lists them and a test keeps the two
+in step. Nothing here is built at import time: the CLI or a test constructs `Settings()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SNAPSHOTD_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("data"), description="Folder for the SQLite database and the artifact store."
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the metadata database; empty means SQLite in the data dir. "
+        "Use postgresql+psycopg://user@host/db for PostgreSQL.",
+    )
+    base_url: str = Field(
+        "",
+        description="Public base URL used in links the API hands out (e.g. https://snap.example); "
+        "empty means the URL of the incoming request.",
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs and host names that captures may reach even though they "
+        "are loopback, private or link-local. Empty by default: only global addresses.",
+    )
+    workers: int = Field(
+        1, ge=0, le=64, description="Worker threads that `snapshotd serve` runs (0: API only)."
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, le=16, description="Captures one worker runs at once, each in its own context."
+    )
+    job_lease_seconds: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="How long a claimed job is held before another worker may take it.",
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts before a job is failed for good."
+    )
+    queue_max_length: int = Field(
+        1000, ge=1, description="Queued jobs beyond which new snapshots are refused with 429."
+    )
+    poll_interval_seconds: float = Field(
+        0.2, gt=0, le=30, description="How often an idle worker looks for new jobs."
+    )
+    chromium_path: str = Field(
+        "/usr/lib/chromium/chromium-headless-shell",
+        description="Chromium binary driven by Playwright (the headless shell is ~2x faster).",
+    )
+    browser_recycle_after: int = Field(
+        500, ge=1, description="Captures after which a worker relaunches its browser."
+    )
+    capture_timeout_ms: int = Field(
+        30_000,
+        ge=1000,
+        description="Default navigation + capture timeout when a request names none.",
+    )
+    max_timeout_ms: int = Field(
+        90_000,
+        ge=1000,
+        description="Ceiling on a request's timeout_ms; a request above it is refused.",
+    )
+    max_width: int = Field(
+        4096, ge=100, description="Largest viewport width a request may ask for."
+    )
+    max_height: int = Field(
+        4096, ge=100, description="Largest viewport height a request may ask for."
+    )
+    max_full_page_height: int = Field(
+        16_384,
+        ge=100,
+        description="Full-page captures are cut at this many CSS pixels and marked truncated.",
+    )
+    max_navigations: int = Field(
+        20, ge=1, description="Document navigations (redirects, reloads) allowed in one capture."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body the API accepts (413 above)."
+    )
+    snapshot_ttl_days: int = Field(
+        30, ge=1, description="Days a snapshot and its artifacts are kept before they expire."
+    )
+    webhook_max_attempts: int = Field(
+        6, ge=1, le=20, description="Deliveries tried for a callback_url before giving up."
+    )
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'snapshotd.db').resolve()}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"

@@ -1,0 +1,165 @@
+"""A pool of warm Chromium: one browser per worker process, a fresh context per capture.
+
+The pool caps concurrent contexts with a semaphore, relaunches the browser when it crashes or stops
+answering, and swaps in a new browser after `recycle_after` captures (the old one is closed once its
+last context is done), so a long-running worker does not grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+
+log = logging.getLogger(__name__)
+
+# Flags that keep Chromium's traffic on the egress guard and its start-up quiet on a closed network.
+BASE_ARGS = [
+    "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+]
+
+
+@dataclass
+class PoolStats:
+    slots: int
+    active: int = 0
+    launches: int = 0
+    restarts: int = 0
+    captures: int = 0
+
+
+class _Generation:
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.active = 0
+        self.captures = 0
+        self.retired = False
+
+
+class BrowserPool:
+    def __init__(
+        self,
+        *,
+        executable: str,
+        proxy_url: str | None,
+        slots: int = 2,
+        recycle_after: int = 500,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self.executable = executable
+        self.proxy_url = proxy_url
+        self.recycle_after = recycle_after
+        self.close_timeout = close_timeout
+        self.stats = PoolStats(slots=slots)
+        self._slots = asyncio.Semaphore(slots)
+        self._launch_lock = asyncio.Lock()
+        self._playwright: Playwright | None = None
+        self._current: _Generation | None = None
+
+    async def __aenter__(self) -> BrowserPool:
+        self._playwright = await async_playwright().start()
+        await self._generation()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._current is not None:
+            await self._close(self._current)
+            self._current = None
+        if self._playwright is not None:
+            await self._playwright.stop()
+            self._playwright = None
+
+    @property
+    def browser_version(self) -> str:
+        return self._current.browser.version if self._current else ""
+
+    async def _launch(self) -> Browser:
+        assert self._playwright is not None, "use the pool as an async context manager"
+        options: dict[str, Any] = {"executable_path": self.executable, "args": BASE_ARGS}
+        if self.proxy_url:
+            options["proxy"] = {"server": self.proxy_url}
+        browser = await self._playwright.chromium.launch(**options)
+        self.stats.launches += 1
+        return browser
+
+    async def _generation(self) -> _Generation:
+        async with self._launch_lock:
+            current = self._current
+            if current is None or current.retired or not current.browser.is_connected():
+                if current is not None and not current.retired:
+                    self.stats.restarts += 1
+                    await self._retire(current)
+                current = _Generation(await self._launch())
+                self._current = current
+            return current
+
+    async def _retire(self, generation: _Generation) -> None:
+        generation.retired = True
+        if generation.active == 0:
+            await self._close(generation)
+
+    async def _close(self, generation: _Generation) -> None:
+        try:
+            await asyncio.wait_for(generation.browser.close(), self.close_timeout)
+        except Exception as error:  # a hung or dead browser: nothing more to do from here
+            log.warning("browser did not close cleanly: %s", error)
+
+    async def restart(self) -> None:
+        """Drops the current browser (found unresponsive); the next context relaunches it."""
+        async with self._launch_lock:
+            if self._current is not None and not self._current.retired:
+                self.stats.restarts += 1
+                await self._retire(self._current)
+
+    @asynccontextmanager
+    async def context(self, **options: Any) -> AsyncIterator[BrowserContext]:
+        async with self._slots:
+            generation = await self._generation()
+            generation.active += 1
+            self.stats.active += 1
+            healthy = True
+            try:
+                context = await generation.browser.new_context(accept_downloads=False, **options)
+                try:
+                    yield context
+                finally:
+                    try:
+                        await asyncio.wait_for(context.close(), self.close_timeout)
+                    except Exception:
+                        healthy = False
+            finally:
+                generation.active -= 1
+                generation.captures += 1
+                self.stats.active -= 1
+                self.stats.captures += 1
+                if not healthy and not generation.retired:
+                    self.stats.restarts += 1
+                    generation.retired = True
+                if not generation.retired and generation.captures >= self.recycle_after:
+                    generation.retired = True
+                if generation.retired and generation.active == 0:
+                    await self._close(generation)

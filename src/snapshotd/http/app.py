@@ -1,0 +1,120 @@
+"""The composition root: `create_app(settings, ...)` builds everything from explicit arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from snapshotd import __version__
+from snapshotd.config import Settings
+from snapshotd.http import native, problems
+from snapshotd.http.deps import AppServices, ServicesDep
+from snapshotd.http.dialects import kasisto
+from snapshotd.services.snapshots import Snapshots
+from snapshotd.store.blobs import BlobStore, FileBlobStore
+from snapshotd.store.db import Database
+from snapshotd.telemetry import Telemetry
+from snapshotd.worker import Worker, make_queue
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes, whether declared or streamed, with 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        # FastAPI turns most errors raised while reading a body into 400; HTTPException passes.
+        too_large = HTTPException(413, f"request body is larger than {limit} bytes")
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise too_large
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    blobs: BlobStore | None = None,
+    worker: Worker | None = None,
+    telemetry: Telemetry | None = None,
+) -> FastAPI:
+    db = db or Database.from_url(settings.resolved_database_url)
+    blobs = blobs or FileBlobStore(settings.blobs_dir)
+    telemetry = telemetry or (worker.telemetry if worker else Telemetry())
+    queue = make_queue(settings, db)
+    telemetry.watch_queue(queue.counts)
+    services = AppServices(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        queue=queue,
+        snapshots=Snapshots(settings, db, queue, blobs),
+        telemetry=telemetry,
+        worker=worker,
+    )
+
+    app = FastAPI(
+        title="snapshotd",
+        version=__version__,
+        summary="Point-in-time snapshots of web pages through real Chromium.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    problems.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.include_router(native.router)
+    app.include_router(kasisto.router)
+    problems.register_renderer(app, "/create_snap", kasisto.render_error)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(services: ServicesDep) -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            with services.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {type(error).__name__}"
+        if services.worker is not None:
+            checks["worker"] = "ok" if services.worker.ready.is_set() else "starting"
+        ready = all(value == "ok" for value in checks.values())
+        headers = {} if ready else {"Retry-After": "5"}
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+            headers=headers,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,256 @@
+"""The native API under /api/v1: page snapshots, their artifacts, and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from snapshotd.engines.capture import CaptureOptions
+from snapshotd.errors import CaptureFailed, ServiceUnavailable
+from snapshotd.http.deps import AppServices, ManagerDep, PrincipalDep, ServicesDep, UploaderDep
+from snapshotd.services.snapshots import parse_options
+from snapshotd.store.models import Artifact, Job, Snapshot
+from snapshotd.store.queue import Claim
+
+router = APIRouter(prefix="/api/v1", tags=["snapshots"])
+
+ARTIFACTS = ("image", "pdf", "html", "mhtml")
+CHUNK = 256 * 1024
+
+
+class SnapshotCreate(CaptureOptions):
+    callback_url: str | None = Field(
+        None, max_length=2000, description="Receives a signed JSON event when the job ends."
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "progress": job.progress,
+        "error": job.error or None,
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "finished_at": iso(job.finished_at),
+        "href": f"/api/v1/jobs/{job.id}",
+    }
+
+
+def artifact_body(snapshot: Snapshot, artifact: Artifact) -> dict[str, Any]:
+    return {
+        "role": artifact.role,
+        "media_type": artifact.media_type,
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+        "width": artifact.width,
+        "height": artifact.height,
+        "href": f"/api/v1/snapshots/{snapshot.id}/{artifact.role}",
+    }
+
+
+def snapshot_body(snapshot: Snapshot, job: Job | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": snapshot.id,
+        "kind": snapshot.kind,
+        "status": snapshot.status,
+        "status_message": snapshot.status_message or None,
+        "url": snapshot.url,
+        "options": snapshot.options,
+        "metadata": snapshot.meta,
+        "artifacts": [artifact_body(snapshot, artifact) for artifact in snapshot.artifacts],
+        "created_at": iso(snapshot.created_at),
+        "completed_at": iso(snapshot.completed_at),
+        "expires_at": iso(snapshot.expires_at),
+        "href": f"/api/v1/snapshots/{snapshot.id}",
+        "job_id": snapshot.job_id,
+    }
+    if job is not None:
+        body["job"] = job_body(job)
+    return body
+
+
+@router.post("/snapshots", status_code=202, summary="Queue a page capture")
+def create_snapshot(
+    body: SnapshotCreate,
+    principal: UploaderDep,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    options = CaptureOptions.model_validate(body.model_dump(exclude={"callback_url"}))
+    snapshot = services.snapshots.create_page(
+        principal.org_id,
+        options,
+        idempotency_key=idempotency_key,
+        callback_url=body.callback_url,
+    )
+    snapshot, job = services.snapshots.get_with_job(principal.org_id, snapshot.id)
+    response.headers["Location"] = f"/api/v1/snapshots/{snapshot.id}"
+    return snapshot_body(snapshot, job)
+
+
+@router.get("/snapshots", summary="List snapshots, newest first")
+def list_snapshots(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    status: str | None = None,
+    kind: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    page = services.snapshots.list(
+        principal.org_id,
+        status=status,
+        kind=kind,
+        created_after=created_after,
+        created_before=created_before,
+        cursor=cursor,
+        limit=limit,
+    )
+    next_href = (
+        f"/api/v1/snapshots?cursor={page.next_cursor}&limit={limit}" if page.next_cursor else None
+    )
+    return {
+        "items": [snapshot_body(item) for item in page.items],
+        "next_cursor": page.next_cursor,
+        "links": {"next": next_href},
+    }
+
+
+@router.get("/snapshots/{snapshot_id}", summary="One snapshot with its job")
+def get_snapshot(
+    snapshot_id: str, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    snapshot, job = services.snapshots.get_with_job(principal.org_id, snapshot_id)
+    return snapshot_body(snapshot, job)
+
+
+@router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
+def delete_snapshot(snapshot_id: str, principal: ManagerDep, services: ServicesDep) -> Response:
+    services.snapshots.delete(principal.org_id, snapshot_id)
+    return Response(status_code=204)
+
+
+def artifact_response(
+    request: Request, services: AppServices, org_id: str, snapshot_id: str, role: str
+) -> Response:
+    artifact, stream = services.snapshots.open_artifact(org_id, snapshot_id, role)
+    etag = f'"{artifact.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, no-cache",
+        "X-Content-SHA256": artifact.sha256,
+    }
+    if request.headers.get("if-none-match") == etag:
+        stream.close()
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(artifact.size)
+    if artifact.role in ("html", "mhtml"):
+        # Captured markup is evidence to download, never a page to render on our origin.
+        headers["Content-Disposition"] = f'attachment; filename="{snapshot_id}.{artifact.role}"'
+        headers["Content-Security-Policy"] = "sandbox"
+
+    def chunks() -> Any:
+        with stream:
+            while data := stream.read(CHUNK):
+                yield data
+
+    return StreamingResponse(chunks(), media_type=artifact.media_type, headers=headers)
+
+
+@router.get("/snapshots/{snapshot_id}/{artifact}", summary="Download an artifact")
+def get_artifact(
+    snapshot_id: str,
+    artifact: Literal["image", "pdf", "html", "mhtml"],
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> Response:
+    return artifact_response(request, services, principal.org_id, snapshot_id, artifact)
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"], summary="A job's state")
+def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    return job_body(services.snapshots.get_job(principal.org_id, job_id))
+
+
+async def capture_now(
+    services: AppServices, org_id: str, options: CaptureOptions, *, surface: str
+) -> Snapshot:
+    """Captures while the client waits: on this process's own worker when it has one, else through
+    the queue. Either way the job row exists, so a crash mid-capture is retried like any job."""
+    worker = services.worker
+    local = worker is not None and worker.ready.is_set()
+    snapshot = await asyncio.to_thread(
+        services.snapshots.create_page,
+        org_id,
+        options,
+        surface=surface,
+        claimed_by=worker.id if local and worker else None,
+    )
+    if local and worker is not None:
+        assert snapshot.job_id is not None
+        claim = Claim(
+            snapshot.job_id,
+            "capture",
+            {"snapshot_id": snapshot.id},
+            1,
+            services.queue.max_attempts,
+            org_id,
+        )
+        await asyncio.wrap_future(worker.submit(worker.run_claim(claim)))
+    else:
+        await _wait_for(services, org_id, snapshot, options)
+    snapshot = await asyncio.to_thread(services.snapshots.get, org_id, snapshot.id)
+    if snapshot.status == "failed":
+        raise CaptureFailed(snapshot.status_message or "the capture failed")
+    if snapshot.status != "success":
+        raise ServiceUnavailable(
+            f"snapshot {snapshot.id} is still {snapshot.status}; fetch it later", retry_after=5
+        )
+    return snapshot
+
+
+async def _wait_for(
+    services: AppServices, org_id: str, snapshot: Snapshot, options: CaptureOptions
+) -> None:
+    limit = (options.timeout_ms or services.settings.capture_timeout_ms) / 1000 + 30
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        current = await asyncio.to_thread(services.snapshots.get, org_id, snapshot.id)
+        if current.status in ("success", "failed"):
+            return
+        await asyncio.sleep(0.1)
+
+
+@router.get("/capture", summary="Capture and answer with the image bytes")
+async def capture(
+    request: Request,
+    principal: UploaderDep,
+    services: ServicesDep,
+) -> Response:
+    params: dict[str, Any] = dict(request.query_params)
+    for flag in ("full_page", "evidence"):
+        if flag in params:
+            params[flag] = params[flag].lower() in ("1", "true", "yes", "on")
+    options = parse_options(params)
+    snapshot = await capture_now(services, principal.org_id, options, surface="native")
+    role = "pdf" if options.format == "pdf" else "image"
+    return await asyncio.to_thread(
+        artifact_response, request, services, principal.org_id, snapshot.id, role
+    )

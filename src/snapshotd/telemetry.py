@@ -1,0 +1,44 @@
+"""Prometheus metrics: one registry per process, handed to the app and the workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class _QueueCollector(Collector):
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self.counts()
+        depth = GaugeMetricFamily("snapshotd_queue_depth", "Jobs waiting to be claimed.")
+        depth.add_metric([], counts.get("queued", 0))
+        yield depth
+        jobs = GaugeMetricFamily("snapshotd_jobs", "Jobs by state.", labels=["state"])
+        for state, n in sorted(counts.items()):
+            jobs.add_metric([state], n)
+        yield jobs
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.capture_seconds = Histogram(
+            "snapshotd_capture_seconds",
+            "Time from claim to stored artifacts for one capture.",
+            ["outcome"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.browser_restarts = Counter(
+            "snapshotd_browser_restarts",
+            "Browsers relaunched after a crash, a hang or recycling.",
+            registry=self.registry,
+        )
+
+    def watch_queue(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_QueueCollector(counts))

@@ -1,0 +1,254 @@
+"""The worker loop: claim → run the engine → store → complete, with a lease renewed meanwhile.
+
+A worker owns one event loop, one egress guard and one browser pool. `snapshotd serve` runs workers
+in threads beside the API; `snapshotd worker` runs one in the foreground. Stopping only sets a flag:
+in-flight jobs finish (each has its own hard deadline), then the browser and guard close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+from snapshotd.config import Settings
+from snapshotd.engines.browser import BrowserPool
+from snapshotd.engines.capture import CaptureEngine
+from snapshotd.engines.egress import EgressGuard, EgressPolicy
+from snapshotd.errors import CaptureFailed
+from snapshotd.services import webhooks
+from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
+from snapshotd.store.blobs import BlobStore
+from snapshotd.store.db import Database
+from snapshotd.store.queue import Claim, JobQueue, LeaseLost
+from snapshotd.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def make_queue(settings: Settings, db: Database) -> JobQueue:
+    return JobQueue(
+        db,
+        lease_seconds=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts,
+        max_length=settings.queue_max_length,
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        *,
+        telemetry: Telemetry | None = None,
+        name: str = "0",
+    ) -> None:
+        self.settings = settings
+        self.queue = make_queue(settings, db)
+        self.snapshots = Snapshots(settings, db, self.queue, blobs)
+        self.telemetry = telemetry or Telemetry()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine: CaptureEngine | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.pool: BrowserPool | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        s = self.settings
+        async with (
+            EgressGuard(EgressPolicy(s.egress_allow)) as guard,
+            BrowserPool(
+                executable=s.chromium_path,
+                proxy_url=guard.url,
+                slots=s.worker_concurrency,
+                recycle_after=s.browser_recycle_after,
+            ) as pool,
+            httpx.AsyncClient(proxy=guard.url, timeout=10.0) as http,
+        ):
+            self.pool, self._http = pool, http
+            self._engine = CaptureEngine(
+                pool,
+                guard,
+                default_timeout_ms=s.capture_timeout_ms,
+                max_full_page_height=s.max_full_page_height,
+                max_navigations=s.max_navigations,
+            )
+            self._loop = asyncio.get_running_loop()
+            self.ready.set()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(s.worker_concurrency):
+                        group.create_task(self._claim_loop())
+                    group.create_task(self._reap_loop())
+            finally:
+                self.ready.clear()
+                self._loop = None
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Runs `coroutine` on this worker's loop from another thread (the API's)."""
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError("worker is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            claim = await asyncio.to_thread(self.queue.claim, self.id)
+            if claim is None:
+                await asyncio.sleep(self.settings.poll_interval_seconds)
+                continue
+            await self.run_claim(claim)
+
+    async def _reap_loop(self) -> None:
+        interval = max(1.0, self.settings.job_lease_seconds / 3)
+        while not self.stopping:
+            try:
+                reaped = await asyncio.to_thread(self.queue.reap, self.snapshots.fail_reaped)
+                if reaped:
+                    log.warning("returned %d jobs with expired leases", reaped)
+            except Exception:
+                log.exception("reaper failed; will try again")
+            deadline = time.monotonic() + interval
+            while not self.stopping and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.5, interval))
+
+    async def run_claim(self, claim: Claim) -> None:
+        """Runs one claimed job to an outcome; never raises (failures are recorded on the job)."""
+        job = asyncio.current_task()
+        assert job is not None
+        heartbeat = asyncio.create_task(self._heartbeat(claim, job))
+        try:
+            if claim.kind == CAPTURE_JOB:
+                await self._capture(claim)
+            elif claim.kind == webhooks.WEBHOOK_JOB:
+                await self._webhook(claim)
+            else:
+                await asyncio.to_thread(
+                    self.snapshots.fail, claim, f"unknown job kind {claim.kind!r}", retry=False
+                )
+        except LeaseLost as error:
+            log.warning("job %s: %s; result dropped", claim.job_id, error)
+        except asyncio.CancelledError:
+            if not heartbeat.done() or self.stopping:
+                raise
+            log.warning("job %s: lease lost while running; abandoned", claim.job_id)
+        except Exception:
+            log.exception("job %s failed unexpectedly", claim.job_id)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, claim: Claim, job: asyncio.Task[Any]) -> None:
+        interval = max(1.0, self.settings.job_lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if not await asyncio.to_thread(self.queue.heartbeat, claim):
+                job.cancel()
+                return
+
+    async def _capture(self, claim: Claim) -> None:
+        assert self._engine is not None and self.pool is not None
+        started = await asyncio.to_thread(self.snapshots.start, claim)
+        if started is None:
+            await asyncio.to_thread(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
+            return
+        _, options = started
+        began, restarts = time.perf_counter(), self.pool.stats.restarts
+        outcome = "success"
+        try:
+            result = await self._engine.capture(options)
+            await asyncio.to_thread(self.snapshots.finish, claim, result)
+        except CaptureFailed as error:
+            outcome = "failed"
+            await asyncio.to_thread(self.snapshots.fail, claim, error.detail, retry=False)
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            outcome = "error"
+            log.exception("job %s: capture attempt %d crashed", claim.job_id, claim.attempt)
+            message = f"capture crashed: {type(error).__name__}: {str(error).splitlines()[0]}"
+            await asyncio.to_thread(self.snapshots.fail, claim, message, retry=True)
+        finally:
+            self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
+            self.telemetry.browser_restarts.inc(self.pool.stats.restarts - restarts)
+
+    async def _webhook(self, claim: Claim) -> None:
+        assert self._http is not None
+        try:
+            secret = await asyncio.to_thread(self._webhook_secret, claim)
+            await webhooks.deliver(
+                self._http,
+                url=claim.payload["url"],
+                body=claim.payload["body"],
+                secret=secret,
+                message_id=claim.job_id,
+            )
+        except (httpx.HTTPError, LookupError) as error:
+            await asyncio.to_thread(self._finish_job, claim, f"delivery failed: {error}")
+            return
+        await asyncio.to_thread(self._finish_job, claim, None)
+
+    def _webhook_secret(self, claim: Claim) -> str:
+        with self.queue.db.session() as session:
+            return webhooks.secret_for(session, claim.org_id or "")
+
+    def _finish_job(self, claim: Claim, error: str | None) -> None:
+        with self.queue.db.session() as session:
+            if error is None:
+                self.queue.complete(session, claim)
+            else:
+                self.queue.fail(session, claim, error, retry=True)
+
+
+class WorkerThreads:
+    """`snapshotd serve`'s in-process workers, each with its own thread and event loop."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._threads = [
+            threading.Thread(target=self._main, args=(w,), name=f"worker-{i}", daemon=True)
+            for i, w in enumerate(workers)
+        ]
+        self.errors: list[BaseException] = []
+
+    def _main(self, worker: Worker) -> None:
+        try:
+            asyncio.run(worker.run())
+        except BaseException as error:
+            log.exception("worker %s stopped with an error", worker.id)
+            self.errors.append(error)
+            worker.ready.set()
+
+    def start(self, timeout: float = 60.0) -> None:
+        for thread in self._threads:
+            thread.start()
+        for worker in self.workers:
+            if not worker.ready.wait(timeout):
+                raise RuntimeError("a worker did not start its browser in time")
+        if self.errors:
+            raise RuntimeError(f"a worker could not start: {self.errors[0]}")
+
+    def stop(self, timeout: float = 120.0) -> None:
+        for worker in self.workers:
+            worker.request_stop()
+        for thread in self._threads:
+            thread.join(timeout)

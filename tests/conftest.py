@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from snapshotd.config import Settings
+from snapshotd.http.app import create_app
+from snapshotd.services.accounts import create_token
+from snapshotd.store.blobs import FileBlobStore
+from snapshotd.store.db import Database
+from snapshotd.worker import Worker, WorkerThreads
+from tests.pages import PageServer
+
+PG_URL = os.environ.get("SNAPSHOTD_TEST_PG_URL", "")
+
+
+@pytest.fixture(scope="session")
+def canary() -> Iterator[PageServer]:
+    """A server on a loopback address outside the test allowlist: it must never see a request."""
+    with PageServer("127.0.0.2") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pages(canary: PageServer) -> Iterator[PageServer]:
+    with PageServer("127.0.0.1", canary=canary.url) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        egress_allow=["127.0.0.1/32"],
+        job_lease_seconds=5,
+        poll_interval_seconds=0.05,
+        capture_timeout_ms=10_000,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database.from_url(settings.resolved_database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def _fresh_pg_database() -> Iterator[str]:
+    if not PG_URL:
+        if os.environ.get("SNAPSHOTD_TEST_REQUIRE_PG"):
+            pytest.fail("SNAPSHOTD_TEST_PG_URL is not set")
+        pytest.skip("PostgreSQL tests run under `make test`, which starts a server")
+    name = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
+    """The same contract, run against both metadata databases."""
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([settings.resolved_database_url])
+    else:
+        urls = _fresh_pg_database()
+    url = next(urls)
+    database = Database.from_url(url)
+    database.migrate()
+    yield database
+    database.dispose()
+    next(urls, None)
+
+
+@pytest.fixture
+def blobs(settings: Settings) -> FileBlobStore:
+    return FileBlobStore(settings.blobs_dir)
+
+
+@pytest.fixture
+def worker(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[Worker]:
+    runner = Worker(settings, db, blobs)
+    threads = WorkerThreads([runner])
+    threads.start()
+    yield runner
+    threads.stop(timeout=30)
+
+
+@pytest.fixture
+def api(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[TestClient]:
+    """The API without a worker: requests queue jobs that nothing runs."""
+    with TestClient(create_app(settings, db=db, blobs=blobs)) as client:
+        yield client
+
+
+@pytest.fixture
+def live_api(
+    settings: Settings, db: Database, blobs: FileBlobStore, worker: Worker
+) -> Iterator[TestClient]:
+    """The API with an in-process worker and real Chromium, as `snapshotd serve` runs it."""
+    app = create_app(settings, db=db, blobs=blobs, worker=worker)
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def token(db: Database) -> str:
+    return create_token(db, org="acme", email="ops@acme.test", role="admin")
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+

@@ -1,0 +1,93 @@
+"""Pages the tests capture, served on loopback by a real HTTP server in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def page(body: str, title: str = "snapshotd test page") -> bytes:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        "<style>body{margin:0;font-family:sans-serif;background:#fff}</style></head>"
+        f"<body>{body}</body></html>"
+    ).encode()
+
+
+def routes(query: dict[str, list[str]], canary: str) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    html = {"content-type": "text/html; charset=utf-8"}
+    target = query.get("to", [""])[0]
+    return {
+        "/": (200, html, page("<h1 style='color:#c00'>Hello from the test page</h1>")),
+        "/box": (
+            200,
+            html,
+            page(
+                "<div style='height:300px'></div><div id='box' "
+                "style='width:120px;height:80px;background:#00f'></div>"
+            ),
+        ),
+        "/tall": (200, html, page("<div style='height:200000px;background:linear-gradient(#fff,#000)'></div>")),
+        "/hang-forever": (200, html, page("<img src='/stall'><p>waiting</p>")),
+        "/busy": (200, html, page("<p>busy</p><script>while (true) {}</script>")),
+        "/alerts": (200, html, page("<p>alerts</p><script>while (true) { alert('hi'); }</script>")),
+        "/redirect": (302, {"location": target}, b""),
+        "/subresources": (
+            200,
+            html,
+            page(
+                f"<h1>allowed part</h1><img src='{canary}/img.png'>"
+                f"<iframe src='{canary}/frame'></iframe>"
+                f"<script src='{canary}/script.js'></script>"
+                f"<script>fetch('{canary}/fetch').catch(() => {{}});</script>"
+                f"<link rel='stylesheet' href='{canary}/style.css'>"
+            ),
+        ),
+        "/hook": (200, {"content-type": "application/json"}, b"{}"),
+    }
+
+
+class PageServer:
+    def __init__(self, host: str = "127.0.0.1", canary: str = "") -> None:
+        self.hits: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.canary = canary
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                server.hits.append((self.command, parts.path, dict(self.headers.items()), body))
+                if parts.path == "/stall":
+                    time.sleep(120)
+                    return
+                table = routes(parse_qs(parts.query), server.canary)
+                status, headers, content = table.get(parts.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = _serve
+            do_POST = _serve
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> PageServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
