@@ -124,4 +124,3 @@ def token(db: Database) -> str:
 @pytest.fixture
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-

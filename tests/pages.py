@@ -16,7 +16,9 @@ def page(body: str, title: str = "snapshotd test page") -> bytes:
     ).encode()
 
 
-def routes(query: dict[str, list[str]], canary: str) -> dict[str, tuple[int, dict[str, str], bytes]]:
+def routes(
+    query: dict[str, list[str]], canary: str
+) -> dict[str, tuple[int, dict[str, str], bytes]]:
     html = {"content-type": "text/html; charset=utf-8"}
     target = query.get("to", [""])[0]
     return {
@@ -29,7 +31,11 @@ def routes(query: dict[str, list[str]], canary: str) -> dict[str, tuple[int, dic
                 "style='width:120px;height:80px;background:#00f'></div>"
             ),
         ),
-        "/tall": (200, html, page("<div style='height:200000px;background:linear-gradient(#fff,#000)'></div>")),
+        "/tall": (
+            200,
+            html,
+            page("<div style='height:200000px;background:linear-gradient(#fff,#000)'></div>"),
+        ),
         "/hang-forever": (200, html, page("<img src='/stall'><p>waiting</p>")),
         "/busy": (200, html, page("<p>busy</p><script>while (true) {}</script>")),
         "/alerts": (200, html, page("<p>alerts</p><script>while (true) { alert('hi'); }</script>")),

@@ -127,7 +127,8 @@ def capture(
     """Capture one page to a file with a local browser; no server needed."""
     from snapshotd.engines.browser import BrowserPool
     from snapshotd.engines.capture import CaptureEngine
-    from snapshotd.engines.egress import EgressGuard, EgressPolicy
+    from snapshotd.engines.egress import EgressPolicy
+    from snapshotd.engines.guard import EgressGuard
     from snapshotd.services.snapshots import parse_options
 
     settings = _settings()

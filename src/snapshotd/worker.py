@@ -22,7 +22,8 @@ import httpx
 from snapshotd.config import Settings
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.capture import CaptureEngine
-from snapshotd.engines.egress import EgressGuard, EgressPolicy
+from snapshotd.engines.egress import EgressPolicy
+from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
 from snapshotd.services import webhooks
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.engines import devices
 from snapshotd.engines.browser import BrowserPool
-from snapshotd.engines.egress import DENIED_HEADER, EgressGuard
+from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
 from snapshotd.errors import CaptureFailed
 
