@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
@@ -34,7 +35,6 @@ MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
     "mhtml": "multipart/related",
 }
-GRACE_SECONDS = 10.0
 
 
 class Cookie(BaseModel):
@@ -160,15 +160,15 @@ def _watch_page(page: Page, watch: _Watch, max_navigations: int) -> None:
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
 
 
-async def _screenshot(
-    cdp: CDPSession, options: CaptureOptions, clip: dict[str, float] | None
-) -> bytes:
-    params: dict[str, Any] = {"format": options.format, "optimizeForSpeed": True}
+async def _screenshot(cdp: CDPSession, options: CaptureOptions, clip: dict[str, float]) -> bytes:
+    params: dict[str, Any] = {
+        "format": options.format,
+        "optimizeForSpeed": True,
+        "clip": clip,
+        "captureBeyondViewport": True,
+    }
     if options.format in ("jpeg", "webp"):
         params["quality"] = options.quality or 85
-    if clip is not None:
-        params["clip"] = {**clip, "scale": 1}
-        params["captureBeyondViewport"] = True
     for attempt in (1, 2):
         try:
             result = await cdp.send("Page.captureScreenshot", params)
@@ -182,8 +182,13 @@ async def _screenshot(
 
 
 async def _clip(
-    page: Page, cdp: CDPSession, options: CaptureOptions, max_height: int
-) -> tuple[dict[str, float] | None, bool]:
+    page: Page, cdp: CDPSession, options: CaptureOptions, max_height: int, scale: float
+) -> tuple[dict[str, float], bool]:
+    """The region to capture in CSS pixels of the document, and the factor to device pixels: the
+    device scale factor times the page zoom (a phone shows a 980 px layout zoomed out)."""
+    metrics = await cdp.send("Page.getLayoutMetrics")
+    viewport = metrics["cssVisualViewport"]
+    scale *= viewport.get("scale", 1) * viewport.get("zoom", 1)
     if options.selector:
         locator = page.locator(options.selector).first
         try:
@@ -197,26 +202,22 @@ async def _clip(
             raise CaptureFailed(f"element {options.selector!r} has no size on the page")
         scroll = await page.evaluate("[window.scrollX, window.scrollY]")
         height = min(box["height"], max_height)
-        clip = {
-            "x": box["x"] + scroll[0],
-            "y": box["y"] + scroll[1],
-            "width": box["width"],
-            "height": height,
-        }
+        x, y = box["x"] + scroll[0], box["y"] + scroll[1]
+        clip = {"x": x, "y": y, "width": box["width"], "height": height, "scale": scale}
         return clip, height < box["height"]
     if options.full_page:
-        metrics = await cdp.send("Page.getLayoutMetrics")
-        size = metrics["cssContentSize"]
-        viewport = metrics["cssLayoutViewport"]
-        full = max(size["height"], viewport["clientHeight"])
+        full = max(metrics["cssContentSize"]["height"], viewport["clientHeight"])
         height = min(full, max_height)
-        return {
-            "x": 0,
-            "y": 0,
-            "width": viewport["clientWidth"],
-            "height": height,
-        }, full > max_height
-    return None, False
+        width = viewport["clientWidth"]
+        return {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}, full > max_height
+    clip = {
+        "x": viewport["pageX"],
+        "y": viewport["pageY"],
+        "width": viewport["clientWidth"],
+        "height": viewport["clientHeight"],
+        "scale": scale,
+    }
+    return clip, False
 
 
 class CaptureEngine:
@@ -238,7 +239,8 @@ class CaptureEngine:
     async def capture(self, options: CaptureOptions) -> CaptureResult:
         """Captures with a hard deadline enforced from outside the page."""
         timeout_ms = options.timeout_ms or self.default_timeout_ms
-        deadline = timeout_ms / 1000 + GRACE_SECONDS
+        # Room past the navigation timeout for rendering and evidence, then the page is cut off.
+        deadline = timeout_ms / 1000 + min(10.0, max(3.0, timeout_ms / 2000))
         try:
             return await asyncio.wait_for(self._capture(options, timeout_ms), deadline)
         except TimeoutError:
@@ -251,7 +253,9 @@ class CaptureEngine:
     async def _capture(self, options: CaptureOptions, timeout_ms: int) -> CaptureResult:
         started = time.perf_counter()
         watch = _Watch()
-        async with self.pool.context(**_context_options(options)) as context:
+        context_options = _context_options(options)
+        scale = float(context_options.get("device_scale_factor", 1))
+        async with self.pool.context(**context_options) as context:
             context.set_default_timeout(timeout_ms)
             await _add_cookies(context, options)
             page = await context.new_page()
@@ -271,7 +275,7 @@ class CaptureEngine:
                 await page.add_style_tag(content=rule)
             if options.delay_ms:
                 await asyncio.sleep(options.delay_ms / 1000)
-            artifacts, truncated = await self._render(page, context, options)
+            artifacts, truncated = await self._render(page, context, options, scale)
             shot = time.perf_counter()
             if options.evidence:
                 artifacts += await self._evidence(page, context)
@@ -316,13 +320,13 @@ class CaptureEngine:
         return f"the egress guard refused to connect to {url}{reason}"
 
     async def _render(
-        self, page: Page, context: BrowserContext, options: CaptureOptions
+        self, page: Page, context: BrowserContext, options: CaptureOptions, scale: float
     ) -> tuple[list[CapturedArtifact], bool]:
         if options.format == "pdf":
             data = await page.pdf(print_background=True)
             return [CapturedArtifact("pdf", data, MEDIA_TYPES["pdf"])], False
         cdp = await context.new_cdp_session(page)
-        clip, truncated = await _clip(page, cdp, options, self.max_full_page_height)
+        clip, truncated = await _clip(page, cdp, options, self.max_full_page_height, scale)
         data = await _screenshot(cdp, options, clip)
         width, height = _pixel_size(data)
         return [
@@ -342,21 +346,17 @@ class CaptureEngine:
         self, page: Page, options: CaptureOptions, response: Response | None, watch: _Watch
     ) -> dict[str, Any]:
         facts = await page.evaluate(
-            "({ua: navigator.userAgent, title: document.title,"
-            " w: window.innerWidth, h: window.innerHeight, dpr: window.devicePixelRatio})"
+            "({ua: navigator.userAgent, title: document.title, dpr: window.devicePixelRatio,"
+            " mobile: navigator.userAgentData ? navigator.userAgentData.mobile : null})"
         )
-        host = page.url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+        host = urlsplit(page.url).hostname or ""
         metadata: dict[str, Any] = {
             "requested_url": options.url,
             "final_url": page.url,
             "http_status": response.status if response else None,
             "resolved_ip": self.guard.resolved_address(host) if self.guard else None,
             "title": facts["title"],
-            "viewport": {
-                "width": facts["w"],
-                "height": facts["h"],
-                "device_scale_factor": facts["dpr"],
-            },
+            "viewport": {**(page.viewport_size or {}), "device_scale_factor": facts["dpr"]},
             "user_agent": describe_user_agent(facts["ua"]),
             "device": options.device,
             "selector": options.selector,
