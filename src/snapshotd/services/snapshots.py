@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -278,7 +279,7 @@ class Snapshots:
                     snapshot.status_message = f"attempt {claim.attempt} failed: {message}; retrying"
         return state
 
-    def fail_reaped(self, session: Session, job_ids: list[str]) -> None:
+    def fail_reaped(self, session: Session, job_ids: Sequence[str]) -> None:
         """Called by the reaper, in its transaction, for jobs that ran out of attempts."""
         snapshots = session.scalars(select(Snapshot).where(Snapshot.job_id.in_(job_ids)))
         for snapshot in snapshots:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Connection, CursorResult, Update, case, func, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
@@ -129,20 +129,21 @@ class JobQueue:
         if progress is not None:
             values["progress"] = progress
         with self.db.engine.begin() as connection:
-            result = connection.execute(update(Job).where(*self._fenced(claim)).values(**values))
-        return result.rowcount == 1
+            updated = _count(connection, update(Job).where(*self._fenced(claim)).values(**values))
+        return updated == 1
 
     def complete(self, session: Session, claim: Claim) -> None:
         """Marks the job complete inside the caller's transaction, or raises LeaseLost."""
         now = utcnow()
-        result = session.execute(
+        updated = _count(
+            session,
             update(Job)
             .where(*self._fenced(claim))
             .values(
                 state="complete", progress=100, lease_owner=None, updated_at=now, finished_at=now
-            )
+            ),
         )
-        if result.rowcount != 1:
+        if updated != 1:
             raise LeaseLost(f"job {claim.job_id} attempt {claim.attempt} no longer holds its lease")
 
     def fail(self, session: Session, claim: Claim, error: str, *, retry: bool) -> str:
@@ -155,8 +156,7 @@ class JobQueue:
         else:
             backoff = timedelta(seconds=min(60, 2 ** (claim.attempt - 1)))
             values.update(state="queued", run_after=now + backoff)
-        result = session.execute(update(Job).where(*self._fenced(claim)).values(**values))
-        if result.rowcount != 1:
+        if _count(session, update(Job).where(*self._fenced(claim)).values(**values)) != 1:
             raise LeaseLost(f"job {claim.job_id} attempt {claim.attempt} no longer holds its lease")
         return "failed" if final else "queued"
 
@@ -190,3 +190,9 @@ class JobQueue:
         counts = {"queued": 0, "working": 0, "complete": 0, "failed": 0}
         counts.update({state: int(n) for state, n in rows})
         return counts
+
+
+def _count(executor: Session | Connection, statement: Update) -> int:
+    """Rows an UPDATE matched: the compare-and-swap result every fenced write relies on."""
+    result = cast(CursorResult[Any], executor.execute(statement))
+    return int(result.rowcount)
