@@ -52,6 +52,7 @@ def routes(
             ),
         ),
         "/hook": (200, {"content-type": "application/json"}, b"{}"),
+        "/slow": (200, html, page("<h1>worth the wait</h1>")),
     }
 
 
@@ -73,6 +74,8 @@ class PageServer:
                 if parts.path == "/stall":
                     time.sleep(120)
                     return
+                if parts.path == "/slow":
+                    time.sleep(float(parse_qs(parts.query).get("s", ["3"])[0]))
                 table = routes(parse_qs(parts.query), server.canary)
                 status, headers, content = table.get(parts.path, (404, {}, b"not found"))
                 self.send_response(status)

@@ -224,7 +224,7 @@ class CaptureEngine:
     def __init__(
         self,
         pool: BrowserPool,
-        guard: EgressGuard | None,
+        guard: EgressGuard,
         *,
         default_timeout_ms: int = 30_000,
         max_full_page_height: int = 16_384,
@@ -299,13 +299,14 @@ class CaptureEngine:
                 options.url, wait_until=options.wait_until, timeout=timeout_ms
             )
         except PlaywrightError as error:
-            message = str(error).splitlines()[0]
+            message = str(error).splitlines()[0].removeprefix("Page.goto: ")
             if watch.navigations > self.max_navigations or page.is_closed():
                 raise CaptureFailed(
                     f"the page navigated more than {self.max_navigations} times; stopped"
                 ) from None
-            if "ERR_TUNNEL_CONNECTION_FAILED" in message:
-                raise CaptureFailed(self._refusal(options.url)) from None
+            refused = ("ERR_TUNNEL_CONNECTION_FAILED", "ERR_HTTP_RESPONSE_CODE_FAILURE")
+            if watch.blocked and any(code in message for code in refused):
+                raise CaptureFailed(self._refusal(watch.blocked[-1]["url"])) from None
             if "Timeout" in message and page.url not in ("", "about:blank"):
                 return None, True
             raise CaptureFailed(f"navigation to {options.url} failed: {message}") from None
@@ -314,9 +315,9 @@ class CaptureEngine:
         return response, False
 
     def _refusal(self, url: str) -> str:
-        reason = ""
-        if self.guard is not None and self.guard.denials:
-            reason = f": {self.guard.denials[-1].reason}"
+        host = (urlsplit(url).hostname or "").lower()
+        reasons = [d.reason for d in self.guard.denials if d.host.strip("[]").lower() == host]
+        reason = f": {reasons[-1]}" if reasons else ""
         return f"the egress guard refused to connect to {url}{reason}"
 
     async def _render(
@@ -354,7 +355,7 @@ class CaptureEngine:
             "requested_url": options.url,
             "final_url": page.url,
             "http_status": response.status if response else None,
-            "resolved_ip": self.guard.resolved_address(host) if self.guard else None,
+            "resolved_ip": self.guard.resolved_address(host),
             "title": facts["title"],
             "viewport": {**(page.viewport_size or {}), "device_scale_factor": facts["dpr"]},
             "user_agent": describe_user_agent(facts["ua"]),

@@ -10,6 +10,7 @@ errors are JSON `{"status": "error", "message": …}` with a 4xx/5xx status.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -75,7 +76,10 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
                 key: value for key, value in form.items() if isinstance(value, str)
             }
     elif content_type.startswith("application/json"):
-        fields = await request.json()
+        try:
+            fields = json.loads(await request.body())
+        except ValueError:
+            raise BadRequest("the body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise BadRequest("the JSON body must be an object")
     else:

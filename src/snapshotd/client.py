@@ -1,0 +1,298 @@
+"""A synchronous Python client for the snapshotd native API (/api/v1), shaped like httpx.
+
+    with SnapshotClient(base_url="http://127.0.0.1:8000", token="<api token>") as client:
+        queued = client.create("https://example.com/", width=1280, full_page=True)
+        snapshot = client.wait(queued.id, timeout=60)
+        png = client.download(snapshot.id, "image", path="example.png")
+        print(snapshot.metadata["title"], len(png))
+
+Every non-2xx answer raises a typed error whose message is the problem+json `detail`:
+
+    SnapshotdError
+    ├── BadRequestError (400, 413, 422)
+    ├── AuthenticationError (401)
+    ├── PermissionDeniedError (403)
+    ├── NotFoundError (404, 410)
+    ├── ConflictError (409)
+    ├── RateLimitedError (429) — `.retry_after` in seconds
+    ├── ServerError (5xx)
+    ├── SnapshotTimeout — `wait` gave up; also a TimeoutError
+    ├── CaptureFailedError — the snapshot failed; `.snapshot.status_message` says why
+    └── IntegrityError — a download did not match its X-Content-SHA256
+
+Network failures surface as httpx's own exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from snapshotd import __version__
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CaptureFailedError",
+    "ConflictError",
+    "IntegrityError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ServerError",
+    "Snapshot",
+    "SnapshotClient",
+    "SnapshotTimeout",
+    "SnapshotdError",
+]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    kind: str
+    status: str
+    status_message: str | None
+    url: str
+    created_at: str | None
+    completed_at: str | None
+    expires_at: str | None
+    metadata: dict[str, Any]
+    artifacts: list[dict[str, Any]]
+    options: dict[str, Any]
+    job: dict[str, Any] | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            id=body["id"],
+            kind=body.get("kind", "page"),
+            status=body["status"],
+            status_message=body.get("status_message"),
+            url=body.get("url", ""),
+            created_at=body.get("created_at"),
+            completed_at=body.get("completed_at"),
+            expires_at=body.get("expires_at"),
+            metadata=dict(body.get("metadata") or {}),
+            artifacts=[dict(artifact) for artifact in body.get("artifacts") or ()],
+            options=dict(body.get("options") or {}),
+            job=dict(body["job"]) if body.get("job") else None,
+            raw=dict(body),
+        )
+
+
+class SnapshotdError(Exception):
+    def __init__(
+        self, message: str, *, status: int | None = None, problem: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem: dict[str, Any] = problem or {}
+
+
+class BadRequestError(SnapshotdError): ...
+
+
+class AuthenticationError(SnapshotdError): ...
+
+
+class PermissionDeniedError(SnapshotdError): ...
+
+
+class NotFoundError(SnapshotdError): ...
+
+
+class ConflictError(SnapshotdError): ...
+
+
+class RateLimitedError(SnapshotdError):
+    retry_after: float | None = None
+
+
+class ServerError(SnapshotdError): ...
+
+
+class SnapshotTimeout(SnapshotdError, TimeoutError):
+    def __init__(self, message: str, *, snapshot: Snapshot) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+
+class CaptureFailedError(SnapshotdError):
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot.status_message or f"snapshot {snapshot.id} failed")
+        self.snapshot = snapshot
+
+
+class IntegrityError(SnapshotdError): ...
+
+
+_ERRORS: dict[int, type[SnapshotdError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: NotFoundError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitedError,
+}
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when.replace(tzinfo=when.tzinfo or UTC) - datetime.now(UTC)).total_seconds())
+
+
+def _error_for(response: httpx.Response) -> SnapshotdError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    problem: dict[str, Any] = body if isinstance(body, dict) else {}
+    status = response.status_code
+    message = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+    cls = _ERRORS.get(status) or (ServerError if status >= 500 else SnapshotdError)
+    error = cls(message, status=status, problem=problem)
+    if isinstance(error, RateLimitedError):
+        error.retry_after = _retry_after(response.headers.get("Retry-After"))
+    return error
+
+
+def _verified(response: httpx.Response) -> bytes:
+    data = response.content
+    expected = response.headers.get("X-Content-SHA256")
+    actual = hashlib.sha256(data).hexdigest()
+    # The header is always sent with artifacts; its absence means something in between rewrote
+    # the response, so the bytes cannot be vouched for.
+    if expected is None or expected.strip().lower() != actual:
+        raise IntegrityError(f"artifact body has SHA-256 {actual}; the server announced {expected}")
+    return data
+
+
+def _snapshot_id(snapshot: str | Snapshot) -> str:
+    # Quoted so an id can never walk to another route, e.g. "../jobs/x".
+    return quote(snapshot.id if isinstance(snapshot, Snapshot) else snapshot, safe="")
+
+
+class SnapshotClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"snapshotd-client/{__version__}",
+            },
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if not response.is_success:
+            raise _error_for(response)
+        return response
+
+    def create(self, url: str, *, idempotency_key: str | None = None, **options: Any) -> Snapshot:
+        """Queues a page capture; `options` are the native fields (width, selector, format...)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"url": url, **options}
+        response = self._request("POST", "/api/v1/snapshots", json=body, headers=headers)
+        return Snapshot.from_json(response.json())
+
+    def get(self, snapshot_id: str | Snapshot) -> Snapshot:
+        response = self._request("GET", f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}")
+        return Snapshot.from_json(response.json())
+
+    def list(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 50
+    ) -> Iterator[Snapshot]:
+        """Every matching snapshot, newest first, fetched `limit` per request as it is iterated."""
+        params: dict[str, Any] = {"limit": limit, "status": status, "kind": kind}
+        params = {key: value for key, value in params.items() if value is not None}
+        while True:
+            page = self._request("GET", "/api/v1/snapshots", params=params).json()
+            for item in page["items"]:
+                yield Snapshot.from_json(item)
+            # The cursor, not links.next: the server's next link drops the status/kind filters.
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            params["cursor"] = cursor
+
+    def wait(
+        self, snapshot_id: str | Snapshot, *, timeout: float = 120.0, interval: float = 0.25
+    ) -> Snapshot:
+        """Polls until the snapshot succeeds; raises CaptureFailedError when it fails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snapshot = self.get(snapshot_id)
+            if snapshot.status == "success":
+                return snapshot
+            if snapshot.status == "failed":
+                raise CaptureFailedError(snapshot)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SnapshotTimeout(
+                    f"snapshot {snapshot.id} is still {snapshot.status} after {timeout:g}s",
+                    snapshot=snapshot,
+                )
+            time.sleep(min(interval, remaining))
+
+    def download(
+        self,
+        snapshot_id: str | Snapshot,
+        artifact: str = "image",
+        path: str | os.PathLike[str] | None = None,
+    ) -> bytes:
+        """An artifact's bytes, checked against the server's SHA-256 before `path` is written."""
+        where = f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}/{quote(artifact, safe='')}"
+        response = self._request("GET", where)
+        data = _verified(response)
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    def delete(self, snapshot_id: str | Snapshot) -> None:
+        self._request("DELETE", f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}")
+
+    def capture(self, url: str, **options: Any) -> bytes:
+        """Captures while the request waits and answers the image (or PDF) bytes."""
+        params = {"url": url, **{key: value for key, value in options.items() if value is not None}}
+        return _verified(self._request("GET", "/api/v1/capture", params=params))

@@ -1,0 +1,199 @@
+"""The `snapshotd` command as a user runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from snapshotd.store.db import Database
+from snapshotd.store.models import Job
+from tests.pages import PageServer
+
+SNAPSHOTD = str(Path(sys.executable).with_name("snapshotd"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SNAPSHOTD_DATA_DIR": str(tmp_path / "data"),
+        "SNAPSHOTD_EGRESS_ALLOW": "127.0.0.1/32",
+        "SNAPSHOTD_JOB_LEASE_SECONDS": "5",
+        "SNAPSHOTD_POLL_INTERVAL_SECONDS": "0.1",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SNAPSHOTD, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def token_for(env: dict[str, str]) -> str:
+    done = run(
+        env, "token", "create", "--org", "acme", "--email", "ops@acme.test", "--role", "admin"
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [SNAPSHOTD, *args],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    yield started
+    started.stop_all()
+
+
+def test_token_create_prints_only_the_token(env: dict[str, str]) -> None:
+    done = run(
+        env, "token", "create", "--org", "acme", "--email", "ops@acme.test", "--role", "admin"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1 and done.stdout.startswith("snap_")
+    assert len(done.stdout.strip()) >= 43
+    bad = run(
+        env, "token", "create", "--org", "acme", "--email", "ops@acme.test", "--role", "emperor"
+    )
+    assert bad.returncode == 1 and "role" in bad.stderr and bad.stdout == ""
+
+
+def test_migrate_is_repeatable(env: dict[str, str]) -> None:
+    assert run(env, "migrate").returncode == 0
+    assert run(env, "migrate").returncode == 0
+
+
+def test_one_shot_capture_needs_no_server(
+    env: dict[str, str], pages: PageServer, tmp_path: Path
+) -> None:
+    shot = tmp_path / "shot.png"
+    done = run(
+        env, "capture", pages.url + "/tall", "-o", str(shot), "--full-page", "--width", "600"
+    )
+    assert done.returncode == 0, done.stderr
+    with Image.open(shot) as image:
+        assert image.size == (600, 16384)
+    jpeg = tmp_path / "shot.jpg"
+    assert run(env, "capture", pages.url + "/", "-o", str(jpeg)).returncode == 0
+    with Image.open(jpeg) as image:
+        assert image.format == "JPEG"
+    refused = run(env, "capture", "file:///etc/passwd", "-o", str(tmp_path / "x.png"))
+    assert refused.returncode == 1 and "http" in refused.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base: str, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+def test_serve_readme_flow(env: dict[str, str], pages: PageServer, processes: Processes) -> None:
+    token = token_for(env)
+    port = free_port()
+    processes.start(env, "serve", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(
+        base + "/api/v1/snapshots",
+        headers=headers,
+        json={"url": pages.url + "/", "width": 1280, "height": 800},
+    )
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    location = base + created.headers["location"]
+    deadline = time.monotonic() + 60
+    while (body := httpx.get(location, headers=headers).json())["status"] not in (
+        "success",
+        "failed",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert body["status"] == "success", body["status_message"]
+    image = httpx.get(location + "/image", headers=headers)
+    assert Image.open(io.BytesIO(image.content)).size == (1280, 800)
+
+
+def test_sigkill_mid_capture_is_retried_by_another_worker(
+    env: dict[str, str], pages: PageServer, processes: Processes
+) -> None:
+    token = token_for(env)
+    port = free_port()
+    processes.start(env, "serve", "--port", str(port), "--workers", "0")
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    headers = {"Authorization": f"Bearer {token}"}
+    doomed = processes.start(env, "worker")
+    created = httpx.post(
+        base + "/api/v1/snapshots",
+        headers=headers,
+        json={"url": pages.url + "/slow?s=4", "evidence": False},
+    ).json()
+    db = Database.from_url(f"sqlite:///{env['SNAPSHOTD_DATA_DIR']}/snapshotd.db")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with db.session() as session:
+                job = session.scalars(select(Job).where(Job.id == created["job_id"])).one()
+                if job.state == "working":
+                    break
+            assert time.monotonic() < deadline, "the worker never claimed the job"
+            time.sleep(0.05)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+        processes.start(env, "worker")
+        deadline = time.monotonic() + 60
+        while (
+            body := httpx.get(f"{base}/api/v1/snapshots/{created['id']}", headers=headers).json()
+        )["status"] not in ("success", "failed"):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+    finally:
+        db.dispose()
+    assert body["status"] == "success", body["status_message"]
+    assert body["job"]["attempts"] == 2
