@@ -107,7 +107,7 @@ def _run(command: list[str], env: dict[str, str], timeout: float = 60.0) -> str:
         _, stderr = process.communicate(timeout=timeout)
     except BaseException:
         # Playwright starts Chromium in its own process group, so kill the tree pid by pid.
-        for child in [*proc.descendants(process.pid), *proc.descendants(process.pid)[:0]]:
+        for child in proc.descendants(process.pid):
             proc.kill_exact(child)
         process.kill()
         process.wait()

@@ -251,6 +251,8 @@ async def capture(
     options = parse_options(params)
     snapshot = await capture_now(services, principal.org_id, options, surface="native")
     role = "pdf" if options.format == "pdf" else "image"
-    return await asyncio.to_thread(
+    response = await asyncio.to_thread(
         artifact_response, request, services, principal.org_id, snapshot.id, role
     )
+    response.headers["X-Snapshot-Id"] = snapshot.id
+    return response

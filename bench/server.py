@@ -1,0 +1,168 @@
+"""`snapshotd serve` as a subprocess with its own data dir, token and port, always cleaned up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench import proc
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Shutdown:
+    seconds: float
+    exit_code: int | None
+    leftover: list[proc.Proc]
+
+    @property
+    def leftover_browsers(self) -> list[proc.Proc]:
+        return [p for p in self.leftover if p.is_browser]
+
+
+class SnapshotdServer:
+    def __init__(self, *, concurrency: int, ready_timeout: float = 120.0) -> None:
+        self.concurrency = concurrency
+        self.ready_timeout = ready_timeout
+        self.port = 0
+        self.token = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.root: Path | None = None
+        # Every descendant ever seen, so cleanup can find orphans of a serve that died abruptly.
+        self._seen: dict[tuple[int, int], proc.Proc] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.root is not None
+        return self.root / "serve.log"
+
+    def _env(self) -> dict[str, str]:
+        assert self.root is not None
+        return {
+            **os.environ,
+            "SNAPSHOTD_DATA_DIR": str(self.root / "data"),
+            "SNAPSHOTD_EGRESS_ALLOW": "127.0.0.1/32",
+            "SNAPSHOTD_WORKER_CONCURRENCY": str(self.concurrency),
+        }
+
+    def __enter__(self) -> SnapshotdServer:
+        self.root = Path(tempfile.mkdtemp(prefix="snapshotd-bench-"))
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        env = self._env()
+        created = subprocess.run(
+            [str(BIN / "snapshotd"), "token", "create", "--org", "bench"]
+            + ["--email", "b@bench.test", "--role", "admin"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"token create failed: {created.stderr.decode()[-2000:]}")
+        self.token = created.stdout.decode().strip()
+        self.port = free_port()
+        with self.log_path.open("wb") as log:
+            # Own session: a terminal Ctrl-C reaches only the bench, which then shuts this down.
+            self.process = subprocess.Popen(
+                [str(BIN / "snapshotd"), "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.ready_timeout
+        with httpx.Client(base_url=self.url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"snapshotd serve exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        self.descendants()
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"snapshotd serve not ready in {self.ready_timeout:.0f} s")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def descendants(self) -> list[proc.Proc]:
+        assert self.process is not None
+        found = proc.descendants(self.process.pid)
+        self._seen.update({(p.pid, p.start): p for p in found})
+        return found
+
+    def pss_mib(self) -> tuple[float, list[proc.Proc]]:
+        assert self.process is not None
+        total, counted = proc.tree_pss_mib(self.process.pid)
+        self._seen.update({(p.pid, p.start): p for p in counted if p.pid != self.process.pid})
+        return total, counted
+
+    def shutdown(self, timeout: float = 60.0) -> Shutdown:
+        """SIGTERM, wait for exit, then report which recorded descendants are still alive."""
+        assert self.process is not None
+        before = self.descendants()
+        began = time.perf_counter()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        seconds = time.perf_counter() - began
+        # Give orphans a moment to be reaped by init before calling them leftovers.
+        time.sleep(0.5)
+        return Shutdown(seconds, code, [p for p in before if proc.alive(p)])
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.process is not None and self.process.poll() is None:
+                self.descendants()
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            for leftover in self._seen.values():
+                proc.kill_exact(leftover)
+        finally:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
