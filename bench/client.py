@@ -44,7 +44,8 @@ class NativeClient:
                 time.sleep(min(float(response.headers.get("retry-after", "1")), 5.0))
                 continue
             if response.status_code != 202:
-                raise BenchFailure(f"POST /api/v1/snapshots: {response.status_code} {response.text}")
+                detail = f"{response.status_code} {response.text}"
+                raise BenchFailure(f"POST /api/v1/snapshots: {detail}")
             return str(response.json()["id"])
 
     def wait(self, snapshot_id: str) -> dict[str, Any]:

@@ -6,9 +6,29 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WORDS = (
-    "snapshot evidence browser capture render archive viewport pixel context queue worker lease "
-    "artifact digest chromium layout paint compositor raster stylesheet paragraph heading"
-).split()
+    "snapshot",
+    "evidence",
+    "browser",
+    "capture",
+    "render",
+    "archive",
+    "viewport",
+    "pixel",
+    "context",
+    "queue",
+    "worker",
+    "lease",
+    "artifact",
+    "digest",
+    "chromium",
+    "layout",
+    "paint",
+    "compositor",
+    "raster",
+    "stylesheet",
+    "paragraph",
+    "heading",
+)
 COLORS = ("#c0392b", "#2980b9", "#27ae60", "#8e44ad", "#d35400", "#16a085")
 
 STYLE = """

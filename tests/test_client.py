@@ -229,8 +229,8 @@ def test_wait_gives_up_on_a_snapshot_that_stays_queued(
     with pytest.raises(SnapshotTimeout) as timeout:
         queued.wait(snapshot.id, timeout=0.3, interval=0.05)
     assert time.monotonic() - started < 5
-    assert isinstance(timeout.value, TimeoutError)
     assert timeout.value.snapshot.status == "queued"
+    assert isinstance(timeout.value, TimeoutError)
 
 
 def test_an_explicit_transport_is_used(queued_url: str, token: str, pages: PageServer) -> None:

@@ -18,7 +18,9 @@ def test_every_setting_is_documented_with_its_default() -> None:
         line = next(line for line in doc.splitlines() if line.startswith(f"| {variable}"))
         default = field.get_default(call_default_factory=True)
         shown = ",".join(default) if isinstance(default, list) else str(default)
-        assert f"`{shown or '(empty)'}`" in line, f"{variable}'s default is wrong in docs/settings.md"
+        assert f"`{shown or '(empty)'}`" in line, (
+            f"{variable}'s default is wrong in docs/settings.md"
+        )
 
 
 def test_readme_shows_the_two_commands() -> None:

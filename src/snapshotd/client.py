@@ -293,6 +293,7 @@ class SnapshotClient:
         self._request("DELETE", f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}")
 
     def capture(self, url: str, **options: Any) -> bytes:
-        """Captures while the request waits and answers the image (or PDF) bytes."""
+        """Captures while the request waits and answers the image (or PDF) bytes. The options
+        travel as query parameters, which the server reads as scalars only."""
         params = {"url": url, **{key: value for key, value in options.items() if value is not None}}
         return _verified(self._request("GET", "/api/v1/capture", params=params))

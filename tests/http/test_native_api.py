@@ -121,6 +121,10 @@ def test_idempotency_key_returns_the_same_snapshot(
     assert queued_jobs(db) == 1
     other = api.post("/api/v1/snapshots", headers=headers, json={"url": "https://example.com"})
     assert other.status_code == 409
+    wider = api.post(
+        "/api/v1/snapshots", headers=headers, json={"url": "https://example.org", "width": 900}
+    )
+    assert wider.status_code == 409
 
 
 def test_another_organization_sees_404_never_403(
@@ -179,6 +183,8 @@ def test_list_paginates_with_a_cursor_and_filters(api: TestClient, auth: dict[st
         url = page["links"]["next"]
     assert seen == list(reversed(ids))
     assert len(api.get("/api/v1/snapshots?status=queued", headers=auth).json()["items"]) == 5
+    filtered = api.get("/api/v1/snapshots?status=queued&kind=page&limit=2", headers=auth).json()
+    assert "status=queued" in filtered["links"]["next"] and "kind=page" in filtered["links"]["next"]
     assert api.get("/api/v1/snapshots?status=success", headers=auth).json()["items"] == []
     assert api.get("/api/v1/snapshots?status=bogus", headers=auth).status_code == 400
     assert api.get("/api/v1/snapshots?cursor=garbage", headers=auth).status_code == 400

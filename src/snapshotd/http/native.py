@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -104,6 +105,7 @@ def create_snapshot(
 
 @router.get("/snapshots", summary="List snapshots, newest first")
 def list_snapshots(
+    request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
     status: str | None = None,
@@ -122,9 +124,10 @@ def list_snapshots(
         cursor=cursor,
         limit=limit,
     )
-    next_href = (
-        f"/api/v1/snapshots?cursor={page.next_cursor}&limit={limit}" if page.next_cursor else None
-    )
+    next_href = None
+    if page.next_cursor:
+        query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        next_href = f"/api/v1/snapshots?{urlencode({**query, 'cursor': page.next_cursor})}"
     return {
         "items": [snapshot_body(item) for item in page.items],
         "next_cursor": page.next_cursor,
@@ -245,6 +248,8 @@ async def capture(
     services: ServicesDep,
 ) -> Response:
     params: dict[str, Any] = dict(request.query_params)
+    if "hide_selectors" in params:
+        params["hide_selectors"] = request.query_params.getlist("hide_selectors")
     for flag in ("full_page", "evidence"):
         if flag in params:
             params[flag] = params[flag].lower() in ("1", "true", "yes", "on")

@@ -99,7 +99,7 @@ class Snapshots:
                     )
                 )
                 if existing is not None:
-                    return self._check_replay(existing, options)
+                    return self._check_replay(existing, options, callback_url)
             if claimed_by is None:
                 self.queue.check_capacity(session)
             now = utcnow()
@@ -109,7 +109,7 @@ class Snapshots:
                 surface=surface,
                 status="working" if claimed_by else "queued",
                 url=options.url,
-                options=options.model_dump(mode="json", exclude_defaults=True),
+                options=_stored(options),
                 idempotency_key=idempotency_key,
                 callback_url=callback_url,
                 created_at=now,
@@ -131,8 +131,11 @@ class Snapshots:
                 raise Conflict("a snapshot with this Idempotency-Key is being created") from None
         return snapshot
 
-    def _check_replay(self, existing: Snapshot, options: CaptureOptions) -> Snapshot:
-        if existing.url != options.url:
+    def _check_replay(
+        self, existing: Snapshot, options: CaptureOptions, callback_url: str | None
+    ) -> Snapshot:
+        same = existing.url == options.url and existing.callback_url == callback_url
+        if not same or existing.options != _stored(options):
             raise Conflict("this Idempotency-Key was used for a different request")
         return existing
 
@@ -288,6 +291,10 @@ class Snapshots:
                 "gave up: the worker running this capture stopped responding too many times"
             )
             webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
+
+
+def _stored(options: CaptureOptions) -> dict[str, Any]:
+    return options.model_dump(mode="json", exclude_defaults=True)
 
 
 def _encode_cursor(snapshot_id: str) -> str:

@@ -1,0 +1,106 @@
+"""`python -m bench [--quick] [--long N]`: snapshotd vs a naive Playwright loop and shot-scraper.
+
+Every figure and its baseline come from the same run on the same machine; nothing is asserted, the
+table says which targets were met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from bench import baseline, report
+from bench.pages import PageServer, build_page
+from bench.run import Plan, ServeResult, serve_run
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small N everywhere (~3 minutes)")
+    parser.add_argument("-n", "--shots", type=int, help="shots per throughput run (default 40)")
+    parser.add_argument("--long", type=int, help="captures before the last memory reading")
+    parser.add_argument(
+        "--concurrency",
+        default="2,4",
+        help="comma-separated SNAPSHOTD_WORKER_CONCURRENCY values, one server each (default 2,4)",
+    )
+    parser.add_argument("--no-shot-scraper", action="store_true", help="skip the shot-scraper row")
+    args = parser.parse_args(argv)
+    args.shots = args.shots or (12 if args.quick else 40)
+    args.long = args.long or (200 if args.quick else 1000)
+    args.cli_shots = 3 if args.quick else 8
+    args.concurrency = [int(part) for part in args.concurrency.split(",") if part.strip()]
+    return args
+
+
+def _say(message: str) -> None:
+    print(f"... {message}", flush=True)
+
+
+def _versions(browser_version: str) -> list[str]:
+    shell = subprocess.run(
+        [baseline.HEADLESS_SHELL, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    packages = ", ".join(
+        f"{name} {importlib.metadata.version(name)}" for name in ("playwright", "shot-scraper")
+    )
+    return [
+        f"Chromium: {shell or '?'} (browser.version {browser_version}), {baseline.HEADLESS_SHELL}",
+        f"Python packages: {packages}",
+    ]
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Unwind like Ctrl-C so every context manager shuts its servers and processes down.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    began = time.monotonic()
+    load = os.getloadavg()
+    page = build_page()
+    runs: list[ServeResult] = []
+    try:
+        with PageServer(page) as pages:
+            _say(f"page: {len(page) // 1024} KiB at {pages.url}; load average {load[0]:.2f}")
+            _say(f"baseline: naive Playwright loop, {args.shots} shots after 3 warm-up")
+            base = baseline.playwright_loop(pages.url, args.shots)
+            if args.no_shot_scraper:
+                cli = baseline.CliResult(None, "shot-scraper row skipped (--no-shot-scraper)")
+            else:
+                _say(f"shot-scraper: {args.cli_shots} shots, one process each")
+                cli = baseline.shot_scraper_loop(pages.url, args.cli_shots)
+            for index, concurrency in enumerate(args.concurrency):
+                plan = Plan(
+                    shots=args.shots,
+                    sync_shots=args.shots,
+                    memory=index == 0,
+                    memory_long=args.long,
+                )
+                runs.append(serve_run(pages.url, concurrency, plan, _say))
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
+        return 130
+    minutes = (time.monotonic() - began) / 60
+    print()
+    print("\n".join(_versions(base.browser_version)))
+    print(f"page: {len(page):,} bytes, 1280x800 PNG, fresh context per shot, loopback only")
+    print(f"machine: {os.cpu_count()} CPUs, load average at start {load[0]:.2f}")
+    print(f"shot-scraper: {cli.note}")
+    print()
+    print(report.render(report.build_rows(base, cli, runs)))
+    print()
+    print(f"bench took {minutes:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Turns measurements into the table `make bench` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.baseline import CliResult, LoopResult
+from bench.run import ServeResult
+from bench.stats import Series
+
+DASH = "-"
+
+
+@dataclass
+class Row:
+    name: str
+    figure: str
+    baseline: str = DASH
+    ratio: str = DASH
+    target: str = DASH
+    met: str = ""
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else DASH
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _throughput_rows(
+    label: str, series: Series | None, base: LoopResult, cli: CliResult
+) -> list[Row]:
+    if series is None:
+        return []
+    rate, base_rate = series.rate, base.series.rate
+    rows = [
+        Row(
+            f"{label}: shots/s",
+            f"{rate:.2f}",
+            f"{base_rate:.2f}",
+            _ratio(rate, base_rate),
+            ">= 1.30x",
+            _met(rate >= 1.3 * base_rate),
+        )
+    ]
+    if cli.series is not None:
+        cli_rate = cli.series.rate
+        rows.append(
+            Row(
+                f"{label}: vs shot-scraper",
+                f"{rate:.2f}",
+                f"{cli_rate:.2f} (ss)",
+                _ratio(rate, cli_rate),
+                ">= 6x",
+                _met(rate >= 6 * cli_rate),
+            )
+        )
+    return rows
+
+
+def _serve_rows(run: ServeResult, base: LoopResult, cli: CliResult) -> list[Row]:
+    c = f"c={run.concurrency}"
+    rows = _throughput_rows(f"snapshotd {c} async, evidence off", run.async_plain, base, cli)
+    rows += _throughput_rows(f"snapshotd {c} async, evidence on", run.async_evidence, base, cli)
+    if run.sync is not None:
+        delta = run.sync.p50 - base.series.p50
+        rows.append(
+            Row(
+                f"snapshotd {c} sync /capture p50 (n={len(run.sync)})",
+                f"{run.sync.p50:.0f} ms",
+                f"{base.series.p50:.0f} ms",
+                f"{delta:+.0f} ms",
+                "<= +30 ms",
+                _met(delta <= 30),
+            )
+        )
+        rows.append(Row(f"snapshotd {c} sync /capture p99", f"{run.sync.p99:.0f} ms"))
+    rows += _memory_rows(run)
+    if run.shutdown is not None:
+        down = run.shutdown
+        exited = f"exit {down.exit_code}" if down.exit_code is not None else "did NOT exit"
+        rows.append(Row(f"snapshotd {c} SIGTERM to exit", f"{down.seconds:.1f} s ({exited})"))
+        browsers = len(down.leftover_browsers)
+        rows.append(Row(f"snapshotd {c} leftover browser processes", str(browsers), target="0"))
+        rows[-1].met = _met(browsers == 0 and down.exit_code is not None)
+        others = len(down.leftover) - browsers
+        if others:
+            names = ", ".join(sorted({p.name for p in down.leftover if not p.is_browser}))
+            rows.append(Row(f"snapshotd {c} other leftover processes", f"{others} ({names})"))
+    return rows
+
+
+def _memory_rows(run: ServeResult) -> list[Row]:
+    if not run.memory:
+        return []
+    c = f"c={run.concurrency}"
+    idle, *later = run.memory
+    rows = [
+        Row(
+            f"snapshotd {c} PSS idle ({idle.processes} procs)",
+            f"{idle.mib:.0f} MiB",
+            target="<= 500 MiB",
+            met=_met(idle.mib <= 500),
+        )
+    ]
+    for point in later:
+        rows.append(
+            Row(
+                f"snapshotd {c} PSS after {point.captures} captures ({point.processes} procs)",
+                f"{point.mib:.0f} MiB",
+            )
+        )
+    if len(later) == 2:
+        first, last = later
+        growth = last.mib / first.mib
+        rows[-1].baseline = f"{first.mib:.0f} MiB"
+        rows[-1].ratio = f"{growth:.2f}x"
+        rows[-1].target = "<= 1.10x"
+        rows[-1].met = _met(growth <= 1.10)
+    return rows
+
+
+def build_rows(base: LoopResult, cli: CliResult, runs: list[ServeResult]) -> list[Row]:
+    rows = [
+        Row(f"baseline Playwright loop: shots/s (n={len(base.series)})", f"{base.series.rate:.2f}"),
+        Row("baseline Playwright loop: p50 latency", f"{base.series.p50:.0f} ms"),
+    ]
+    if cli.series is not None:
+        rows.append(
+            Row(
+                f"shot-scraper, one process per shot: shots/s (n={len(cli.series)})",
+                f"{cli.series.rate:.2f}",
+                f"{base.series.rate:.2f}",
+                _ratio(cli.series.rate, base.series.rate),
+            )
+        )
+    for run in runs:
+        rows += _serve_rows(run, base, cli)
+    return rows
+
+
+def render(rows: list[Row]) -> str:
+    header = Row("measure", "measured", "baseline", "ratio", "target", "met")
+    table = [header, *rows]
+    cells = [[r.name, r.figure, r.baseline, r.ratio, r.target, r.met] for r in table]
+    widths = [max(len(row[i]) for row in cells) for i in range(6)]
+    lines = []
+    for index, row in enumerate(cells):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
