@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import baseline, report
+from bench import baseline, proc, report
 from bench.pages import PageServer, build_page
 from bench.run import Plan, ServeResult, serve_run
 
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     began = time.monotonic()
-    load = os.getloadavg()
+    load = proc.load_average()
     page = build_page()
     runs: list[ServeResult] = []
     try:
         with PageServer(page) as pages:
-            _say(f"page: {len(page) // 1024} KiB at {pages.url}; load average {load[0]:.2f}")
+            _say(f"page: {len(page) // 1024} KiB at {pages.url}; load average {load:.2f}")
             _say(f"baseline: naive Playwright loop, {args.shots} shots after 3 warm-up")
             base = baseline.playwright_loop(pages.url, args.shots)
             if args.no_shot_scraper:
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                     memory_long=args.long,
                 )
                 runs.append(serve_run(pages.url, concurrency, plan, _say))
+            _say(f"baseline again, to see the machine's drift; load {proc.load_average():.2f}")
+            rerun = baseline.playwright_loop(pages.url, args.shots)
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
@@ -93,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(_versions(base.browser_version)))
     print(f"page: {len(page):,} bytes, 1280x800 PNG, fresh context per shot, loopback only")
-    print(f"machine: {os.cpu_count()} CPUs, load average at start {load[0]:.2f}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, 1-min load average {load:.2f} at start, "
+        f"{proc.load_average():.2f} at end (other work on the machine skews every figure)"
+    )
     print(f"shot-scraper: {cli.note}")
     print()
-    print(report.render(report.build_rows(base, cli, runs)))
+    print(report.render(report.build_rows(base, cli, runs, rerun)))
     print()
+    for run in runs:
+        if run.shutdown is not None:
+            leftover = len(run.shutdown.leftover_browsers)
+            print(f"c={run.concurrency}: leftover browser processes: {leftover}")
     print(f"bench took {minutes:.1f} min")
     return 0
 

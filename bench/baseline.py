@@ -25,15 +25,20 @@ VIEWPORT = {"width": 1280, "height": 800}
 class LoopResult:
     series: Series
     browser_version: str
+    # CPU of the Playwright client thread per shot: comparable with the serve process.
+    cpu_ms: float
 
 
 def playwright_loop(url: str, shots: int, warmup: int = 3) -> LoopResult:
     """One shot at a time on one warm browser, a fresh context per shot."""
     series = Series()
+    cpu = 0.0
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=HEADLESS_SHELL)
         try:
             for index in range(warmup + shots):
+                if index == warmup:
+                    cpu = time.thread_time()
                 began = time.perf_counter()
                 context = browser.new_context(viewport=VIEWPORT)
                 page = context.new_page()
@@ -42,10 +47,11 @@ def playwright_loop(url: str, shots: int, warmup: int = 3) -> LoopResult:
                 context.close()
                 if index >= warmup:
                     series.add(time.perf_counter() - began)
+            cpu = time.thread_time() - cpu
             version = browser.version
         finally:
             browser.close()
-    return LoopResult(series, version)
+    return LoopResult(series, version, cpu * 1000 / shots)
 
 
 def _fake_browsers_dir(root: Path) -> Path:

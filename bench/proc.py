@@ -84,6 +84,16 @@ def tree_pss_mib(root: int) -> tuple[float, list[Proc]]:
     return sum(pss_kib(p.pid) for p in procs) / 1024, procs
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, all its threads included."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def kill_exact(proc: Proc, sig: int = signal.SIGKILL) -> bool:
     """Signals `proc` only if that pid still belongs to the process we recorded."""
     if not alive(proc):
@@ -93,3 +103,8 @@ def kill_exact(proc: Proc, sig: int = signal.SIGKILL) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def load_average() -> float:
+    """One-minute load: other work on the machine skews every figure, so the report shows it."""
+    return os.getloadavg()[0]

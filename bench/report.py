@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bench.baseline import CliResult, LoopResult
 from bench.run import ServeResult
+from bench.server import Shutdown
 from bench.stats import Series
 
 DASH = "-"
@@ -63,7 +64,9 @@ def _throughput_rows(
 def _serve_rows(run: ServeResult, base: LoopResult, cli: CliResult) -> list[Row]:
     c = f"c={run.concurrency}"
     rows = _throughput_rows(f"snapshotd {c} async, evidence off", run.async_plain, base, cli)
+    rows += _cpu_row(f"snapshotd {c} serve CPU/capture, evidence off", run.cpu_ms_plain, base)
     rows += _throughput_rows(f"snapshotd {c} async, evidence on", run.async_evidence, base, cli)
+    rows += _cpu_row(f"snapshotd {c} serve CPU/capture, evidence on", run.cpu_ms_evidence, base)
     if run.sync is not None:
         delta = run.sync.p50 - base.series.p50
         rows.append(
@@ -79,16 +82,46 @@ def _serve_rows(run: ServeResult, base: LoopResult, cli: CliResult) -> list[Row]
         rows.append(Row(f"snapshotd {c} sync /capture p99", f"{run.sync.p99:.0f} ms"))
     rows += _memory_rows(run)
     if run.shutdown is not None:
-        down = run.shutdown
-        exited = f"exit {down.exit_code}" if down.exit_code is not None else "did NOT exit"
-        rows.append(Row(f"snapshotd {c} SIGTERM to exit", f"{down.seconds:.1f} s ({exited})"))
-        browsers = len(down.leftover_browsers)
-        rows.append(Row(f"snapshotd {c} leftover browser processes", str(browsers), target="0"))
-        rows[-1].met = _met(browsers == 0 and down.exit_code is not None)
-        others = len(down.leftover) - browsers
-        if others:
-            names = ", ".join(sorted({p.name for p in down.leftover if not p.is_browser}))
-            rows.append(Row(f"snapshotd {c} other leftover processes", f"{others} ({names})"))
+        rows += _shutdown_rows(c, run.shutdown)
+    return rows
+
+
+def _cpu_row(name: str, cpu_ms: float | None, base: LoopResult) -> list[Row]:
+    if cpu_ms is None:
+        return []
+    return [Row(name, f"{cpu_ms:.0f} ms", f"{base.cpu_ms:.0f} ms", _ratio(cpu_ms, base.cpu_ms))]
+
+
+def _shutdown_rows(c: str, down: Shutdown) -> list[Row]:
+    browsers = len(down.leftover_browsers)
+    rows = [
+        Row(f"snapshotd {c} SIGTERM to exit", f"{down.seconds:.1f} s ({down.how})"),
+        Row(
+            f"snapshotd {c} browser procs before / at exit",
+            f"{down.browsers_before} / {down.browsers_at_exit}",
+        ),
+        Row(
+            f"snapshotd {c} leftover browser processes",
+            str(browsers),
+            target="0",
+            met=_met(browsers == 0 and down.exit_code is not None),
+        ),
+    ]
+    others = len(down.leftover) - browsers
+    if others:
+        names = ", ".join(sorted({p.name for p in down.leftover if not p.is_browser}))
+        rows.append(Row(f"snapshotd {c} other leftover processes", f"{others} ({names})"))
+    if down.in_flight:
+        states = sorted(down.in_flight.values())
+        finished = sum(state in ("success", "failed") for state in states)
+        rows.append(
+            Row(
+                f"snapshotd {c} in-flight jobs finished on SIGTERM",
+                f"{finished}/{len(states)} ({', '.join(states)})",
+                target="all",
+                met=_met(finished == len(states)),
+            )
+        )
     return rows
 
 
@@ -122,11 +155,23 @@ def _memory_rows(run: ServeResult) -> list[Row]:
     return rows
 
 
-def build_rows(base: LoopResult, cli: CliResult, runs: list[ServeResult]) -> list[Row]:
+def build_rows(
+    base: LoopResult, cli: CliResult, runs: list[ServeResult], rerun: LoopResult | None
+) -> list[Row]:
     rows = [
         Row(f"baseline Playwright loop: shots/s (n={len(base.series)})", f"{base.series.rate:.2f}"),
         Row("baseline Playwright loop: p50 latency", f"{base.series.p50:.0f} ms"),
     ]
+    if rerun is not None:
+        # The same loop again after everything else: how much the machine drifted meanwhile.
+        rows.append(
+            Row(
+                "baseline re-run at the end: shots/s",
+                f"{rerun.series.rate:.2f}",
+                f"{base.series.rate:.2f}",
+                _ratio(rerun.series.rate, base.series.rate),
+            )
+        )
     if cli.series is not None:
         rows.append(
             Row(

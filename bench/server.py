@@ -6,11 +6,13 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,11 +32,22 @@ def free_port() -> int:
 class Shutdown:
     seconds: float
     exit_code: int | None
+    browsers_before: int
+    browsers_at_exit: int
     leftover: list[proc.Proc]
+    in_flight: dict[str, str] = field(default_factory=dict)
 
     @property
     def leftover_browsers(self) -> list[proc.Proc]:
         return [p for p in self.leftover if p.is_browser]
+
+    @property
+    def how(self) -> str:
+        if self.exit_code is None:
+            return "did NOT exit"
+        if self.exit_code < 0:
+            return f"killed by signal {signal.Signals(-self.exit_code).name}"
+        return f"exit status {self.exit_code}"
 
 
 class SnapshotdServer:
@@ -136,8 +149,12 @@ class SnapshotdServer:
         self._seen.update({(p.pid, p.start): p for p in counted if p.pid != self.process.pid})
         return total, counted
 
-    def shutdown(self, timeout: float = 60.0) -> Shutdown:
-        """SIGTERM, wait for exit, then report which recorded descendants are still alive."""
+    def shutdown(self, timeout: float = 60.0, grace: float = 5.0) -> Shutdown:
+        """SIGTERM, wait for exit, then report which recorded descendants outlived it.
+
+        Browsers still alive at exit get `grace` seconds to go (Playwright's driver ends them
+        when its pipe closes); whatever is alive after that is a leftover.
+        """
         assert self.process is not None
         before = self.descendants()
         began = time.perf_counter()
@@ -147,9 +164,30 @@ class SnapshotdServer:
         except subprocess.TimeoutExpired:
             code = None
         seconds = time.perf_counter() - began
-        # Give orphans a moment to be reaped by init before calling them leftovers.
-        time.sleep(0.5)
-        return Shutdown(seconds, code, [p for p in before if proc.alive(p)])
+        at_exit = [p for p in before if proc.alive(p)]
+        deadline = time.monotonic() + grace
+        remaining = at_exit
+        while remaining and time.monotonic() < deadline:
+            time.sleep(0.1)
+            remaining = [p for p in remaining if proc.alive(p)]
+        return Shutdown(
+            seconds,
+            code,
+            browsers_before=sum(p.is_browser for p in before),
+            browsers_at_exit=sum(p.is_browser for p in at_exit),
+            leftover=remaining,
+        )
+
+    def statuses(self, snapshot_ids: list[str]) -> dict[str, str]:
+        """Snapshot statuses read from the database file, for when the API is gone."""
+        assert self.root is not None
+        path = self.root / "data" / "snapshotd.db"
+        marks = ",".join("?" * len(snapshot_ids))
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                f"SELECT id, status FROM snapshots WHERE id IN ({marks})", snapshot_ids
+            ).fetchall()
+        return {str(key): str(value) for key, value in rows}
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -53,6 +53,17 @@ def routes(
         ),
         "/hook": (200, {"content-type": "application/json"}, b"{}"),
         "/slow": (200, html, page("<h1>worth the wait</h1>")),
+        "/shaping": (
+            200,
+            html,
+            page(
+                "<div id='banner' style='position:fixed;top:0;left:0;width:100%;height:100%;"
+                "background:#f00'></div><style>@media (prefers-color-scheme: dark)"
+                "{body{background:#000}}</style><script>setTimeout(() => {"
+                "const late = document.createElement('p'); late.id = 'late';"
+                "late.textContent = 'arrived'; document.body.append(late)}, 300)</script>"
+            ),
+        ),
     }
 
 
@@ -77,6 +88,9 @@ class PageServer:
                 if parts.path == "/slow":
                     time.sleep(float(parse_qs(parts.query).get("s", ["3"])[0]))
                 table = routes(parse_qs(parts.query), server.canary)
+                if parts.path == "/echo":
+                    shown = "".join(f"<li>{k.lower()}: {v}</li>" for k, v in self.headers.items())
+                    table["/echo"] = (200, {"content-type": "text/html"}, page(f"<ul>{shown}</ul>"))
                 status, headers, content = table.get(parts.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for key, value in headers.items():

@@ -1,0 +1,87 @@
+"""The browser pool: recycling, relaunch after a crash, and the outer deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from snapshotd.config import Settings
+from snapshotd.engines.browser import BrowserPool
+from snapshotd.engines.capture import CaptureEngine, CaptureOptions
+from snapshotd.engines.egress import EgressPolicy
+from snapshotd.engines.guard import EgressGuard
+from snapshotd.errors import CaptureFailed
+from tests.pages import PageServer
+
+CHROMIUM = Settings().chromium_path
+
+
+def browser_pids() -> list[int]:
+    """Chromium processes descended from this test process."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        names[pid] = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parents[pid] = int(stat[stat.rindex(")") + 2 :].split()[1])
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [pid for pid, name in names.items() if name.startswith("chrom") and descends(pid)]
+
+
+async def shoot(engine: CaptureEngine, url: str) -> int:
+    result = await engine.capture(CaptureOptions(url=url, evidence=False))
+    return result.artifacts[0].width or 0
+
+
+def test_recycles_after_n_captures_and_relaunches_after_a_crash(pages: PageServer) -> None:
+    async def scenario() -> None:
+        async with (
+            EgressGuard(EgressPolicy(["127.0.0.1/32"])) as guard,
+            BrowserPool(executable=CHROMIUM, proxy_url=guard.url, slots=2, recycle_after=2) as pool,
+        ):
+            engine = CaptureEngine(pool, guard)
+            for _ in range(3):
+                assert await shoot(engine, pages.url + "/") == 1280
+            assert pool.stats.launches == 2 and pool.stats.captures == 3
+
+            for pid in browser_pids():
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.5)
+            assert await shoot(engine, pages.url + "/") == 1280
+            assert pool.stats.launches == 3 and pool.stats.restarts == 1
+        assert browser_pids() == []
+
+    asyncio.run(scenario())
+
+
+def test_a_hung_page_is_cut_off_and_the_next_capture_works(pages: PageServer) -> None:
+    async def scenario() -> None:
+        async with (
+            EgressGuard(EgressPolicy(["127.0.0.1/32"])) as guard,
+            BrowserPool(executable=CHROMIUM, proxy_url=guard.url, slots=1) as pool,
+        ):
+            engine = CaptureEngine(pool, guard)
+            for path in ("/busy", "/alerts"):
+                with pytest.raises(CaptureFailed, match="did not answer"):
+                    await engine.capture(CaptureOptions(url=pages.url + path, timeout_ms=1000))
+            assert await shoot(engine, pages.url + "/") == 1280
+            assert pool.stats.restarts == 2
+
+    asyncio.run(scenario())
