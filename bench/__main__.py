@@ -16,6 +16,7 @@ import time
 from types import FrameType
 
 from bench import baseline, proc, report
+from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
 from bench.run import Plan, ServeResult, serve_run
 
@@ -64,6 +65,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # A shell without job control starts background jobs with SIGINT ignored; Ctrl-C must work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     began = time.monotonic()
     load = proc.load_average()
     page = build_page()
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
+    except BenchFailure as error:
+        print(f"\nbench failed: {error}", file=sys.stderr)
+        return 1
     minutes = (time.monotonic() - began) / 60
     print()
     print("\n".join(_versions(base.browser_version)))

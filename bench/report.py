@@ -64,9 +64,7 @@ def _throughput_rows(
 def _serve_rows(run: ServeResult, base: LoopResult, cli: CliResult) -> list[Row]:
     c = f"c={run.concurrency}"
     rows = _throughput_rows(f"snapshotd {c} async, evidence off", run.async_plain, base, cli)
-    rows += _cpu_row(f"snapshotd {c} serve CPU/capture, evidence off", run.cpu_ms_plain, base)
     rows += _throughput_rows(f"snapshotd {c} async, evidence on", run.async_evidence, base, cli)
-    rows += _cpu_row(f"snapshotd {c} serve CPU/capture, evidence on", run.cpu_ms_evidence, base)
     if run.sync is not None:
         delta = run.sync.p50 - base.series.p50
         rows.append(
@@ -80,16 +78,18 @@ def _serve_rows(run: ServeResult, base: LoopResult, cli: CliResult) -> list[Row]
             )
         )
         rows.append(Row(f"snapshotd {c} sync /capture p99", f"{run.sync.p99:.0f} ms"))
+        rows += _cpu_row(f"snapshotd {c} serve-process CPU per sync capture", run.sync, base)
     rows += _memory_rows(run)
     if run.shutdown is not None:
         rows += _shutdown_rows(c, run.shutdown)
     return rows
 
 
-def _cpu_row(name: str, cpu_ms: float | None, base: LoopResult) -> list[Row]:
-    if cpu_ms is None:
+def _cpu_row(name: str, series: Series, base: LoopResult) -> list[Row]:
+    cpu, base_cpu = series.cpu_ms, base.series.cpu_ms
+    if cpu is None or base_cpu is None:
         return []
-    return [Row(name, f"{cpu_ms:.0f} ms", f"{base.cpu_ms:.0f} ms", _ratio(cpu_ms, base.cpu_ms))]
+    return [Row(name, f"{cpu:.0f} ms", f"{base_cpu:.0f} ms (client)", _ratio(cpu, base_cpu))]
 
 
 def _shutdown_rows(c: str, down: Shutdown) -> list[Row]:

@@ -40,9 +40,8 @@ class ServeResult:
     concurrency: int
     async_plain: Series | None = None
     async_evidence: Series | None = None
-    # CPU the serve process itself (API, workers, guard, Playwright client) spent per capture.
-    cpu_ms_plain: float | None = None
-    cpu_ms_evidence: float | None = None
+    # Its cpu_ms is the serve process's (API, worker, guard, Playwright client) per capture: one
+    # request each, so no polling is counted in it.
     sync: Series | None = None
     memory: list[MemoryPoint] = field(default_factory=list)
     shutdown: Shutdown | None = None
@@ -70,14 +69,12 @@ def _top_up(client: NativeClient, url: str, target: int) -> None:
         client.batch(url, target - client.captures, evidence=True)
 
 
-def _timed_batch(
-    server: SnapshotdServer, client: NativeClient, url: str, shots: int, *, evidence: bool
-) -> tuple[Series, float]:
+def _timed_sync(server: SnapshotdServer, client: NativeClient, url: str, shots: int) -> Series:
     assert server.process is not None
     cpu = proc.cpu_seconds(server.process.pid)
-    series = client.batch(url, shots, evidence=evidence)
-    cpu = proc.cpu_seconds(server.process.pid) - cpu
-    return series, cpu * 1000 / shots
+    series = client.sync_latency(url, shots)
+    series.cpu_ms = (proc.cpu_seconds(server.process.pid) - cpu) * 1000 / shots
+    return series
 
 
 def _shutdown_in_flight(server: SnapshotdServer, client: NativeClient, url: str) -> Shutdown:
@@ -126,32 +123,26 @@ def _phases(
     say: Callable[[str], None],
 ) -> None:
     concurrency = server.concurrency
-    if True:
-        if plan.memory:
-            result.memory.append(_measure(server, client, url))
-            say(f"{tag} idle PSS {result.memory[-1].mib:.0f} MiB")
-        # Warm every context slot once (the first shots pay renderer start-up) before timing.
-        client.batch(url, concurrency * 2, evidence=False)
-        if plan.memory:
-            say(f"{tag} captures up to {plan.memory_first} for the first memory reading")
-            _top_up(client, url, plan.memory_first)
-            result.memory.append(_measure(server, client, url))
-        say(f"{tag} {plan.shots} async snapshots, evidence off; {_load()}")
-        result.async_plain, result.cpu_ms_plain = _timed_batch(
-            server, client, url, plan.shots, evidence=False
-        )
-        say(f"{tag} {plan.shots} async snapshots, evidence on; {_load()}")
-        result.async_evidence, result.cpu_ms_evidence = _timed_batch(
-            server, client, url, plan.shots, evidence=True
-        )
-        say(f"{tag} {plan.sync_shots} synchronous captures; {_load()}")
-        result.sync = client.sync_latency(url, plan.sync_shots)
-        if plan.memory:
-            say(f"{tag} captures up to {plan.memory_long} for the long memory reading")
-            _top_up(client, url, plan.memory_long)
-            result.memory.append(_measure(server, client, url))
-        say(f"{tag} SIGTERM with {concurrency} captures in flight, then the leftover check")
-        result.shutdown = _shutdown_in_flight(server, client, url)
-        if result.shutdown.exit_code is None:
-            say(f"{tag} serve did not exit; last log lines:\n{server.log_tail()}")
-    return result
+    if plan.memory:
+        result.memory.append(_measure(server, client, url))
+        say(f"idle PSS {result.memory[-1].mib:.0f} MiB")
+    # Warm every context slot once (the first shots pay renderer start-up) before timing.
+    client.batch(url, concurrency * 2, evidence=False)
+    if plan.memory:
+        say(f"captures up to {plan.memory_first} for the first memory reading")
+        _top_up(client, url, plan.memory_first)
+        result.memory.append(_measure(server, client, url))
+    say(f"{plan.shots} async snapshots, evidence off; {_load()}")
+    result.async_plain = client.batch(url, plan.shots, evidence=False)
+    say(f"{plan.shots} async snapshots, evidence on; {_load()}")
+    result.async_evidence = client.batch(url, plan.shots, evidence=True)
+    say(f"{plan.sync_shots} synchronous captures; {_load()}")
+    result.sync = _timed_sync(server, client, url, plan.sync_shots)
+    if plan.memory:
+        say(f"captures up to {plan.memory_long} for the long memory reading")
+        _top_up(client, url, plan.memory_long)
+        result.memory.append(_measure(server, client, url))
+    say(f"SIGTERM with {concurrency} captures in flight, then the leftover check")
+    result.shutdown = _shutdown_in_flight(server, client, url)
+    if result.shutdown.exit_code is None:
+        say(f"serve did not exit; last log lines:\n{server.log_tail()}")

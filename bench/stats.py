@@ -12,6 +12,7 @@ class Series:
 
     samples: list[float] = field(default_factory=list)
     wall: float | None = None
+    cpu_ms: float | None = None
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)

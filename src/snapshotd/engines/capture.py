@@ -275,10 +275,11 @@ class CaptureEngine:
                 await page.add_style_tag(content=rule)
             if options.delay_ms:
                 await asyncio.sleep(options.delay_ms / 1000)
-            artifacts, truncated = await self._render(page, context, options, scale)
+            cdp = await context.new_cdp_session(page)
+            artifacts, truncated = await self._render(page, cdp, options, scale)
             shot = time.perf_counter()
             if options.evidence:
-                artifacts += await self._evidence(page, context)
+                artifacts += await self._evidence(page, cdp)
             metadata = await self._metadata(page, options, response, watch)
             metadata.update(
                 truncated=truncated,
@@ -321,12 +322,11 @@ class CaptureEngine:
         return f"the egress guard refused to connect to {url}{reason}"
 
     async def _render(
-        self, page: Page, context: BrowserContext, options: CaptureOptions, scale: float
+        self, page: Page, cdp: CDPSession, options: CaptureOptions, scale: float
     ) -> tuple[list[CapturedArtifact], bool]:
         if options.format == "pdf":
             data = await page.pdf(print_background=True)
             return [CapturedArtifact("pdf", data, MEDIA_TYPES["pdf"])], False
-        cdp = await context.new_cdp_session(page)
         clip, truncated = await _clip(page, cdp, options, self.max_full_page_height, scale)
         data = await _screenshot(cdp, options, clip)
         width, height = _pixel_size(data)
@@ -334,9 +334,8 @@ class CaptureEngine:
             CapturedArtifact("image", data, MEDIA_TYPES[options.format], width, height)
         ], truncated
 
-    async def _evidence(self, page: Page, context: BrowserContext) -> list[CapturedArtifact]:
+    async def _evidence(self, page: Page, cdp: CDPSession) -> list[CapturedArtifact]:
         html = (await page.content()).encode()
-        cdp = await context.new_cdp_session(page)
         mhtml = (await cdp.send("Page.captureSnapshot", {"format": "mhtml"}))["data"].encode()
         return [
             CapturedArtifact("html", html, MEDIA_TYPES["html"]),
