@@ -196,3 +196,35 @@ def test_sigkill_mid_capture_is_retried_by_another_worker(
         db.dispose()
     assert body["status"] == "success", body["status_message"]
     assert body["job"]["attempts"] == 2
+
+
+def test_sigterm_lets_in_flight_captures_finish(
+    env: dict[str, str], pages: PageServer, processes: Processes
+) -> None:
+    token = token_for(env)
+    port = free_port()
+    server = processes.start(env, "serve", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(
+        base + "/api/v1/snapshots",
+        headers=headers,
+        json={"url": pages.url + "/slow?s=2", "evidence": False},
+    ).json()
+    db = Database.from_url(f"sqlite:///{env['SNAPSHOTD_DATA_DIR']}/snapshotd.db")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with db.session() as session:
+                if session.get(Job, created["job_id"]).state == "working":  # type: ignore[union-attr]
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        with db.session() as session:
+            job = session.get(Job, created["job_id"])
+            assert job is not None and job.state == "complete" and job.attempts == 1
+    finally:
+        db.dispose()

@@ -80,7 +80,12 @@ def serve(
         raise _fail(str(error)) from None
     telemetry = pool[0].telemetry if pool else None
     application = create_app(
-        settings, db=db, blobs=blobs, worker=pool[0] if pool else None, telemetry=telemetry
+        settings,
+        db=db,
+        blobs=blobs,
+        worker=pool[0] if pool else None,
+        telemetry=telemetry,
+        on_shutdown=threads.stop,
     )
     try:
         uvicorn.run(application, host=host, port=port, log_level="info")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -53,6 +56,18 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _lifespan(
+    on_shutdown: Callable[[], None] | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await asyncio.to_thread(on_shutdown)
+
+    return lifespan
+
+
 def create_app(
     settings: Settings,
     *,
@@ -60,7 +75,10 @@ def create_app(
     blobs: BlobStore | None = None,
     worker: Worker | None = None,
     telemetry: Telemetry | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
+    """`on_shutdown` runs (in a thread) when the server stops, before the process exits: serve
+    uses it to let in-flight captures finish and close the browsers."""
     db = db or Database.from_url(settings.resolved_database_url)
     blobs = blobs or FileBlobStore(settings.blobs_dir)
     telemetry = telemetry or (worker.telemetry if worker else Telemetry())
@@ -82,6 +100,7 @@ def create_app(
         summary="Point-in-time snapshots of web pages through real Chromium.",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=_lifespan(on_shutdown),
     )
     app.state.services = services
     problems.install(app)
