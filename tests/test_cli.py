@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import select
 
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job
@@ -158,6 +157,17 @@ def test_serve_readme_flow(env: dict[str, str], pages: PageServer, processes: Pr
     assert Image.open(io.BytesIO(image.content)).size == (1280, 800)
 
 
+def wait_until_claimed(db: Database, job_id: str, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        with db.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.state == "working":
+                return
+        assert time.monotonic() < deadline, "no worker claimed the job"
+        time.sleep(0.05)
+
+
 def test_sigkill_mid_capture_is_retried_by_another_worker(
     env: dict[str, str], pages: PageServer, processes: Processes
 ) -> None:
@@ -175,14 +185,7 @@ def test_sigkill_mid_capture_is_retried_by_another_worker(
     ).json()
     db = Database.from_url(f"sqlite:///{env['SNAPSHOTD_DATA_DIR']}/snapshotd.db")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with db.session() as session:
-                job = session.scalars(select(Job).where(Job.id == created["job_id"])).one()
-                if job.state == "working":
-                    break
-            assert time.monotonic() < deadline, "the worker never claimed the job"
-            time.sleep(0.05)
+        wait_until_claimed(db, created["job_id"])
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
         processes.start(env, "worker")
@@ -214,13 +217,7 @@ def test_sigterm_lets_in_flight_captures_finish(
     ).json()
     db = Database.from_url(f"sqlite:///{env['SNAPSHOTD_DATA_DIR']}/snapshotd.db")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with db.session() as session:
-                if session.get(Job, created["job_id"]).state == "working":  # type: ignore[union-attr]
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_claimed(db, created["job_id"])
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         with db.session() as session:
