@@ -131,13 +131,20 @@ def wait_ready(base: str, limit: float = 60) -> None:
     raise AssertionError("server did not become ready")
 
 
-def test_serve_readme_flow(env: dict[str, str], pages: PageServer, processes: Processes) -> None:
+def start_server(
+    env: dict[str, str], processes: Processes, *args: str
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`snapshotd serve` on a free port, ready, with an admin token's headers."""
     token = token_for(env)
     port = free_port()
-    processes.start(env, "serve", "--port", str(port))
+    server = processes.start(env, "serve", "--port", str(port), *args)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base)
-    headers = {"Authorization": f"Bearer {token}"}
+    return server, base, {"Authorization": f"Bearer {token}"}
+
+
+def test_serve_readme_flow(env: dict[str, str], pages: PageServer, processes: Processes) -> None:
+    _, base, headers = start_server(env, processes)
     created = httpx.post(
         base + "/api/v1/snapshots",
         headers=headers,
@@ -171,12 +178,7 @@ def wait_until_claimed(db: Database, job_id: str, limit: float = 60) -> None:
 def test_sigkill_mid_capture_is_retried_by_another_worker(
     env: dict[str, str], pages: PageServer, processes: Processes
 ) -> None:
-    token = token_for(env)
-    port = free_port()
-    processes.start(env, "serve", "--port", str(port), "--workers", "0")
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base)
-    headers = {"Authorization": f"Bearer {token}"}
+    _, base, headers = start_server(env, processes, "--workers", "0")
     doomed = processes.start(env, "worker")
     created = httpx.post(
         base + "/api/v1/snapshots",
@@ -204,12 +206,7 @@ def test_sigkill_mid_capture_is_retried_by_another_worker(
 def test_sigterm_lets_in_flight_captures_finish(
     env: dict[str, str], pages: PageServer, processes: Processes
 ) -> None:
-    token = token_for(env)
-    port = free_port()
-    server = processes.start(env, "serve", "--port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base)
-    headers = {"Authorization": f"Bearer {token}"}
+    server, base, headers = start_server(env, processes)
     created = httpx.post(
         base + "/api/v1/snapshots",
         headers=headers,

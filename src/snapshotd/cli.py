@@ -7,12 +7,15 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from snapshotd.config import Settings
 from snapshotd.errors import SnapshotdError
+
+if TYPE_CHECKING:
+    from snapshotd.store.db import Database
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Point-in-time snapshots.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
@@ -36,7 +39,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
+def _database(settings: Settings) -> Database:
     from snapshotd.store.db import Database
 
     db = Database.from_url(settings.resolved_database_url)

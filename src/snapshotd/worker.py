@@ -29,6 +29,7 @@ from snapshotd.services import webhooks
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
+from snapshotd.store.models import Snapshot
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
 
@@ -133,6 +134,15 @@ class Worker:
             while not self.stopping and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.5, interval))
 
+    async def run_claimed(self, snapshot: Snapshot) -> None:
+        """Runs a snapshot created with `claimed_by=self.id` (its job is already attempt 1)."""
+        assert snapshot.job_id is not None
+        payload = {"snapshot_id": snapshot.id}
+        max_attempts = self.queue.max_attempts
+        await self.run_claim(
+            Claim(snapshot.job_id, CAPTURE_JOB, payload, 1, max_attempts, snapshot.org_id)
+        )
+
     async def run_claim(self, claim: Claim) -> None:
         """Runs one claimed job to an outcome; never raises (failures are recorded on the job)."""
         job = asyncio.current_task()
@@ -168,11 +178,10 @@ class Worker:
 
     async def _capture(self, claim: Claim) -> None:
         assert self._engine is not None and self.pool is not None
-        started = await asyncio.to_thread(self.snapshots.start, claim)
-        if started is None:
+        options = await asyncio.to_thread(self.snapshots.start, claim)
+        if options is None:
             await asyncio.to_thread(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
             return
-        _, options = started
         began, restarts = time.perf_counter(), self.pool.stats.restarts
         outcome = "success"
         try:

@@ -17,7 +17,6 @@ from snapshotd.errors import CaptureFailed, ServiceUnavailable
 from snapshotd.http.deps import AppServices, ManagerDep, PrincipalDep, ServicesDep, UploaderDep
 from snapshotd.services.snapshots import parse_options
 from snapshotd.store.models import Artifact, Job, Snapshot
-from snapshotd.store.queue import Claim
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
@@ -207,16 +206,7 @@ async def capture_now(
         claimed_by=worker.id if local and worker else None,
     )
     if local and worker is not None:
-        assert snapshot.job_id is not None
-        claim = Claim(
-            snapshot.job_id,
-            "capture",
-            {"snapshot_id": snapshot.id},
-            1,
-            services.queue.max_attempts,
-            org_id,
-        )
-        await asyncio.wrap_future(worker.submit(worker.run_claim(claim)))
+        await asyncio.wrap_future(worker.submit(worker.run_claimed(snapshot)))
     else:
         await _wait_for(services, org_id, snapshot, options)
     snapshot = await asyncio.to_thread(services.snapshots.get, org_id, snapshot.id)

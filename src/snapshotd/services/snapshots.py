@@ -232,16 +232,14 @@ class Snapshots:
 
     # -- worker side --------------------------------------------------------------------------
 
-    def start(self, claim: Claim) -> tuple[Snapshot, CaptureOptions] | None:
+    def start(self, claim: Claim) -> CaptureOptions | None:
         """Marks the claimed job's snapshot working; None when the snapshot is gone."""
         with self.db.session() as session:
             snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
             if snapshot is None:
                 return None
             snapshot.status = "working"
-            return snapshot, CaptureOptions.model_validate(
-                {"url": snapshot.url, **snapshot.options}
-            )
+            return CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
 
     def finish(self, claim: Claim, result: CaptureResult) -> None:
         stored = [(artifact, self.blobs.put(artifact.data)) for artifact in result.artifacts]

@@ -22,6 +22,7 @@ from snapshotd.http.native import artifact_response, capture_now
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
 from snapshotd.services.snapshots import parse_options
+from snapshotd.store.models import Snapshot
 
 router = APIRouter(tags=["kasisto"])
 
@@ -50,20 +51,19 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any]) -> tuple[str, str]:
+async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any]) -> Snapshot:
     token = bearer_token(request) or request.query_params.get("token", "")
     principal = await asyncio.to_thread(principal_from, services, token)
     principal.require("uploader")
     options = parse_options(_options(fields))
-    snapshot = await capture_now(services, principal.org_id, options, surface="kasisto")
-    return principal.org_id, snapshot.id
+    return await capture_now(services, principal.org_id, options, surface="kasisto")
 
 
 @router.get("/create_snap", summary="Capture a page and answer with the PNG")
 async def create_snap_get(request: Request, services: ServicesDep) -> Response:
-    org_id, snapshot_id = await _snap(request, services, dict(request.query_params))
+    snapshot = await _snap(request, services, dict(request.query_params))
     return await asyncio.to_thread(
-        artifact_response, request, services, org_id, snapshot_id, "image"
+        artifact_response, request, services, snapshot.org_id, snapshot.id, "image"
     )
 
 
@@ -84,13 +84,12 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
             raise BadRequest("the JSON body must be an object")
     else:
         fields = dict(request.query_params)
-    org_id, snapshot_id = await _snap(request, services, fields)
-    snapshot = await asyncio.to_thread(services.snapshots.get, org_id, snapshot_id)
+    snapshot = await _snap(request, services, fields)
     expires, signature = await asyncio.to_thread(
         downloads.sign, services.db, snapshot, "image", lifetime=FILE_LINK_LIFETIME
     )
     base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    file_url = f"{base}/create_snap/files/{snapshot_id}.png?expires={expires}&sig={signature}"
+    file_url = f"{base}/create_snap/files/{snapshot.id}.png?expires={expires}&sig={signature}"
     return {"file_url": file_url, "status": "success"}
 
 
