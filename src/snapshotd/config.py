@@ -92,6 +92,41 @@ class Settings(BaseSettings):
     snapshot_ttl_days: int = Field(
         30, ge=1, description="Days a snapshot and its artifacts are kept before they expire."
     )
+    retention_days: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-kind retention overriding snapshot_ttl_days, e.g. `upload=365,chart=7`; "
+        "an organization's own setting overrides both.",
+    )
+    rate_limits: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Snapshot creations allowed per organization and surface, as "
+        "`surface=COUNT/SECONDS` pairs, e.g. `native=600/60,thousandeyes_v7=5/300` (`0`: no "
+        "limit). Unnamed surfaces use the `native` limit. Defaults: native 600/60, "
+        "thousandeyes_v7 5/300, thousandeyes_v6 10/3600.",
+    )
+    token_requests_per_minute: int = Field(
+        6000,
+        ge=0,
+        description="Requests one API token may make per minute to one API process (a token "
+        "bucket; 0: no limit). Protects the API from a runaway client.",
+    )
+    share_misses_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Unknown share links or failed sign-ins one client address may try per "
+        "minute before it is answered 429 (0: no limit).",
+    )
+    sweep_interval_seconds: int = Field(
+        300,
+        ge=1,
+        description="How often workers delete expired snapshots, links and their blobs.",
+    )
+    blob_grace_seconds: int = Field(
+        600,
+        ge=0,
+        description="A blob written this recently is never deleted by the sweeper, so a capture "
+        "storing the same bytes at that moment cannot lose them.",
+    )
     webhook_max_attempts: int = Field(
         6, ge=1, le=20, description="Deliveries tried for a callback_url before giving up."
     )
@@ -101,6 +136,24 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retention_days", "rate_limits", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [part.strip() for part in value.split(",") if part.strip()]
+            return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for bucket, limit in value.items():
+            spec = limit.strip().lower()
+            count, _, seconds = spec.partition("/")
+            if spec not in ("0", "off") and not (count.isdigit() and seconds.isdigit()):
+                raise ValueError(f"rate limit for {bucket} must be COUNT/SECONDS, not {limit!r}")
         return value
 
     @property

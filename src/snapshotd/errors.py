@@ -26,11 +26,19 @@ class SnapshotdError(Exception):
     status = 500
     title = "Internal error"
 
-    def __init__(self, detail: str, *, retry_after: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: int | None = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
         self.field = field
+        self.headers = headers or {}
 
 
 class BadRequest(SnapshotdError):

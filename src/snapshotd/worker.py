@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -25,7 +25,7 @@ from snapshotd.engines.capture import CaptureEngine
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
-from snapshotd.services import webhooks
+from snapshotd.services import retention, webhooks
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
@@ -101,7 +101,10 @@ class Worker:
                 async with asyncio.TaskGroup() as group:
                     for _ in range(s.worker_concurrency):
                         group.create_task(self._claim_loop())
-                    group.create_task(self._reap_loop())
+                    reap_every = max(1.0, s.job_lease_seconds / 3)
+                    group.create_task(self._periodically("reaper", reap_every, self._reap))
+                    sweep_every = s.sweep_interval_seconds
+                    group.create_task(self._periodically("sweep", sweep_every, self._sweep))
             finally:
                 self.ready.clear()
                 self._loop = None
@@ -121,18 +124,26 @@ class Worker:
                 continue
             await self.run_claim(claim)
 
-    async def _reap_loop(self) -> None:
-        interval = max(1.0, self.settings.job_lease_seconds / 3)
+    async def _periodically(self, what: str, interval: float, task: Callable[[], object]) -> None:
+        """Runs `task` in a thread every `interval` seconds until stopped, logging what it did."""
         while not self.stopping:
             try:
-                reaped = await asyncio.to_thread(self.queue.reap, self.snapshots.fail_reaped)
-                if reaped:
-                    log.warning("returned %d jobs with expired leases", reaped)
+                done = await asyncio.to_thread(task)
+                if done:
+                    log.info("%s: %s", what, done)
             except Exception:
-                log.exception("reaper failed; will try again")
+                log.exception("%s failed; will try again", what)
             deadline = time.monotonic() + interval
             while not self.stopping and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.5, interval))
+
+    def _reap(self) -> str:
+        reaped = self.queue.reap(self.snapshots.fail_reaped)
+        return f"returned {reaped} jobs with expired leases" if reaped else ""
+
+    def _sweep(self) -> retention.SweepReport:
+        """Reclaims expired snapshots and their blobs; reads never depend on it having run."""
+        return retention.sweep(self.settings, self.snapshots.db, self.snapshots.blobs)
 
     async def run_claimed(self, snapshot: Snapshot) -> None:
         """Runs a snapshot created with `claimed_by=self.id` (its job is already attempt 1)."""

@@ -16,9 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapshotd import __version__
 from snapshotd.config import Settings
-from snapshotd.http import native, problems
+from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects import kasisto
+from snapshotd.services.ratelimit import TokenBuckets
+from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import BlobStore, FileBlobStore
 from snapshotd.store.db import Database
@@ -61,6 +63,7 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact.install()
         yield
         if on_shutdown is not None:
             await asyncio.to_thread(on_shutdown)
@@ -90,8 +93,11 @@ def create_app(
         blobs=blobs,
         queue=queue,
         snapshots=Snapshots(settings, db, queue, blobs),
+        shares=Shares(settings, db),
         telemetry=telemetry,
         worker=worker,
+        token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
+        misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),
     )
 
     app = FastAPI(
@@ -105,9 +111,13 @@ def create_app(
     app.state.services = services
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
+    app.include_router(shares.router)
     app.include_router(native.router)
+    app.include_router(admin.router)
     app.include_router(kasisto.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
+    problems.register_renderer(app, "/s/", shares.render_error)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -1,7 +1,16 @@
-"""What a route may ask for, as Annotated aliases; authentication lives here and nowhere else."""
+"""What a route may ask for, as Annotated aliases; authentication lives here and nowhere else.
+
+Schemes, all resolving to one Principal (docs/auth.md): `Authorization: Bearer <token>` and HTTP
+Basic `email:token` (the form ThousandEyes v6 and Librato clients send). Every failure answers the
+same 401, and failures count against the client address's miss budget; every success counts
+against the token's request budget.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,7 +18,9 @@ from fastapi import Depends, Request
 
 from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
-from snapshotd.services.accounts import Principal, authenticate
+from snapshotd.services.accounts import DENIED, Principal, authenticate
+from snapshotd.services.ratelimit import TokenBuckets
+from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
@@ -25,8 +36,11 @@ class AppServices:
     blobs: BlobStore
     queue: JobQueue
     snapshots: Snapshots
+    shares: Shares
     telemetry: Telemetry
     worker: Worker | None
+    token_requests: TokenBuckets
+    misses: TokenBuckets
 
 
 def get_services(request: Request) -> AppServices:
@@ -37,34 +51,69 @@ def get_services(request: Request) -> AppServices:
 ServicesDep = Annotated[AppServices, Depends(get_services)]
 
 
-def bearer_token(request: Request) -> str:
+@dataclass(frozen=True)
+class Credentials:
+    token: str
+    email: str | None = None
+
+
+def credentials(request: Request, *, basic: bool = True) -> Credentials:
+    """The token (and, for Basic, the email) a request presents; empty when there is none."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return ""
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer" and value:
+        return Credentials(value)
+    if scheme == "basic" and value and basic:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return Credentials("")
+        email, colon, token = decoded.partition(":")
+        if colon and email and token:
+            return Credentials(token, email)
+    return Credentials("")
 
 
-def principal_from(services: AppServices, token: str) -> Principal:
-    if not token:
-        raise Unauthorized("an API token is required: send Authorization: Bearer <token>")
-    with services.db.session() as session:
-        return authenticate(session, token)
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-def bearer_principal(request: Request, services: ServicesDep) -> Principal:
-    return principal_from(services, bearer_token(request))
+def principal_from(services: AppServices, request: Request, presented: Credentials) -> Principal:
+    """Authenticates, counting a failure against the caller's address (429 once it has failed too
+    often) and a success against the token's request budget."""
+    address = client_address(request)
+    services.misses.check(address)
+    try:
+        if not presented.token:
+            raise Unauthorized(DENIED)
+        with services.db.session() as session:
+            principal = authenticate(session, presented.token, email=presented.email)
+    except Unauthorized:
+        services.misses.take(address)
+        raise
+    services.token_requests.take(principal.token_id)
+    return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(bearer_principal)]
+def request_principal(request: Request, services: ServicesDep) -> Principal:
+    return principal_from(services, request, credentials(request))
 
 
-def require(role: str) -> object:
+PrincipalDep = Annotated[Principal, Depends(request_principal)]
+
+
+def require(permission: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets the request through only with `permission` (accounts.PERMISSIONS)."""
+
     def check(principal: PrincipalDep) -> Principal:
-        principal.require(role)
+        principal.require(permission)
         return principal
 
-    return Depends(check)
+    return check
 
 
-UploaderDep = Annotated[Principal, require("uploader")]
-ManagerDep = Annotated[Principal, require("manager")]
+ViewerDep = PrincipalDep
+UploaderDep = Annotated[Principal, Depends(require("upload"))]
+SharerDep = Annotated[Principal, Depends(require("share"))]
+ManagerDep = Annotated[Principal, Depends(require("manage"))]
+AdminDep = Annotated[Principal, Depends(require("admin"))]

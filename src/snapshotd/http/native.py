@@ -10,18 +10,31 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import CaptureFailed, ServiceUnavailable
-from snapshotd.http.deps import AppServices, ManagerDep, PrincipalDep, ServicesDep, UploaderDep
-from snapshotd.services.snapshots import parse_options
+from snapshotd.http.deps import (
+    AdminDep,
+    AppServices,
+    ManagerDep,
+    PrincipalDep,
+    ServicesDep,
+    UploaderDep,
+)
+from snapshotd.services.accounts import Principal
+from snapshotd.services.snapshots import Archived, parse_options
 from snapshotd.store.models import Artifact, Job, Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
 ARTIFACTS = ("image", "pdf", "html", "mhtml")
 CHUNK = 256 * 1024
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000)
 
 
 class SnapshotCreate(CaptureOptions):
@@ -76,7 +89,21 @@ def snapshot_body(snapshot: Snapshot, job: Job | None = None) -> dict[str, Any]:
         "expires_at": iso(snapshot.expires_at),
         "href": f"/api/v1/snapshots/{snapshot.id}",
         "job_id": snapshot.job_id,
+        "archived": None,
+        "legal_hold": None,
     }
+    if snapshot.archived_at is not None:
+        body["archived"] = {
+            "at": iso(snapshot.archived_at),
+            "by": snapshot.archived_by,
+            "reason": snapshot.archived_reason,
+        }
+    if snapshot.legal_hold:
+        body["legal_hold"] = {
+            "at": iso(snapshot.held_at),
+            "by": snapshot.held_by,
+            "reason": snapshot.hold_reason,
+        }
     if job is not None:
         body["job"] = job_body(job)
     return body
@@ -96,6 +123,7 @@ def create_snapshot(
         options,
         idempotency_key=idempotency_key,
         callback_url=body.callback_url,
+        actor=principal.email,
     )
     snapshot, job = services.snapshots.get_with_job(principal.org_id, snapshot.id)
     response.headers["Location"] = f"/api/v1/snapshots/{snapshot.id}"
@@ -111,6 +139,7 @@ def list_snapshots(
     kind: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    archived: Archived = "exclude",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
@@ -120,6 +149,7 @@ def list_snapshots(
         kind=kind,
         created_after=created_after,
         created_before=created_before,
+        archived=archived,
         cursor=cursor,
         limit=limit,
     )
@@ -144,8 +174,49 @@ def get_snapshot(
 
 @router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
 def delete_snapshot(snapshot_id: str, principal: ManagerDep, services: ServicesDep) -> Response:
-    services.snapshots.delete(principal.org_id, snapshot_id)
+    services.snapshots.delete(principal.org_id, snapshot_id, actor=principal.email)
     return Response(status_code=204)
+
+
+@router.post("/snapshots/{snapshot_id}/archive", summary="Archive: hide from default listings")
+def archive_snapshot(
+    snapshot_id: str, principal: ManagerDep, services: ServicesDep, body: Reason | None = None
+) -> dict[str, Any]:
+    reason = body.reason if body else ""
+    return snapshot_body(
+        services.snapshots.archive(
+            principal.org_id, snapshot_id, actor=principal.email, reason=reason
+        )
+    )
+
+
+@router.post("/snapshots/{snapshot_id}/unarchive", summary="Bring an archived snapshot back")
+def unarchive_snapshot(
+    snapshot_id: str, principal: ManagerDep, services: ServicesDep
+) -> dict[str, Any]:
+    return snapshot_body(
+        services.snapshots.unarchive(principal.org_id, snapshot_id, actor=principal.email)
+    )
+
+
+@router.put("/snapshots/{snapshot_id}/hold", summary="Place a legal hold")
+def hold_snapshot(
+    snapshot_id: str, body: Reason, principal: AdminDep, services: ServicesDep
+) -> dict[str, Any]:
+    return snapshot_body(
+        services.snapshots.hold(
+            principal.org_id, snapshot_id, actor=principal.email, reason=body.reason
+        )
+    )
+
+
+@router.delete("/snapshots/{snapshot_id}/hold", summary="Lift a legal hold")
+def release_snapshot(
+    snapshot_id: str, principal: AdminDep, services: ServicesDep
+) -> dict[str, Any]:
+    return snapshot_body(
+        services.snapshots.release(principal.org_id, snapshot_id, actor=principal.email)
+    )
 
 
 def artifact_response(
@@ -192,18 +263,20 @@ def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict
 
 
 async def capture_now(
-    services: AppServices, org_id: str, options: CaptureOptions, *, surface: str
+    services: AppServices, principal: Principal, options: CaptureOptions, *, surface: str
 ) -> Snapshot:
     """Captures while the client waits: on this process's own worker when it has one, else through
     the queue. Either way the job row exists, so a crash mid-capture is retried like any job."""
     worker = services.worker
     local = worker is not None and worker.ready.is_set()
+    org_id = principal.org_id
     snapshot = await asyncio.to_thread(
         services.snapshots.create_page,
         org_id,
         options,
         surface=surface,
         claimed_by=worker.id if local and worker else None,
+        actor=principal.email,
     )
     if local and worker is not None:
         await asyncio.wrap_future(worker.submit(worker.run_claimed(snapshot)))
@@ -244,7 +317,7 @@ async def capture(
         if flag in params:
             params[flag] = params[flag].lower() in ("1", "true", "yes", "on")
     options = parse_options(params)
-    snapshot = await capture_now(services, principal.org_id, options, surface="native")
+    snapshot = await capture_now(services, principal, options, surface="native")
     role = "pdf" if options.format == "pdf" else "image"
     response = await asyncio.to_thread(
         artifact_response, request, services, principal.org_id, snapshot.id, role

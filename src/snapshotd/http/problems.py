@@ -39,7 +39,7 @@ def problem(request: Request, error: SnapshotdError) -> Response:
 
 
 def error_headers(error: SnapshotdError) -> dict[str, str]:
-    headers = {}
+    headers = dict(error.headers)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:

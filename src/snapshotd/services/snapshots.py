@@ -11,10 +11,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,15 +23,31 @@ from snapshotd.engines import devices
 from snapshotd.engines.capture import CaptureOptions, CaptureResult
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
-from snapshotd.services import webhooks
+from snapshotd.services import audit, webhooks
+from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
-from snapshotd.store.models import Artifact, Job, Snapshot, utcnow
+from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
 from snapshotd.store.queue import Claim, JobQueue
 
 STATUSES = ("queued", "working", "success", "failed")
 KINDS = ("page", "chart", "test_window", "upload")
 CAPTURE_JOB = "capture"
+Archived = Literal["exclude", "include", "only"]
+
+
+def is_live(snapshot: Snapshot, now: datetime | None = None) -> bool:
+    """A snapshot under legal hold never expires; any other is gone from its `expires_at` on."""
+    if snapshot.legal_hold or snapshot.expires_at is None:
+        return True
+    return snapshot.expires_at > (now or utcnow())
+
+
+def live_clause(now: datetime) -> ColumnElement[bool]:
+    """`is_live` as SQL, for listings and the sweeper."""
+    return or_(
+        Snapshot.legal_hold.is_(True), Snapshot.expires_at.is_(None), Snapshot.expires_at > now
+    )
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,7 @@ class Snapshots:
         self.queue = queue
         self.blobs = blobs
         self.policy = EgressPolicy(settings.egress_allow)
+        self.limits = CreationLimits(settings.rate_limits)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -87,7 +104,10 @@ class Snapshots:
         idempotency_key: str | None = None,
         callback_url: str | None = None,
         claimed_by: str | None = None,
+        actor: str = audit.SYSTEM,
     ) -> Snapshot:
+        """Queues a page capture (or starts it claimed by `claimed_by`), counted against the
+        organization's creation limit for `surface`."""
         self.check_options(options)
         if callback_url:
             self.policy.check_url(callback_url)
@@ -102,6 +122,7 @@ class Snapshots:
                     return self._check_replay(existing, options, callback_url)
             if claimed_by is None:
                 self.queue.check_capacity(session)
+            self.limits.take(session, org_id, surface)
             now = utcnow()
             snapshot = Snapshot(
                 org_id=org_id,
@@ -113,10 +134,13 @@ class Snapshots:
                 idempotency_key=idempotency_key,
                 callback_url=callback_url,
                 created_at=now,
-                expires_at=now + timedelta(days=self.settings.snapshot_ttl_days),
+                expires_at=now + timedelta(days=self.retention_days(session, org_id, "page")),
             )
             session.add(snapshot)
             session.flush()
+            audit.record(
+                session, org_id, actor, "created", "snapshot", snapshot.id, surface=surface
+            )
             job = self.queue.enqueue(
                 session,
                 CAPTURE_JOB,
@@ -131,6 +155,13 @@ class Snapshots:
                 raise Conflict("a snapshot with this Idempotency-Key is being created") from None
         return snapshot
 
+    def retention_days(self, session: Session, org_id: str, kind: str) -> int:
+        """The organization's setting for `kind`, else the instance's, else snapshot_ttl_days."""
+        org = session.get(Organization, org_id)
+        if org is not None and kind in org.retention_days:
+            return int(org.retention_days[kind])
+        return int(self.settings.retention_days.get(kind, self.settings.snapshot_ttl_days))
+
     def _check_replay(
         self, existing: Snapshot, options: CaptureOptions, callback_url: str | None
     ) -> Snapshot:
@@ -143,8 +174,7 @@ class Snapshots:
 
     def _live(self, session: Session, org_id: str, snapshot_id: str) -> Snapshot:
         snapshot = session.get(Snapshot, snapshot_id)
-        expired = snapshot is not None and snapshot.expires_at and snapshot.expires_at <= utcnow()
-        if snapshot is None or snapshot.org_id != org_id or expired:
+        if snapshot is None or snapshot.org_id != org_id or not is_live(snapshot):
             raise NotFound(f"no snapshot {snapshot_id}")
         snapshot.artifacts  # noqa: B018 — load before the session closes
         return snapshot
@@ -174,14 +204,20 @@ class Snapshots:
         kind: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        archived: Archived = "exclude",
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
+        """Newest first; archived snapshots are left out unless `archived` asks for them."""
         if status is not None and status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
         if kind is not None and kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", field="kind")
-        query = select(Snapshot).where(Snapshot.org_id == org_id, Snapshot.expires_at > utcnow())
+        query = select(Snapshot).where(Snapshot.org_id == org_id, live_clause(utcnow()))
+        if archived == "exclude":
+            query = query.where(Snapshot.archived_at.is_(None))
+        elif archived == "only":
+            query = query.where(Snapshot.archived_at.is_not(None))
         if status:
             query = query.where(Snapshot.status == status)
         if kind:
@@ -212,9 +248,11 @@ class Snapshots:
 
     # -- delete -------------------------------------------------------------------------------
 
-    def delete(self, org_id: str, snapshot_id: str) -> None:
+    def delete(self, org_id: str, snapshot_id: str, *, actor: str = audit.SYSTEM) -> None:
         with self.db.session() as session:
             snapshot = self._live(session, org_id, snapshot_id)
+            if snapshot.legal_hold:
+                raise Conflict(f"snapshot {snapshot_id} is under legal hold; lift the hold first")
             digests = {artifact.sha256 for artifact in snapshot.artifacts}
             if snapshot.job_id:
                 session.execute(
@@ -223,12 +261,56 @@ class Snapshots:
                     .values(state="failed", error="snapshot deleted", finished_at=utcnow())
                 )
             session.delete(snapshot)
+            audit.record(session, org_id, actor, "deleted", "snapshot", snapshot_id)
             session.flush()
             still_used = set(
                 session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(digests)))
             )
         for digest in digests - still_used:
             self.blobs.delete(digest)
+
+    # -- archive and legal hold -----------------------------------------------------------------
+
+    def archive(self, org_id: str, snapshot_id: str, *, actor: str, reason: str) -> Snapshot:
+        """Hides the snapshot from default listings; it is kept and still readable by id."""
+        with self.db.session() as session:
+            snapshot = self._live(session, org_id, snapshot_id)
+            if snapshot.archived_at is None:
+                snapshot.archived_at, snapshot.archived_by = utcnow(), actor
+                snapshot.archived_reason = reason
+                audit.record(
+                    session, org_id, actor, "archived", "snapshot", snapshot_id, reason=reason
+                )
+            return snapshot
+
+    def unarchive(self, org_id: str, snapshot_id: str, *, actor: str) -> Snapshot:
+        with self.db.session() as session:
+            snapshot = self._live(session, org_id, snapshot_id)
+            if snapshot.archived_at is not None:
+                snapshot.archived_at = snapshot.archived_by = snapshot.archived_reason = None
+                audit.record(session, org_id, actor, "unarchived", "snapshot", snapshot_id)
+            return snapshot
+
+    def hold(self, org_id: str, snapshot_id: str, *, actor: str, reason: str) -> Snapshot:
+        """A held snapshot never expires and cannot be deleted until the hold is lifted."""
+        with self.db.session() as session:
+            snapshot = self._live(session, org_id, snapshot_id)
+            if not snapshot.legal_hold:
+                snapshot.legal_hold, snapshot.hold_reason = True, reason
+                snapshot.held_by, snapshot.held_at = actor, utcnow()
+                audit.record(session, org_id, actor, "held", "snapshot", snapshot_id, reason=reason)
+            return snapshot
+
+    def release(self, org_id: str, snapshot_id: str, *, actor: str) -> Snapshot:
+        """Lifts a hold; a snapshot whose expiry passed meanwhile is gone from this moment."""
+        with self.db.session() as session:
+            snapshot = self._live(session, org_id, snapshot_id)
+            if snapshot.legal_hold:
+                snapshot.legal_hold = False
+                snapshot.hold_reason = snapshot.held_by = None
+                snapshot.held_at = None
+                audit.record(session, org_id, actor, "released", "snapshot", snapshot_id)
+            return snapshot
 
     # -- worker side --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -19,6 +20,11 @@ class BlobStore(Protocol):
     def delete(self, digest: str) -> None: ...
 
     def exists(self, digest: str) -> bool: ...
+
+    def age(self, digest: str) -> float | None:
+        """Seconds since the blob was last written (a `put` of existing bytes counts), or None
+        when it does not exist. The sweeper leaves young blobs alone."""
+        ...
 
     def url(self, digest: str, *, expires_in: int) -> str | None:
         """A direct URL valid for `expires_in` seconds, or None when the API serves it."""
@@ -46,7 +52,11 @@ class FileBlobStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if path.exists():
-            return digest
+            try:
+                os.utime(path)
+                return digest
+            except FileNotFoundError:
+                pass
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -69,6 +79,12 @@ class FileBlobStore:
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).exists()
+
+    def age(self, digest: str) -> float | None:
+        try:
+            return max(0.0, time.time() - self._path(digest).stat().st_mtime)
+        except FileNotFoundError:
+            return None
 
     def url(self, digest: str, *, expires_in: int) -> str | None:
         return None

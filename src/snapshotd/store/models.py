@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -69,6 +70,9 @@ class Organization(Base):
     webhook_secret: Mapped[str] = mapped_column(String(100))
     signing_key: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Per-organization overrides of the instance settings: {"page": 90} and {"native": "50/60"}.
+    retention_days: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rate_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class User(Base):
@@ -82,6 +86,31 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     organization: Mapped[Organization] = relationship(lazy="joined")
+
+
+class AccountGroup(Base):
+    """ThousandEyes' account group (`aid`): a context inside an organization. Every organization
+    has a default one that all its users belong to."""
+
+    __tablename__ = "account_groups"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    account_group_id: Mapped[int] = mapped_column(
+        ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class ApiToken(Base):
@@ -122,6 +151,13 @@ class Snapshot(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    archived_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    archived_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    held_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    held_at: Mapped[datetime | None] = mapped_column(default=None)
 
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="snapshot", cascade="all, delete-orphan", order_by="Artifact.id"
@@ -164,3 +200,46 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Share(Base):
+    """A link that shows one snapshot without an API token. The id is the secret."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    snapshot_id: Mapped[str] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RateEvent(Base):
+    """One counted action (a snapshot created) in a sliding-window limit."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_key", "org_id", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    bucket: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_org", "org_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("aud"))
+    org_id: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str] = mapped_column(String(80))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

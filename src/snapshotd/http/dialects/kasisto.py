@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import ServicesDep, bearer_token, principal_from
+from snapshotd.http.deps import Credentials, ServicesDep, credentials, principal_from
 from snapshotd.http.native import artifact_response, capture_now
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
@@ -52,11 +52,13 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any]) -> Snapshot:
-    token = bearer_token(request) or request.query_params.get("token", "")
-    principal = await asyncio.to_thread(principal_from, services, token)
-    principal.require("uploader")
+    presented = credentials(request, basic=False)
+    if not presented.token:
+        presented = Credentials(request.query_params.get("token", ""))
+    principal = await asyncio.to_thread(principal_from, services, request, presented)
+    principal.require("upload")
     options = parse_options(_options(fields))
-    return await capture_now(services, principal.org_id, options, surface="kasisto")
+    return await capture_now(services, principal, options, surface="kasisto")
 
 
 @router.get("/create_snap", summary="Capture a page and answer with the PNG")

@@ -1,0 +1,164 @@
+"""Share links: the API that makes and revokes them, and the public pages at /s/{id}.
+
+Share responses are never cached (`Cache-Control: no-store`), so a revoked link stops working at
+once even behind a proxy; the pages send no Referer, so a link does not leak from them. Failed
+look-ups count against the visitor's address, which is answered 429 once it has guessed too often.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field
+
+from snapshotd.errors import Gone, NotFound, SnapshotdError
+from snapshotd.http.deps import (
+    PrincipalDep,
+    ServicesDep,
+    SharerDep,
+    client_address,
+    credentials,
+    principal_from,
+)
+from snapshotd.http.native import artifact_response, iso
+from snapshotd.http.problems import error_headers
+from snapshotd.services.accounts import Principal
+from snapshotd.services.shares import share_state
+from snapshotd.store.models import Share, Snapshot
+
+router = APIRouter(tags=["shares"])
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+class ShareCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    public: bool = Field(
+        True, description="false makes a private link ('saved event') for members only."
+    )
+    expires_in: Annotated[
+        int | None, Field(ge=1, description="Seconds; capped by the snapshot.")
+    ] = None
+
+
+def share_url(request: Request, services: ServicesDep, share_id: str) -> str:
+    base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return f"{base}/s/{share_id}"
+
+
+def share_body(request: Request, services: ServicesDep, share: Share) -> dict[str, Any]:
+    return {
+        "id": share.id,
+        "url": share_url(request, services, share.id),
+        "snapshot_id": share.snapshot_id,
+        "public": share.public,
+        "state": share_state(share),
+        "created_by": share.created_by,
+        "created_at": iso(share.created_at),
+        "expires_at": iso(share.expires_at),
+        "revoked_at": iso(share.revoked_at),
+    }
+
+
+@router.post("/api/v1/snapshots/{snapshot_id}/shares", status_code=201, summary="Share a snapshot")
+def create_share(
+    snapshot_id: str,
+    principal: SharerDep,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+    body: ShareCreate | None = None,
+) -> dict[str, Any]:
+    body = body or ShareCreate()
+    share = services.shares.create(
+        principal, snapshot_id, public=body.public, expires_in=body.expires_in
+    )
+    response.headers.update(NO_STORE)
+    return share_body(request, services, share)
+
+
+@router.get("/api/v1/snapshots/{snapshot_id}/shares", summary="A snapshot's share links")
+def list_shares(
+    snapshot_id: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+) -> dict[str, Any]:
+    shares = services.shares.list(principal.org_id, snapshot_id)
+    response.headers.update(NO_STORE)
+    return {"items": [share_body(request, services, share) for share in shares]}
+
+
+@router.delete("/api/v1/shares/{share_id}", status_code=204, summary="Revoke a share link")
+def revoke_share(share_id: str, principal: SharerDep, services: ServicesDep) -> Response:
+    services.shares.revoke(principal, share_id)
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def _visit(request: Request, services: ServicesDep, share_id: str) -> tuple[Share, Snapshot]:
+    """Opens a link for a visitor; a private link needs the organization's token."""
+    address = client_address(request)
+    services.misses.check(address)
+    viewer: Principal | None = None
+    presented = credentials(request)
+    if presented.token:
+        viewer = principal_from(services, request, presented)
+    try:
+        return services.shares.open(share_id, viewer)
+    except (NotFound, Gone):
+        services.misses.take(address)
+        raise
+
+
+@router.get("/s/{share_id}", response_class=HTMLResponse, include_in_schema=False)
+def share_page(share_id: str, request: Request, services: ServicesDep) -> Response:
+    share, snapshot = _visit(request, services, share_id)
+    image = next((a for a in snapshot.artifacts if a.role == "image"), None)
+    url = share_url(request, services, share.id)
+    return templates.TemplateResponse(
+        request,
+        "share.html",
+        {
+            "share": share,
+            "snapshot": snapshot,
+            "image": image,
+            "page_url": url,
+            "image_url": f"{url}/image" if image else None,
+            "pdf": any(a.role == "pdf" for a in snapshot.artifacts),
+            "captured_at": iso(snapshot.completed_at or snapshot.created_at),
+            "expires_at": iso(share.expires_at),
+            "meta": snapshot.meta or {},
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.get("/s/{share_id}/{role}", include_in_schema=False)
+def share_artifact(share_id: str, role: str, request: Request, services: ServicesDep) -> Response:
+    if role not in ("image", "pdf"):
+        raise NotFound("a share link serves its image and PDF only")
+    share, snapshot = _visit(request, services, share_id)
+    response = artifact_response(request, services, snapshot.org_id, snapshot.id, role)
+    response.headers.update(NO_STORE)
+    return response
+
+
+def render_error(request: Request, error: SnapshotdError) -> Response:
+    """Share pages answer errors as a small HTML page a visitor can read."""
+    return templates.TemplateResponse(
+        request,
+        "share_error.html",
+        {"status": error.status, "title": error.title, "detail": error.detail},
+        status_code=error.status,
+        headers={**error_headers(error), **NO_STORE},
+    )
