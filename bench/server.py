@@ -77,6 +77,9 @@ class SnapshotdServer:
             "SNAPSHOTD_DATA_DIR": str(self.root / "data"),
             "SNAPSHOTD_EGRESS_ALLOW": "127.0.0.1/32",
             "SNAPSHOTD_WORKER_CONCURRENCY": str(self.concurrency),
+            # Throughput is measured here, not the limits that protect a shared instance.
+            "SNAPSHOTD_RATE_LIMITS": "native=0",
+            "SNAPSHOTD_TOKEN_REQUESTS_PER_MINUTE": "0",
         }
 
     def __enter__(self) -> SnapshotdServer:

@@ -51,14 +51,19 @@ class Processes:
     def __init__(self) -> None:
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, env: dict[str, str], *args: str, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        output = log.open("wb") if log else subprocess.DEVNULL
         process = subprocess.Popen(
             [SNAPSHOTD, *args],
             env=env,
             start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
         )
+        if log:
+            output.close()  # the child has its own copy
         self.running.append(process)
         return process
 
@@ -222,3 +227,103 @@ def test_sigterm_lets_in_flight_captures_finish(
             assert job is not None and job.state == "complete" and job.attempts == 1
     finally:
         db.dispose()
+
+
+# -- accounts from the command line -----------------------------------------------------------
+
+
+def test_org_user_token_group_commands(env: dict[str, str]) -> None:
+    assert run(env, "org", "create", "acme", "--name", "Acme Inc").returncode == 0
+    user = run(
+        env, "user", "create", "--org", "acme", "--email", "ci@acme.test", "--role", "uploader"
+    )
+    assert user.returncode == 0 and user.stdout.startswith("usr_")
+    duplicate = run(env, "user", "create", "--org", "acme", "--email", "CI@acme.test")
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    made = run(
+        env,
+        "token",
+        "create",
+        "--org",
+        "acme",
+        "--email",
+        "ci@acme.test",
+        "--role",
+        "uploader",
+        "--name",
+        "ci",
+        "--expires-in-days",
+        "7",
+    )
+    assert made.returncode == 0
+    secret = made.stdout.strip()
+    listed = run(env, "token", "list", "--org", "acme")
+    assert listed.returncode == 0 and secret not in listed.stdout
+    token_id, state, email, role, name, _ = listed.stdout.splitlines()[0].split("\t")
+    assert (state, email, role, name) == ("active", "ci@acme.test", "uploader", "ci")
+    assert run(env, "token", "revoke", token_id, "--org", "acme").returncode == 0
+    assert "\trevoked\t" in run(env, "token", "list", "--org", "acme").stdout
+    assert run(env, "token", "revoke", token_id, "--org", "other").returncode == 1
+    aid = run(env, "group", "create", "--org", "acme", "--name", "Ops").stdout.strip()
+    assert aid.isdigit()
+    assert (
+        run(
+            env, "group", "add", "--org", "acme", "--aid", aid, "--email", "ci@acme.test"
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            env, "org", "set", "acme", "--rate-limit", "native=2/60", "--retention", "page=7"
+        ).returncode
+        == 0
+    )
+    assert run(env, "org", "set", "acme", "--rate-limit", "native=lots").returncode == 1
+    log = run(env, "audit", "--org", "acme").stdout
+    for action in (
+        "created\ttoken",
+        "revoked\ttoken",
+        "created\taccount_group",
+        "added\taccount_group",
+    ):
+        assert action in log
+    assert secret not in log
+    swept = run(env, "sweep")
+    assert swept.returncode == 0 and "deleted 0 snapshots" in swept.stdout
+
+
+def test_tokens_never_reach_the_logs_or_the_database_file(
+    env: dict[str, str], processes: Processes, tmp_path: Path
+) -> None:
+    token = token_for(env)
+    log = tmp_path / "serve.log"
+    port = free_port()
+    processes.start(env, "serve", "--port", str(port), "--workers", "0", log=log)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(
+        base + "/api/v1/snapshots", headers=headers, json={"url": "https://example.org"}
+    )
+    assert created.status_code == 202
+    share = httpx.post(f"{base}/api/v1/snapshots/{created.json()['id']}/shares", headers=headers)
+    share_id = share.json()["id"]
+    assert httpx.get(f"{base}/s/{share_id}").status_code == 200
+    assert httpx.get(base + "/api/v1/me", auth=("ops@acme.test", token)).status_code == 200
+    # Kasisto takes the token in the query string; the access log must not keep it.
+    refused = httpx.get(f"{base}/create_snap", params={"url": "file:///etc/passwd", "token": token})
+    assert refused.status_code == 400
+    assert (
+        httpx.get(base + "/api/v1/me", headers={"Authorization": "Bearer snap_wrong"}).status_code
+        == 401
+    )
+    time.sleep(0.5)
+    written = log.read_text()
+    assert "/create_snap?" in written and "token=[redacted]" in written
+    assert f"/s/{share_id[:6]}" in written
+    data = Path(env["SNAPSHOTD_DATA_DIR"])
+    stored = b"".join(path.read_bytes() for path in data.glob("snapshotd.db*"))
+    assert stored
+    for secret in (token, token.removeprefix("snap_"), share_id):
+        assert secret not in written
+    assert token.encode() not in stored and token.removeprefix("snap_").encode() not in stored

@@ -17,7 +17,12 @@ def test_every_setting_is_documented_with_its_default() -> None:
         assert field.description, f"{name} has no description"
         line = next(line for line in doc.splitlines() if line.startswith(f"| {variable}"))
         default = field.get_default(call_default_factory=True)
-        shown = ",".join(default) if isinstance(default, list) else str(default)
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif isinstance(default, dict):
+            shown = ",".join(f"{key}={value}" for key, value in default.items())
+        else:
+            shown = str(default)
         assert f"`{shown or '(empty)'}`" in line, (
             f"{variable}'s default is wrong in docs/settings.md"
         )

@@ -7,6 +7,7 @@ look-ups count against the visitor's address, which is answered 429 once it has 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from snapshotd.errors import Gone, NotFound, SnapshotdError
+from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
 from snapshotd.http.deps import (
     PrincipalDep,
     ServicesDep,
@@ -112,7 +113,9 @@ def _visit(request: Request, services: ServicesDep, share_id: str) -> tuple[Shar
     viewer: Principal | None = None
     presented = credentials(request)
     if presented.token:
-        viewer = principal_from(services, request, presented)
+        # A bad token only means "not signed in" here: a public link still opens.
+        with contextlib.suppress(Unauthorized):
+            viewer = principal_from(services, request, presented)
     try:
         return services.shares.open(share_id, viewer)
     except (NotFound, Gone):

@@ -98,6 +98,8 @@ class CreationLimits:
             return Limit.parse(overrides[bucket])
         if bucket in self.defaults:
             return self.defaults[bucket]
+        if "native" in overrides:
+            return Limit.parse(overrides["native"])
         return self.defaults.get("native")
 
     def take(self, session: Session, org_id: str, bucket: str) -> Decision | None:
