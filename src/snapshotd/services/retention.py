@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 
 from snapshotd.config import Settings
 from snapshotd.services import audit
-from snapshotd.services.snapshots import live_clause
+from snapshotd.services.snapshots import delete_unreferenced, live_clause
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, RateEvent, Share, Snapshot, utcnow
@@ -50,7 +50,7 @@ def sweep(
     while True:
         deleted, digests = _delete_expired_batch(db, now)
         report.snapshots += deleted
-        report.blobs += _delete_unreferenced(db, blobs, digests, settings.blob_grace_seconds)
+        report.blobs += delete_unreferenced(db, blobs, digests, settings.blob_grace_seconds)
         if deleted < BATCH:
             break
     with db.session() as session:
@@ -86,20 +86,6 @@ def _delete_expired_batch(db: Database, now: datetime) -> tuple[int, set[str]]:
         session.execute(delete(Share).where(Share.snapshot_id.in_(ids)))
         session.execute(delete(Snapshot).where(Snapshot.id.in_(ids)))
     return len(ids), digests
-
-
-def _delete_unreferenced(db: Database, blobs: BlobStore, digests: set[str], grace: int) -> int:
-    if not digests:
-        return 0
-    with db.session() as session:
-        used = set(session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(digests))))
-    removed = 0
-    for digest in digests - used:
-        age = blobs.age(digest)
-        if age is not None and age >= grace:
-            blobs.delete(digest)
-            removed += 1
-    return removed
 
 
 def _rowcount(result: object) -> int:

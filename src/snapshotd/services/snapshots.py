@@ -262,12 +262,7 @@ class Snapshots:
                 )
             session.delete(snapshot)
             audit.record(session, org_id, actor, "deleted", "snapshot", snapshot_id)
-            session.flush()
-            still_used = set(
-                session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(digests)))
-            )
-        for digest in digests - still_used:
-            self.blobs.delete(digest)
+        delete_unreferenced(self.db, self.blobs, digests, self.settings.blob_grace_seconds)
 
     # -- archive and legal hold -----------------------------------------------------------------
 
@@ -371,6 +366,22 @@ class Snapshots:
                 "gave up: the worker running this capture stopped responding too many times"
             )
             webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
+
+
+def delete_unreferenced(db: Database, blobs: BlobStore, digests: set[str], grace: int) -> int:
+    """Deletes the blobs among `digests` that no artifact refers to and that were not written in
+    the last `grace` seconds (a capture storing the same bytes writes the blob before its row)."""
+    if not digests:
+        return 0
+    with db.session() as session:
+        used = set(session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(digests))))
+    removed = 0
+    for digest in digests - used:
+        age = blobs.age(digest)
+        if age is not None and age >= grace:
+            blobs.delete(digest)
+            removed += 1
+    return removed
 
 
 def _stored(options: CaptureOptions) -> dict[str, Any]:
