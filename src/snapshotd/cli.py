@@ -245,10 +245,12 @@ def org_set(
     try:
         org_id = _org_id(db, slug)
         if retention:
-            days = {kind: value for kind, value in _pairs(retention, "--retention").items()}
+            days = _pairs(retention, "--retention")
             if not all(value.isdigit() for value in days.values()):
                 raise _fail("--retention days must be whole numbers")
-            accounts.set_retention(db, org_id, {k: int(v) for k, v in days.items()}, actor=OPERATOR)
+            accounts.set_retention(
+                db, org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
+            )
         if rate_limit:
             accounts.set_rate_limits(db, org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR)
     except SnapshotdError as error:
@@ -358,12 +360,7 @@ def group_add(
     db = _database(_settings())
     try:
         org_id = _org_id(db, org)
-        user = next(
-            (u for u in accounts.list_users(db, org_id) if u.email == email.strip().lower()),
-            None,
-        )
-        if user is None:
-            raise _fail(f"no user {email} in {org}")
+        user = accounts.find_user(db, org_id, email)
         accounts.join_account_group(db, org_id, aid, user.id, actor=OPERATOR)
     except SnapshotdError as error:
         raise _fail(error.detail) from None

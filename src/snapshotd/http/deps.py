@@ -112,7 +112,6 @@ def require(permission: str) -> Callable[[Principal], Principal]:
     return check
 
 
-ViewerDep = PrincipalDep
 UploaderDep = Annotated[Principal, Depends(require("upload"))]
 SharerDep = Annotated[Principal, Depends(require("share"))]
 ManagerDep = Annotated[Principal, Depends(require("manage"))]

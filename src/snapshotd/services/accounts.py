@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -121,13 +122,7 @@ def set_retention(db: Database, org_id: str, days: dict[str, int], *, actor: str
         raise BadRequest(f"unknown snapshot kind {unknown[0]!r}", field="retention_days")
     if any(not 1 <= value <= 36_500 for value in days.values()):
         raise BadRequest("retention is 1 to 36500 days", field="retention_days")
-    with db.session() as session:
-        org = session.get(Organization, org_id)
-        if org is None:
-            raise NotFound(f"no organization {org_id}")
-        org.retention_days = {**org.retention_days, **days}
-        audit.record(session, org_id, actor, "updated", "organization", org_id, retention_days=days)
-        return org
+    return _merge_org_setting(db, org_id, "retention_days", days, actor=actor)
 
 
 def set_rate_limits(
@@ -136,12 +131,19 @@ def set_rate_limits(
     """The operator's override of the instance's creation limits for one organization."""
     for value in limits.values():
         Limit.parse(value)
+    return _merge_org_setting(db, org_id, "rate_limits", limits, actor=actor)
+
+
+def _merge_org_setting(
+    db: Database, org_id: str, name: str, values: dict[str, Any], *, actor: str
+) -> Organization:
+    """Merges `values` into the organization's `name` overrides, recorded in the audit log."""
     with db.session() as session:
         org = session.get(Organization, org_id)
         if org is None:
             raise NotFound(f"no organization {org_id}")
-        org.rate_limits = {**org.rate_limits, **limits}
-        audit.record(session, org_id, actor, "updated", "organization", org_id, rate_limits=limits)
+        setattr(org, name, {**getattr(org, name), **values})
+        audit.record(session, org_id, actor, "updated", "organization", org_id, **{name: values})
         return org
 
 
@@ -207,13 +209,26 @@ def _check_role(role: str) -> None:
         raise BadRequest(f"role must be one of {', '.join(ROLES)}", field="role")
 
 
+def user_by_email(session: Session, org_id: str, email: str) -> User | None:
+    normalized = email.strip().lower()
+    return session.scalar(select(User).where(User.org_id == org_id, User.email == normalized))
+
+
+def find_user(db: Database, org_id: str, email: str) -> User:
+    with db.session() as session:
+        user = user_by_email(session, org_id, email)
+    if user is None:
+        raise NotFound(f"no user {email.strip().lower()} in this organization", field="email")
+    return user
+
+
 def ensure_user(session: Session, org: Organization, email: str, role: str) -> User:
     """Creates the user in the organization's default group, or updates its role."""
     _check_role(role)
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise BadRequest("email must be an email address", field="email")
-    user = session.scalar(select(User).where(User.org_id == org.id, User.email == email))
+    user = user_by_email(session, org.id, email)
     if user is None:
         user = User(org_id=org.id, email=email, role=role)
         session.add(user)
@@ -232,9 +247,8 @@ def add_user(db: Database, org_id: str, email: str, role: str, *, actor: str) ->
         org = session.get(Organization, org_id)
         if org is None:
             raise NotFound(f"no organization {org_id}")
-        email = email.strip().lower()
-        if session.scalar(select(User).where(User.org_id == org_id, User.email == email)):
-            raise Conflict(f"user {email} already exists", field="email")
+        if user_by_email(session, org_id, email) is not None:
+            raise Conflict(f"user {email.strip().lower()} already exists", field="email")
         user = ensure_user(session, org, email, role)
         audit.record(session, org_id, actor, "created", "user", user.id, role=role)
         return user
@@ -324,12 +338,12 @@ def new_token(
     actor: str,
 ) -> IssuedToken:
     """A token for an existing user of the organization."""
-    email = email.strip().lower()
     with db.session() as session:
-        user = session.scalar(select(User).where(User.org_id == org_id, User.email == email))
+        user = user_by_email(session, org_id, email)
         if user is None:
             raise BadRequest(
-                f"no user {email} in this organization; add the user first", field="email"
+                f"no user {email.strip().lower()} in this organization; add the user first",
+                field="email",
             )
         return issue_token(session, user, name=name, expires_in_days=expires_in_days, actor=actor)
 

@@ -18,7 +18,7 @@ from snapshotd.config import Settings
 from snapshotd.services import audit
 from snapshotd.services.snapshots import delete_unreferenced, live_clause
 from snapshotd.store.blobs import BlobStore
-from snapshotd.store.db import Database
+from snapshotd.store.db import Database, rowcount
 from snapshotd.store.models import Artifact, RateEvent, Share, Snapshot, utcnow
 
 BATCH = 500
@@ -54,9 +54,9 @@ def sweep(
         if deleted < BATCH:
             break
     with db.session() as session:
-        report.shares = _rowcount(session.execute(delete(Share).where(Share.expires_at <= now)))
-        report.rate_events = _rowcount(
-            session.execute(delete(RateEvent).where(RateEvent.at <= now - RATE_EVENT_HORIZON))
+        report.shares = rowcount(session, delete(Share).where(Share.expires_at <= now))
+        report.rate_events = rowcount(
+            session, delete(RateEvent).where(RateEvent.at <= now - RATE_EVENT_HORIZON)
         )
     return report
 
@@ -86,7 +86,3 @@ def _delete_expired_batch(db: Database, now: datetime) -> tuple[int, set[str]]:
         session.execute(delete(Share).where(Share.snapshot_id.in_(ids)))
         session.execute(delete(Snapshot).where(Snapshot.id.in_(ids)))
     return len(ids), digests
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)

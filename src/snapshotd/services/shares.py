@@ -12,13 +12,12 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, Gone, NotFound
 from snapshotd.services import audit
 from snapshotd.services.accounts import Principal
-from snapshotd.services.snapshots import is_live
+from snapshotd.services.snapshots import is_live, live_snapshot
 from snapshotd.store.db import Database
 from snapshotd.store.models import Share, Snapshot, utcnow
 
@@ -56,7 +55,7 @@ class Shares:
             )
         now = utcnow()
         with self.db.session() as session:
-            snapshot = self._snapshot(session, principal.org_id, snapshot_id)
+            snapshot = live_snapshot(session, principal.org_id, snapshot_id)
             if expires_in:
                 expires_at = now + timedelta(seconds=expires_in)
                 if snapshot.expires_at is not None and not snapshot.legal_hold:
@@ -89,7 +88,7 @@ class Shares:
 
     def list(self, org_id: str, snapshot_id: str) -> list[Share]:
         with self.db.session() as session:
-            self._snapshot(session, org_id, snapshot_id)
+            live_snapshot(session, org_id, snapshot_id)
             statement = (
                 select(Share)
                 .where(Share.org_id == org_id, Share.snapshot_id == snapshot_id)
@@ -135,10 +134,3 @@ class Shares:
                 raise missing
             snapshot.artifacts  # noqa: B018 — load before the session closes
             return share, snapshot
-
-    @staticmethod
-    def _snapshot(session: Session, org_id: str, snapshot_id: str) -> Snapshot:
-        snapshot = session.get(Snapshot, snapshot_id)
-        if snapshot is None or snapshot.org_id != org_id or not is_live(snapshot):
-            raise NotFound(f"no snapshot {snapshot_id}")
-        return snapshot

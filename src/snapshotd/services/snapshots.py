@@ -43,6 +43,15 @@ def is_live(snapshot: Snapshot, now: datetime | None = None) -> bool:
     return snapshot.expires_at > (now or utcnow())
 
 
+def live_snapshot(session: Session, org_id: str, snapshot_id: str) -> Snapshot:
+    """The organization's snapshot if it is live, with its artifacts loaded; else NotFound."""
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is None or snapshot.org_id != org_id or not is_live(snapshot):
+        raise NotFound(f"no snapshot {snapshot_id}")
+    snapshot.artifacts  # noqa: B018 — load before the session closes
+    return snapshot
+
+
 def live_clause(now: datetime) -> ColumnElement[bool]:
     """`is_live` as SQL, for listings and the sweeper."""
     return or_(
@@ -172,20 +181,13 @@ class Snapshots:
 
     # -- read ---------------------------------------------------------------------------------
 
-    def _live(self, session: Session, org_id: str, snapshot_id: str) -> Snapshot:
-        snapshot = session.get(Snapshot, snapshot_id)
-        if snapshot is None or snapshot.org_id != org_id or not is_live(snapshot):
-            raise NotFound(f"no snapshot {snapshot_id}")
-        snapshot.artifacts  # noqa: B018 — load before the session closes
-        return snapshot
-
     def get(self, org_id: str, snapshot_id: str) -> Snapshot:
         with self.db.session() as session:
-            return self._live(session, org_id, snapshot_id)
+            return live_snapshot(session, org_id, snapshot_id)
 
     def get_with_job(self, org_id: str, snapshot_id: str) -> tuple[Snapshot, Job | None]:
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             job = session.get(Job, snapshot.job_id) if snapshot.job_id else None
             return snapshot, job
 
@@ -250,7 +252,7 @@ class Snapshots:
 
     def delete(self, org_id: str, snapshot_id: str, *, actor: str = audit.SYSTEM) -> None:
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             if snapshot.legal_hold:
                 raise Conflict(f"snapshot {snapshot_id} is under legal hold; lift the hold first")
             digests = {artifact.sha256 for artifact in snapshot.artifacts}
@@ -269,7 +271,7 @@ class Snapshots:
     def archive(self, org_id: str, snapshot_id: str, *, actor: str, reason: str) -> Snapshot:
         """Hides the snapshot from default listings; it is kept and still readable by id."""
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             if snapshot.archived_at is None:
                 snapshot.archived_at, snapshot.archived_by = utcnow(), actor
                 snapshot.archived_reason = reason
@@ -280,7 +282,7 @@ class Snapshots:
 
     def unarchive(self, org_id: str, snapshot_id: str, *, actor: str) -> Snapshot:
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             if snapshot.archived_at is not None:
                 snapshot.archived_at = snapshot.archived_by = snapshot.archived_reason = None
                 audit.record(session, org_id, actor, "unarchived", "snapshot", snapshot_id)
@@ -289,7 +291,7 @@ class Snapshots:
     def hold(self, org_id: str, snapshot_id: str, *, actor: str, reason: str) -> Snapshot:
         """A held snapshot never expires and cannot be deleted until the hold is lifted."""
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             if not snapshot.legal_hold:
                 snapshot.legal_hold, snapshot.hold_reason = True, reason
                 snapshot.held_by, snapshot.held_at = actor, utcnow()
@@ -299,7 +301,7 @@ class Snapshots:
     def release(self, org_id: str, snapshot_id: str, *, actor: str) -> Snapshot:
         """Lifts a hold; a snapshot whose expiry passed meanwhile is gone from this moment."""
         with self.db.session() as session:
-            snapshot = self._live(session, org_id, snapshot_id)
+            snapshot = live_snapshot(session, org_id, snapshot_id)
             if snapshot.legal_hold:
                 snapshot.legal_hold = False
                 snapshot.hold_reason = snapshot.held_by = None

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Update, case, func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
-from snapshotd.store.db import Database
+from snapshotd.store.db import Database, rowcount
 from snapshotd.store.models import Job, utcnow
 
 TERMINAL = ("complete", "failed")
@@ -129,13 +129,13 @@ class JobQueue:
         if progress is not None:
             values["progress"] = progress
         with self.db.engine.begin() as connection:
-            updated = _count(connection, update(Job).where(*self._fenced(claim)).values(**values))
+            updated = rowcount(connection, update(Job).where(*self._fenced(claim)).values(**values))
         return updated == 1
 
     def complete(self, session: Session, claim: Claim) -> None:
         """Marks the job complete inside the caller's transaction, or raises LeaseLost."""
         now = utcnow()
-        updated = _count(
+        updated = rowcount(
             session,
             update(Job)
             .where(*self._fenced(claim))
@@ -156,7 +156,7 @@ class JobQueue:
         else:
             backoff = timedelta(seconds=min(60, 2 ** (claim.attempt - 1)))
             values.update(state="queued", run_after=now + backoff)
-        if _count(session, update(Job).where(*self._fenced(claim)).values(**values)) != 1:
+        if rowcount(session, update(Job).where(*self._fenced(claim)).values(**values)) != 1:
             raise LeaseLost(f"job {claim.job_id} attempt {claim.attempt} no longer holds its lease")
         return "failed" if final else "queued"
 
@@ -190,9 +190,3 @@ class JobQueue:
         counts = {"queued": 0, "working": 0, "complete": 0, "failed": 0}
         counts.update({state: int(n) for state, n in rows})
         return counts
-
-
-def _count(executor: Session | Connection, statement: Update) -> int:
-    """Rows an UPDATE matched: the compare-and-swap result every fenced write relies on."""
-    result = cast(CursorResult[Any], executor.execute(statement))
-    return int(result.rowcount)
