@@ -8,6 +8,7 @@ look-ups count against the visitor's address, which is answered 429 once it has 
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -138,12 +139,16 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "page_url": url,
             "image_url": f"{url}/image" if image else None,
             "pdf": any(a.role == "pdf" for a in snapshot.artifacts),
-            "captured_at": iso(snapshot.completed_at or snapshot.created_at),
-            "expires_at": iso(share.expires_at),
+            "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
+            "expires_at": _readable(share.expires_at),
             "meta": snapshot.meta or {},
         },
         headers=NO_STORE,
     )
+
+
+def _readable(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @router.get("/s/{share_id}/{role}", include_in_schema=False)
