@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -21,7 +22,7 @@ import httpx
 
 from snapshotd.config import Settings
 from snapshotd.engines.browser import BrowserPool
-from snapshotd.engines.capture import CaptureEngine
+from snapshotd.engines.capture import CaptureEngine, CaptureOptions
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
@@ -66,6 +67,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: CaptureEngine | None = None
         self._http: httpx.AsyncClient | None = None
+        self._work_queued: asyncio.Event | None = None
         self.pool: BrowserPool | None = None
 
     def request_stop(self) -> None:
@@ -96,6 +98,8 @@ class Worker:
                 max_navigations=s.max_navigations,
             )
             self._loop = asyncio.get_running_loop()
+            self._work_queued = asyncio.Event()
+            unsubscribe = self.queue.db.on_enqueued(self._wake)
             self.ready.set()
             try:
                 async with asyncio.TaskGroup() as group:
@@ -106,6 +110,7 @@ class Worker:
                     sweep_every = s.sweep_interval_seconds
                     group.create_task(self._periodically("sweep", sweep_every, self._sweep))
             finally:
+                unsubscribe()
                 self.ready.clear()
                 self._loop = None
 
@@ -116,11 +121,23 @@ class Worker:
             raise RuntimeError("worker is not running")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
+    def _wake(self) -> None:
+        """Called from any thread of this process when a job was queued."""
+        loop, event = self._loop, self._work_queued
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
     async def _claim_loop(self) -> None:
+        assert self._work_queued is not None
         while not self.stopping:
+            self._work_queued.clear()
             claim = await asyncio.to_thread(self.queue.claim, self.id)
             if claim is None:
-                await asyncio.sleep(self.settings.poll_interval_seconds)
+                # Jobs queued by another process are found at the next poll.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._work_queued.wait(), self.settings.poll_interval_seconds
+                    )
                 continue
             await self.run_claim(claim)
 
@@ -189,10 +206,11 @@ class Worker:
 
     async def _capture(self, claim: Claim) -> None:
         assert self._engine is not None and self.pool is not None
-        options = await asyncio.to_thread(self.snapshots.start, claim)
-        if options is None:
+        snapshot = await asyncio.to_thread(self.snapshots.start, claim)
+        if snapshot is None:
             await asyncio.to_thread(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
             return
+        options = CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
         began, restarts = time.perf_counter(), self.pool.stats.restarts
         outcome = "success"
         try:

@@ -34,7 +34,8 @@ def test_create_run_finish_and_read_back(service: Snapshots, any_db: Database) -
     claim = service.queue.claim("w")
     assert claim is not None
     started = service.start(claim)
-    assert started is not None and started.width == 900
+    assert started is not None and started.status == "working"
+    assert started.options["width"] == 900
     result = CaptureResult(
         [CapturedArtifact("image", b"\x89PNG pretend", "image/png", 900, 800)],
         {"final_url": "https://example.org/"},

@@ -129,39 +129,66 @@ class Snapshots:
                 )
                 if existing is not None:
                     return self._check_replay(existing, options, callback_url)
-            if claimed_by is None:
-                self.queue.check_capacity(session)
-            self.limits.take(session, org_id, surface)
-            now = utcnow()
-            snapshot = Snapshot(
-                org_id=org_id,
-                kind="page",
-                surface=surface,
-                status="working" if claimed_by else "queued",
+            snapshot = self.create(
+                session,
+                org_id,
+                "page",
+                CAPTURE_JOB,
                 url=options.url,
                 options=_stored(options),
+                surface=surface,
                 idempotency_key=idempotency_key,
                 callback_url=callback_url,
-                created_at=now,
-                expires_at=now + timedelta(days=self.retention_days(session, org_id, "page")),
-            )
-            session.add(snapshot)
-            session.flush()
-            audit.record(
-                session, org_id, actor, "created", "snapshot", snapshot.id, surface=surface
-            )
-            job = self.queue.enqueue(
-                session,
-                CAPTURE_JOB,
-                {"snapshot_id": snapshot.id},
-                org_id=org_id,
                 claimed_by=claimed_by,
+                actor=actor,
             )
-            snapshot.job_id = job.id
             try:
                 session.flush()
             except IntegrityError:
                 raise Conflict("a snapshot with this Idempotency-Key is being created") from None
+        return snapshot
+
+    def create(
+        self,
+        session: Session,
+        org_id: str,
+        kind: str,
+        job_kind: str,
+        *,
+        url: str = "",
+        options: dict[str, Any],
+        surface: str,
+        actor: str,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        claimed_by: str | None = None,
+    ) -> Snapshot:
+        """A snapshot of any kind and the job that makes it, in the caller's transaction: checks
+        the queue's capacity, takes one from the `surface` creation limit, sets the expiry and
+        writes the audit record."""
+        if claimed_by is None:
+            self.queue.check_capacity(session)
+        self.limits.take(session, org_id, surface)
+        now = utcnow()
+        snapshot = Snapshot(
+            org_id=org_id,
+            kind=kind,
+            surface=surface,
+            status="working" if claimed_by else "queued",
+            url=url,
+            options=options,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            created_at=now,
+            expires_at=now + timedelta(days=self.retention_days(session, org_id, kind)),
+        )
+        session.add(snapshot)
+        session.flush()
+        audit.record(session, org_id, actor, "created", "snapshot", snapshot.id, surface=surface)
+        job = self.queue.enqueue(
+            session, job_kind, {"snapshot_id": snapshot.id}, org_id=org_id, claimed_by=claimed_by
+        )
+        snapshot.job_id = job.id
         return snapshot
 
     def retention_days(self, session: Session, org_id: str, kind: str) -> int:
@@ -311,14 +338,13 @@ class Snapshots:
 
     # -- worker side --------------------------------------------------------------------------
 
-    def start(self, claim: Claim) -> CaptureOptions | None:
+    def start(self, claim: Claim) -> Snapshot | None:
         """Marks the claimed job's snapshot working; None when the snapshot is gone."""
         with self.db.session() as session:
             snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
-            if snapshot is None:
-                return None
-            snapshot.status = "working"
-            return CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
+            if snapshot is not None:
+                snapshot.status = "working"
+            return snapshot
 
     def finish(self, claim: Claim, result: CaptureResult) -> None:
         stored = [(artifact, self.blobs.put(artifact.data)) for artifact in result.artifacts]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -13,6 +13,8 @@ from sqlalchemy import Connection, CursorResult, Delete, Engine, Update, create_
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Set in a session's `info` by whatever queues a job in it; read after the commit.
+ENQUEUED = "snapshotd.enqueued"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,11 +44,21 @@ def rowcount(executor: Session | Connection, statement: Update | Delete) -> int:
 
 
 class Database:
-    """An engine plus its session factory; `session()` commits on success, rolls back on error."""
+    """An engine plus its session factory; `session()` commits on success, rolls back on error.
+
+    Code in the same process can ask to be told when a committed transaction queued a job
+    (`on_enqueued`), so an idle worker starts it at once instead of at its next poll.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_enqueued(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Calls `listener` after each commit that queued a job; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -65,6 +77,9 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            if session.info.pop(ENQUEUED, False):
+                for listener in list(self._listeners):
+                    listener()
 
     def migrate(self) -> None:
         config = Config()

@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
-from snapshotd.store.db import Database, rowcount
+from snapshotd.store.db import ENQUEUED, Database, rowcount
 from snapshotd.store.models import Job, utcnow
 
 TERMINAL = ("complete", "failed")
@@ -89,6 +89,8 @@ class JobQueue:
             job.lease_owner, job.lease_expires_at = claimed_by, now + self.lease
         session.add(job)
         session.flush()
+        if not claimed_by:
+            session.info[ENQUEUED] = True
         return job
 
     def claim(self, worker_id: str) -> Claim | None:

@@ -1,0 +1,478 @@
+"""Metrics: measurements in, series out over a time window at a resolution.
+
+A sample is stored as it arrives (count, sum, min, max; a plain value is count 1). Roll-ups to a
+coarser resolution are computed on read by one GROUP BY over a time bucket, so ingest is a single
+multi-row INSERT and every resolution is exact; `make bench` measures both sides. Names, tags and
+values follow Librato's documented rules (docs/librato.md); tag names and values, and legacy
+sources (kept as the tag `source`), are case-insensitive and stored lower-cased.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from snapshotd.errors import BadRequest, NotFound
+from snapshotd.store.db import Database
+from snapshotd.store.models import Measurement, Metric, MetricSeries
+
+NAME = re.compile(r"^[A-Za-z0-9.:\-_]{1,255}$")
+TAG_NAME = re.compile(r"^[-.:_\w]{1,64}$", re.ASCII)
+TAG_VALUE = re.compile(r"^[-.:_?\\/\w ]{1,255}$", re.ASCII)
+METRIC_TYPES = ("gauge", "counter")
+GROUP_FUNCTIONS = ("average", "sum", "min", "max", "count")
+MAX_TAGS = 50
+MAX_FUTURE_SECONDS = 600
+MAX_POINTS_PER_READ = 100_000
+_FLOAT_CEILING = 1e127  # Librato refuses base-10 exponents over 126 and zeroes those under -130
+_FLOAT_FLOOR = 1e-130
+_CHUNK = 500
+
+Tags = tuple[tuple[str, str], ...]
+TagFilter = Mapping[str, Sequence[str]]
+Point = tuple[int, int, float, float, float]  # time, count, sum, min, max
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    tags: Tags
+    time: int
+    count: int
+    sum: float
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class MetricProps:
+    """Metric properties a submission may carry; they apply only when it creates the metric."""
+
+    type: str = "gauge"
+    period: int | None = None
+    display_name: str | None = None
+    description: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SeriesPoints:
+    tags: dict[str, str]
+    points: list[Point]
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def check_name(name: Any, where: str = "name") -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise BadRequest(
+            f"{name!r} is not a valid metric name: use 1-255 of A-Z a-z 0-9 . : - _", field=where
+        )
+    return name
+
+
+def number(value: Any, where: str) -> float:
+    """A finite JSON number (or numeric string, as form encoding sends), within Librato's range."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest("is not a number", field=where)
+    try:
+        result = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRequest("is not a number", field=where) from None
+    if not math.isfinite(result) or abs(result) >= _FLOAT_CEILING:
+        raise BadRequest("is out of range (base-10 exponent over 126)", field=where)
+    return 0.0 if abs(result) < _FLOAT_FLOOR else result
+
+
+def epoch(value: Any, where: str, *, now: float | None = None) -> int:
+    """Unix seconds, not in the future by more than MAX_FUTURE_SECONDS."""
+    seconds = number(value, where)
+    if seconds < 0:
+        raise BadRequest("must be Unix seconds, not negative", field=where)
+    if seconds > (now or time.time()) + MAX_FUTURE_SECONDS:
+        raise BadRequest("is in the future (times are Unix seconds, not milliseconds)", field=where)
+    return int(seconds)
+
+
+def tag_set(raw: Any, where: str = "tags") -> Tags:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise BadRequest("must be an object of tag names to values", field=where)
+    if len(raw) > MAX_TAGS:
+        raise BadRequest(f"at most {MAX_TAGS} tags", field=where)
+    tags = []
+    for name, value in raw.items():
+        text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        if not isinstance(name, str) or not TAG_NAME.match(name):
+            raise BadRequest(f"tag name {name!r} is invalid", field=where)
+        if not isinstance(text, str) or not TAG_VALUE.match(text):
+            raise BadRequest(f"tag {name!r} has an invalid value {value!r}", field=where)
+        tags.append((name.lower(), text.lower()))
+    return tuple(sorted(tags))
+
+
+def sample(name: Any, fields: Mapping[str, Any], tags: Tags, when: int, where: str) -> Sample:
+    """A sample from a plain `value`, or from the pre-aggregated `count` + `sum` (+ min, max)."""
+    check_name(name, f"{where}.name")
+    if fields.get("count") is not None:
+        count = number(fields["count"], f"{where}.count")
+        if count < 1 or count != int(count):
+            raise BadRequest("must be a whole number of at least 1", field=f"{where}.count")
+        if fields.get("sum") is None:
+            raise BadRequest("is required with count", field=f"{where}.sum")
+        total = number(fields["sum"], f"{where}.sum")
+        mean = total / count
+        low = number(fields["min"], f"{where}.min") if fields.get("min") is not None else mean
+        high = number(fields["max"], f"{where}.max") if fields.get("max") is not None else mean
+        return Sample(name, tags, when, int(count), total, low, high)
+    if "value" not in fields:
+        raise BadRequest("is required (or count and sum)", field=f"{where}.value")
+    value = number(fields["value"], f"{where}.value")
+    return Sample(name, tags, when, 1, value, value, value)
+
+
+def tag_filter_matches(tags: Mapping[str, str], wanted: TagFilter) -> bool:
+    """Each named tag must match one of its patterns (`*` wildcards; `!` negates)."""
+    for name, patterns in wanted.items():
+        value = tags.get(name.lower())
+        positive = [p for p in patterns if not p.startswith("!")]
+        negative = [p[1:] for p in patterns if p.startswith("!")]
+        if any(value is not None and _wildcard(p).match(value) for p in negative):
+            return False
+        if positive and (value is None or not any(_wildcard(p).match(value) for p in positive)):
+            return False
+    return True
+
+
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    return re.compile("^" + ".*".join(map(re.escape, pattern.lower().split("*"))) + "$")
+
+
+def point_value(point: Point, function: str) -> float:
+    _time, count, total, low, high = point
+    if function == "sum":
+        return total
+    if function == "min":
+        return low
+    if function == "max":
+        return high
+    if function == "count":
+        return float(count)
+    return total / count
+
+
+def combine(series: Iterable[list[tuple[int, float]]], function: str) -> list[tuple[int, float]]:
+    """One series from several, point by point at equal times (`group_function`)."""
+    by_time: dict[int, list[float]] = {}
+    for points in series:
+        for when, value in points:
+            by_time.setdefault(when, []).append(value)
+    out = []
+    for when in sorted(by_time):
+        values = by_time[when]
+        if function == "sum":
+            out.append((when, sum(values)))
+        elif function == "min":
+            out.append((when, min(values)))
+        elif function == "max":
+            out.append((when, max(values)))
+        elif function == "count":
+            out.append((when, float(len(values))))
+        else:
+            out.append((when, sum(values) / len(values)))
+    return out
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+class Metrics:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def submit(
+        self, org_id: str, samples: Sequence[Sample], props: Mapping[str, MetricProps]
+    ) -> int:
+        """Stores samples, creating unknown metrics (with `props` by lower-cased name) on the fly."""
+        if not samples:
+            return 0
+        with self.db.session() as session:
+            names = {s.name.lower(): s.name for s in samples}
+            metric_ids = self._metric_ids(session, org_id, names, props)
+            wanted = {(metric_ids[s.name.lower()], s.tags) for s in samples}
+            series_ids = self._series_ids(session, wanted)
+            rows = [
+                {
+                    "series_id": series_ids[(metric_ids[s.name.lower()], s.tags)],
+                    "time": s.time,
+                    "count": s.count,
+                    "sum": s.sum,
+                    "min": s.min,
+                    "max": s.max,
+                }
+                for s in samples
+            ]
+            session.execute(insert(Measurement), rows)
+        return len(rows)
+
+    def _metric_ids(
+        self,
+        session: Session,
+        org_id: str,
+        names: Mapping[str, str],
+        props: Mapping[str, MetricProps],
+    ) -> dict[str, int]:
+        found = self._existing_metrics(session, org_id, names)
+        missing = [key for key in names if key not in found]
+        if missing:
+            rows = []
+            for key in missing:
+                p = props.get(key, MetricProps())
+                rows.append(
+                    {
+                        "org_id": org_id,
+                        "key": key,
+                        "name": names[key],
+                        "type": p.type,
+                        "period": p.period,
+                        "display_name": p.display_name,
+                        "description": p.description,
+                        "attributes": p.attributes,
+                    }
+                )
+            _insert_ignoring_duplicates(session, Metric, rows, ["org_id", "key"])
+            found.update(self._existing_metrics(session, org_id, missing))
+        return found
+
+    @staticmethod
+    def _existing_metrics(session: Session, org_id: str, keys: Iterable[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(keys)):
+            query = select(Metric.key, Metric.id).where(
+                Metric.org_id == org_id, Metric.key.in_(chunk)
+            )
+            found.update({key: metric_id for key, metric_id in session.execute(query)})
+        return found
+
+    def _series_ids(
+        self, session: Session, wanted: set[tuple[int, Tags]]
+    ) -> dict[tuple[int, Tags], int]:
+        keyed = {(metric_id, _series_key(tags)): (metric_id, tags) for metric_id, tags in wanted}
+        found = self._existing_series(session, keyed)
+        missing = [k for k in keyed if keyed[k] not in found]
+        if missing:
+            rows = [
+                {"metric_id": metric_id, "key": key, "tags": dict(keyed[(metric_id, key)][1])}
+                for metric_id, key in missing
+            ]
+            _insert_ignoring_duplicates(session, MetricSeries, rows, ["metric_id", "key"])
+            found.update(self._existing_series(session, {k: keyed[k] for k in missing}))
+        return found
+
+    @staticmethod
+    def _existing_series(
+        session: Session, keyed: Mapping[tuple[int, str], tuple[int, Tags]]
+    ) -> dict[tuple[int, Tags], int]:
+        found = {}
+        metric_ids = {metric_id for metric_id, _key in keyed}
+        for chunk in _chunks(sorted({key for _metric, key in keyed})):
+            query = select(MetricSeries.metric_id, MetricSeries.key, MetricSeries.id).where(
+                MetricSeries.metric_id.in_(metric_ids), MetricSeries.key.in_(chunk)
+            )
+            for metric_id, key, series_id in session.execute(query):
+                if (metric_id, key) in keyed:
+                    found[keyed[(metric_id, key)]] = series_id
+        return found
+
+    # -- metric records -----------------------------------------------------------------------
+
+    def get(self, org_id: str, name: str) -> Metric:
+        check_name(name)
+        with self.db.session() as session:
+            return _metric(session, org_id, name)
+
+    def list(
+        self, org_id: str, *, name: str = "", offset: int = 0, length: int = 100, desc: bool = False
+    ) -> tuple[list[Metric], int, int]:
+        """A page of metrics by name; `name` is a case-insensitive substring. Returns the page,
+        the number matching and the organization's total."""
+        scope = Metric.org_id == org_id
+        query = select(Metric).where(scope)
+        if name:
+            query = query.where(Metric.key.contains(name.lower(), autoescape=True))
+        order = Metric.key.desc() if desc else Metric.key
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).where(scope)) or 0
+            found = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            items = list(session.scalars(query.order_by(order).offset(offset).limit(length)))
+        return items, found, total
+
+    def put(self, org_id: str, name: str, changes: Mapping[str, Any]) -> bool:
+        """Updates a metric's properties, creating it when `type` is given; True if created."""
+        check_name(name)
+        with self.db.session() as session:
+            metric = session.scalar(
+                select(Metric).where(Metric.org_id == org_id, Metric.key == name.lower())
+            )
+            created = metric is None
+            if metric is None:
+                kind = changes.get("type")
+                if kind not in METRIC_TYPES:
+                    raise BadRequest("must be gauge or counter to create a metric", field="type")
+                metric = Metric(org_id=org_id, key=name.lower(), name=name, type=kind)
+                session.add(metric)
+            _apply(metric, changes)
+        return created
+
+    def put_many(self, org_id: str, names: Sequence[str], changes: Mapping[str, Any]) -> int:
+        with self.db.session() as session:
+            metrics = self._matching(session, org_id, names)
+            for metric in metrics:
+                _apply(metric, changes)
+            return len(metrics)
+
+    def delete(self, org_id: str, names: Sequence[str]) -> int:
+        """Deletes metrics by name or `*` pattern with their measurements; unknown names are fine."""
+        with self.db.session() as session:
+            metrics = self._matching(session, org_id, names)
+            ids = [m.id for m in metrics]
+            for chunk in _chunks(ids):
+                series = select(MetricSeries.id).where(MetricSeries.metric_id.in_(chunk))
+                session.execute(delete(Measurement).where(Measurement.series_id.in_(series)))
+                session.execute(delete(MetricSeries).where(MetricSeries.metric_id.in_(chunk)))
+                session.execute(delete(Metric).where(Metric.id.in_(chunk)))
+            return len(ids)
+
+    @staticmethod
+    def _matching(session: Session, org_id: str, names: Sequence[str]) -> list[Metric]:
+        if not names:
+            raise BadRequest("give at least one metric name", field="names")
+        metrics = list(session.scalars(select(Metric).where(Metric.org_id == org_id)))
+        patterns = [_wildcard(n) for n in names]
+        return [m for m in metrics if any(p.match(m.key) for p in patterns)]
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def read(
+        self,
+        org_id: str,
+        name: str,
+        *,
+        start: int,
+        end: int,
+        resolution: int,
+        tags: TagFilter | None = None,
+    ) -> tuple[Metric, list[SeriesPoints]]:
+        """Each matching series rolled up into `resolution`-second buckets over [start, end]."""
+        check_name(name)
+        if end < start:
+            raise BadRequest("must not be before start_time", field="end_time")
+        if resolution < 1:
+            raise BadRequest("must be at least 1 second", field="resolution")
+        if (end - start) / resolution > MAX_POINTS_PER_READ:
+            raise BadRequest(
+                f"is too fine for this interval (at most {MAX_POINTS_PER_READ} points a series)",
+                field="resolution",
+            )
+        with self.db.session() as session:
+            metric = _metric(session, org_id, name)
+            rows = session.execute(
+                select(MetricSeries.id, MetricSeries.tags).where(
+                    MetricSeries.metric_id == metric.id
+                )
+            ).all()
+            matching = {sid: t for sid, t in rows if tag_filter_matches(t, tags or {})}
+            points = self._points(session, list(matching), start, end, resolution)
+        return metric, [SeriesPoints(matching[sid], points.get(sid, [])) for sid in matching]
+
+    @staticmethod
+    def _points(
+        session: Session, series_ids: list[int], start: int, end: int, resolution: int
+    ) -> dict[int, list[Point]]:
+        bucket = Measurement.time
+        if resolution > 1:
+            bucket = Measurement.time - Measurement.time % resolution
+        out: dict[int, list[Point]] = {}
+        for chunk in _chunks(series_ids):
+            query = (
+                select(
+                    Measurement.series_id,
+                    bucket,
+                    func.sum(Measurement.count),
+                    func.sum(Measurement.sum),
+                    func.min(Measurement.min),
+                    func.max(Measurement.max),
+                )
+                .where(
+                    Measurement.series_id.in_(chunk),
+                    Measurement.time >= start,
+                    Measurement.time <= end,
+                )
+                .group_by(Measurement.series_id, bucket)
+                .order_by(Measurement.series_id, bucket)
+            )
+            for sid, when, count, total, low, high in session.execute(query):
+                out.setdefault(sid, []).append((int(when), int(count), total, low, high))
+        return out
+
+
+def _metric(session: Session, org_id: str, name: str) -> Metric:
+    metric = session.scalar(
+        select(Metric).where(Metric.org_id == org_id, Metric.key == name.lower())
+    )
+    if metric is None:
+        raise NotFound(f"no metric named {name}")
+    return metric
+
+
+def _apply(metric: Metric, changes: Mapping[str, Any]) -> None:
+    for key in ("display_name", "description"):
+        if key in changes:
+            value = changes[key]
+            if value is not None and not isinstance(value, str):
+                raise BadRequest("must be a string", field=key)
+            setattr(metric, key, value)
+    if "period" in changes:
+        period = changes["period"]
+        if period is not None:
+            period = number(period, "period")
+            if period < 1 or period != int(period):
+                raise BadRequest("must be a whole number of seconds", field="period")
+            period = int(period)
+        metric.period = period
+    if "attributes" in changes:
+        attributes = changes["attributes"]
+        if not isinstance(attributes, dict):
+            raise BadRequest("must be an object", field="attributes")
+        metric.attributes = {**metric.attributes, **attributes}
+
+
+def _series_key(tags: Tags) -> str:
+    canonical = json.dumps(tags, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for index in range(0, len(items), _CHUNK):
+        yield items[index : index + _CHUNK]
+
+
+def _insert_ignoring_duplicates(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], unique: list[str]
+) -> None:
+    """Inserts rows, skipping any that another transaction created meanwhile."""
+    maker = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for chunk in _chunks(rows):
+        session.execute(maker(model).values(list(chunk)).on_conflict_do_nothing(index_elements=unique))
