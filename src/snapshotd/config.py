@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         20, ge=1, description="Document navigations (redirects, reloads) allowed in one capture."
     )
     max_body_bytes: int = Field(
-        1_048_576, ge=1024, description="Largest request body the API accepts (413 above)."
+        4_194_304, ge=1024, description="Largest request body the API accepts (413 above)."
     )
     snapshot_ttl_days: int = Field(
         30, ge=1, description="Days a snapshot and its artifacts are kept before they expire."
@@ -126,6 +126,19 @@ class Settings(BaseSettings):
         ge=0,
         description="A blob written this recently is never deleted by the sweeper, so a capture "
         "storing the same bytes at that moment cannot lose them.",
+    )
+    chart_width: int = Field(800, ge=200, le=4000, description="Chart snapshot width in pixels.")
+    chart_height: int = Field(400, ge=150, le=3000, description="Chart snapshot height in pixels.")
+    chart_max_duration_seconds: int = Field(
+        31 * 86400,
+        ge=60,
+        description="Longest window a chart snapshot may cover (a longer `duration` is a 400).",
+    )
+    max_measurements_per_request: int = Field(
+        10_000,
+        ge=1,
+        description="Measurements one POST to /v1/metrics or /v1/measurements may carry (413 "
+        "above).",
     )
     webhook_max_attempts: int = Field(
         6, ge=1, le=20, description="Deliveries tried for a callback_url before giving up."

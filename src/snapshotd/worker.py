@@ -22,11 +22,19 @@ import httpx
 
 from snapshotd.config import Settings
 from snapshotd.engines.browser import BrowserPool
-from snapshotd.engines.capture import CaptureEngine, CaptureOptions
+from snapshotd.engines.capture import (
+    CapturedArtifact,
+    CaptureEngine,
+    CaptureOptions,
+    CaptureResult,
+)
+from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
 from snapshotd.services import retention, webhooks
+from snapshotd.services.charts import CHART_JOB, ChartSnapshots
+from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
@@ -60,6 +68,8 @@ class Worker:
         self.settings = settings
         self.queue = make_queue(settings, db)
         self.snapshots = Snapshots(settings, db, self.queue, blobs)
+        self.charts = ChartSnapshots(settings, self.snapshots, Metrics(db))
+        self.renderer = ChartRenderer()
         self.telemetry = telemetry or Telemetry()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.ready = threading.Event()
@@ -179,6 +189,8 @@ class Worker:
         try:
             if claim.kind == CAPTURE_JOB:
                 await self._capture(claim)
+            elif claim.kind == CHART_JOB:
+                await asyncio.to_thread(self._chart, claim)
             elif claim.kind == webhooks.WEBHOOK_JOB:
                 await self._webhook(claim)
             else:
@@ -229,6 +241,25 @@ class Worker:
         finally:
             self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
             self.telemetry.browser_restarts.inc(self.pool.stats.restarts - restarts)
+
+    def _chart(self, claim: Claim) -> None:
+        """Renders a chart snapshot from stored series (CPU only, so it runs in a thread)."""
+        snapshot = self.snapshots.start(claim)
+        if snapshot is None:
+            self.snapshots.fail(claim, "snapshot was deleted", retry=False)
+            return
+        began = time.perf_counter()
+        try:
+            spec, metadata = self.charts.spec(snapshot)
+            png = self.renderer.render(spec)
+        except Exception as error:
+            log.exception("job %s: chart render failed", claim.job_id)
+            self.snapshots.fail(claim, f"chart could not be rendered: {error}", retry=False)
+            self.telemetry.capture_seconds.labels("error").observe(time.perf_counter() - began)
+            return
+        image = CapturedArtifact("image", png, "image/png", spec.width, spec.height)
+        self.snapshots.finish(claim, CaptureResult([image], metadata))
+        self.telemetry.capture_seconds.labels("success").observe(time.perf_counter() - began)
 
     async def _webhook(self, claim: Claim) -> None:
         assert self._http is not None

@@ -26,7 +26,6 @@ from PIL import Image
 
 ChartType = Literal["line", "stacked", "bignumber"]
 CHART_TYPES: tuple[ChartType, ...] = ("line", "stacked", "bignumber")
-SUMMARY_FUNCTIONS = ("average", "sum", "min", "max", "count", "last")
 
 # Colour-blind-safe (Okabe–Ito order, then Tableau), so neighbouring streams stay distinct.
 PALETTE = (
@@ -109,6 +108,8 @@ def summarize(values: np.ndarray, function: str) -> float | None:
         return float(values.size)
     if function == "last":
         return float(values[-1])
+    if function == "derivative":
+        return float(values[-1] - values[0])
     return float(values.mean())
 
 
@@ -250,7 +251,7 @@ class ChartRenderer:
         step = _tick_step(span, 8)
         first = math.ceil(spec.start / step) * step
         axes.set_xlim(spec.start, spec.end)
-        axes.xaxis.set_major_locator(FixedLocator(np.arange(first, spec.end + 1, step)))
+        axes.xaxis.set_major_locator(FixedLocator(np.arange(first, spec.end + 1, step).tolist()))
         axes.xaxis.set_major_formatter(_time_label(span))
         axes.yaxis.set_major_locator(MaxNLocator(6) if has_data else FixedLocator([]))
         axes.set_autoscaley_on(True)

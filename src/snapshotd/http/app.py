@@ -18,7 +18,9 @@ from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.http.dialects import kasisto
+from snapshotd.http.dialects import kasisto, librato, librato_spaces
+from snapshotd.services.charts import ChartSnapshots, Spaces
+from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
@@ -87,13 +89,18 @@ def create_app(
     telemetry = telemetry or (worker.telemetry if worker else Telemetry())
     queue = make_queue(settings, db)
     telemetry.watch_queue(queue.counts)
+    snapshots = Snapshots(settings, db, queue, blobs)
+    metric_store = Metrics(db)
     services = AppServices(
         settings=settings,
         db=db,
         blobs=blobs,
         queue=queue,
-        snapshots=Snapshots(settings, db, queue, blobs),
+        snapshots=snapshots,
         shares=Shares(settings, db),
+        metrics=metric_store,
+        spaces=Spaces(db),
+        chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
         telemetry=telemetry,
         worker=worker,
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
@@ -116,7 +123,10 @@ def create_app(
     app.include_router(native.router)
     app.include_router(admin.router)
     app.include_router(kasisto.router)
+    app.include_router(librato.router)
+    app.include_router(librato_spaces.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
+    problems.register_renderer(app, "/v1/", librato.render_error)
     problems.register_renderer(app, "/s/", shares.render_error)
 
     @app.get("/healthz", include_in_schema=False)

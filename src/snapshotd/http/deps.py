@@ -19,6 +19,8 @@ from fastapi import Depends, Request
 from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
 from snapshotd.services.accounts import DENIED, Principal, authenticate
+from snapshotd.services.charts import ChartSnapshots, Spaces
+from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
@@ -37,6 +39,9 @@ class AppServices:
     queue: JobQueue
     snapshots: Snapshots
     shares: Shares
+    metrics: Metrics
+    spaces: Spaces
+    chart_snapshots: ChartSnapshots
     telemetry: Telemetry
     worker: Worker | None
     token_requests: TokenBuckets

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -114,7 +114,9 @@ def tag_set(raw: Any, where: str = "tags") -> Tags:
         raise BadRequest(f"at most {MAX_TAGS} tags", field=where)
     tags = []
     for name, value in raw.items():
-        text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        text = (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
         if not isinstance(name, str) or not TAG_NAME.match(name):
             raise BadRequest(f"tag name {name!r} is invalid", field=where)
         if not isinstance(text, str) or not TAG_VALUE.match(text):
@@ -205,7 +207,7 @@ class Metrics:
     def submit(
         self, org_id: str, samples: Sequence[Sample], props: Mapping[str, MetricProps]
     ) -> int:
-        """Stores samples, creating unknown metrics (with `props` by lower-cased name) on the fly."""
+        """Stores samples; unknown metrics are created on the fly with their `props`."""
         if not samples:
             return 0
         with self.db.session() as session:
@@ -303,7 +305,7 @@ class Metrics:
         with self.db.session() as session:
             return _metric(session, org_id, name)
 
-    def list(
+    def find(
         self, org_id: str, *, name: str = "", offset: int = 0, length: int = 100, desc: bool = False
     ) -> tuple[list[Metric], int, int]:
         """A page of metrics by name; `name` is a case-insensitive substring. Returns the page,
@@ -344,7 +346,7 @@ class Metrics:
             return len(metrics)
 
     def delete(self, org_id: str, names: Sequence[str]) -> int:
-        """Deletes metrics by name or `*` pattern with their measurements; unknown names are fine."""
+        """Deletes metrics named (or matching `*` patterns) and their measurements."""
         with self.db.session() as session:
             metrics = self._matching(session, org_id, names)
             ids = [m.id for m in metrics]
@@ -401,7 +403,7 @@ class Metrics:
     def _points(
         session: Session, series_ids: list[int], start: int, end: int, resolution: int
     ) -> dict[int, list[Point]]:
-        bucket = Measurement.time
+        bucket: ColumnElement[int] = Measurement.time.expression
         if resolution > 1:
             bucket = Measurement.time - Measurement.time % resolution
         out: dict[int, list[Point]] = {}
@@ -475,4 +477,6 @@ def _insert_ignoring_duplicates(
     """Inserts rows, skipping any that another transaction created meanwhile."""
     maker = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for chunk in _chunks(rows):
-        session.execute(maker(model).values(list(chunk)).on_conflict_do_nothing(index_elements=unique))
+        session.execute(
+            maker(model).values(list(chunk)).on_conflict_do_nothing(index_elements=unique)
+        )

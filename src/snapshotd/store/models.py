@@ -312,9 +312,7 @@ class Chart(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    space_id: Mapped[int] = mapped_column(
-        ForeignKey("spaces.id", ondelete="CASCADE"), index=True
-    )
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(20), default="line")
     definition: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,598 @@
+"""Librato Metrics API v1 (`/v1`): metrics and measurements. Spaces, charts, snapshots and jobs
+are in `librato_spaces.py`; both share the transport helpers here.
+
+Wire rules the official client (`librato-metrics` 3.1.0) depends on (docs/librato.md): HTTP Basic
+`email:token`; JSON answers with `Content-Type: application/json`; errors as
+`{"errors": {"params": {field: [message]}}}` or `{"errors": {"request": [message]}}` with a 4xx,
+because the client retries any 5xx forever; paginated lists carry `query.length` = the number
+returned, so its paging loop ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from snapshotd.errors import BadRequest, NotFound, PayloadTooLarge, SnapshotdError
+from snapshotd.http.deps import ServicesDep, credentials, principal_from
+from snapshotd.http.problems import error_headers
+from snapshotd.services.accounts import Principal
+from snapshotd.services.metrics import (
+    Metric,
+    MetricProps,
+    Sample,
+    SeriesPoints,
+    check_name,
+    epoch,
+    number,
+    point_value,
+    sample,
+    tag_set,
+)
+
+router = APIRouter(prefix="/v1", tags=["librato"])
+
+MAX_PAGE = 100
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+# -- transport ------------------------------------------------------------------------------------
+
+
+def render_error(request: Request, error: SnapshotdError) -> Response:
+    if error.status == 429:
+        body: dict[str, Any] = {"request_time": int(time.time()), "error": error.detail}
+    elif error.status >= 500:
+        body = {"errors": {"system": [error.detail]}}
+    elif error.field:
+        body = {"errors": {"params": {error.field: [error.detail]}}}
+    else:
+        body = {"errors": {"request": [error.detail]}}
+    headers = error_headers(error)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="snapshotd"'
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields with Librato's bracket syntax as nested data: `gauges[0][name]=a` →
+    {"gauges": {"0": {"name": "a"}}}, `names[]=a&names[]=b` → {"names": ["a", "b"]}."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        head, _, rest = key.partition("[")
+        path = [head, *_BRACKETS.findall("[" + rest)] if rest else [head]
+        node: Any = out
+        for index, part in enumerate(path):
+            last = index == len(path) - 1
+            following = path[index + 1] if not last else None
+            if part == "" and isinstance(node, list):
+                if last:
+                    node.append(value)
+                    break
+                node.append({})
+                node = node[-1]
+                continue
+            if not isinstance(node, dict):
+                raise BadRequest(f"cannot read form field {key!r}", field=head)
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, [] if following == "" else {})
+    return out
+
+
+async def read_body(request: Request, *, json_only: bool = False) -> dict[str, Any]:
+    """A JSON object, or form fields nested by brackets. A body that looks like JSON is read as
+    JSON whatever its Content-Type says (curl's `-d '{…}'` sends a form content type)."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    stripped = raw.lstrip()
+    if not stripped:
+        return {}
+    if stripped[:1] in (b"{", b"[") or "json" in content_type:
+        try:
+            data = json.loads(raw, parse_constant=_refuse_constant)
+        except ValueError as error:
+            raise BadRequest(f"the body is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the JSON body must be an object")
+        return data
+    if json_only:
+        unsupported = SnapshotdError("Content type was not application/json")
+        unsupported.status, unsupported.title = 415, "Unsupported media type"
+        raise unsupported
+    try:
+        pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise BadRequest("the form body is not UTF-8") from None
+    return nest(pairs)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def query_fields(request: Request) -> dict[str, Any]:
+    return nest(list(request.query_params.multi_items()))
+
+
+def librato_principal(request: Request, services: ServicesDep) -> Principal:
+    return principal_from(services, request, credentials(request, basic=True))
+
+
+def _reader(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
+    principal.require("view")
+    return principal
+
+
+def _writer(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
+    principal.require("upload")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(_reader)]
+Writer = Annotated[Principal, Depends(_writer)]
+
+
+def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:
+    offset = _whole(fields.get("offset", 0), "offset")
+    length = _whole(fields.get("length", MAX_PAGE), "length")
+    if length > MAX_PAGE:
+        raise BadRequest(f"must be at most {MAX_PAGE}", field="length")
+    sort = fields.get("sort", "asc")
+    if sort not in ("asc", "desc"):
+        raise BadRequest("must be asc or desc", field="sort")
+    if fields.get("orderby", "name") != "name":
+        raise BadRequest("only name is supported", field="orderby")
+    return offset, length, sort == "desc"
+
+
+def page_query(offset: int, returned: int, found: int, total: int) -> dict[str, int]:
+    return {"offset": offset, "length": returned, "found": found, "total": total}
+
+
+def _whole(value: Any, where: str) -> int:
+    result = number(value, where)
+    if result < 0 or result != int(result):
+        raise BadRequest("must be a whole number, 0 or more", field=where)
+    return int(result)
+
+
+def created(body: dict[str, Any], location: str) -> JSONResponse:
+    return JSONResponse(body, status_code=201, headers={"Location": location})
+
+
+NO_CONTENT = 204
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def metric_body(metric: Metric) -> dict[str, Any]:
+    return {
+        "name": metric.name,
+        "display_name": metric.display_name,
+        "description": metric.description,
+        "period": metric.period,
+        "type": metric.type,
+        "attributes": metric.attributes,
+        "source_lag": None,
+    }
+
+
+@router.get("/metrics", summary="List metrics")
+def list_metrics(request: Request, services: ServicesDep, principal: Reader) -> dict[str, Any]:
+    fields = query_fields(request)
+    if fields.get("compose"):
+        raise BadRequest("composite queries are not supported", field="compose")
+    offset, length, desc = page(fields)
+    items, found, total = services.metrics.find(
+        principal.org_id, name=str(fields.get("name", "")), offset=offset, length=length, desc=desc
+    )
+    return {
+        "query": page_query(offset, len(items), found, total),
+        "metrics": [metric_body(m) for m in items],
+    }
+
+
+@router.post("/metrics", summary="Submit gauges and counters (legacy source format)")
+async def post_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
+    body = await read_body(request)
+    samples, props = _legacy_samples(body, services.settings.max_measurements_per_request)
+    await asyncio.to_thread(services.metrics.submit, principal.org_id, samples, props)
+    return Response(status_code=200)
+
+
+def _entries(raw: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """`gauges` as a list, or as an object keyed by metric name (or by anything, with `name`)."""
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, list):
+        items = [(str(i), item) for i, item in enumerate(raw)]
+    elif isinstance(raw, dict):
+        items = list(raw.items())
+    else:
+        raise BadRequest("must be a list or an object of measurements", field=where)
+    out = []
+    for key, item in items:
+        if not isinstance(item, dict):
+            raise BadRequest("each measurement must be an object", field=f"{where}.{key}")
+        out.append((str(item.get("name", key)), item))
+    return out
+
+
+def _legacy_samples(
+    body: Mapping[str, Any], most: int
+) -> tuple[list[Sample], dict[str, MetricProps]]:
+    now = time.time()
+    default_time = body.get("measure_time")
+    default_source = body.get("source")
+    samples: list[Sample] = []
+    props: dict[str, MetricProps] = {}
+    for kind in ("gauges", "counters"):
+        entries = _entries(body.get(kind), kind)
+        if len(samples) + len(entries) > most:
+            raise PayloadTooLarge(f"at most {most} measurements in one request")
+        for index, (name, item) in enumerate(entries):
+            where = f"{kind}.{index}"
+            source = item.get("source", default_source)
+            tags = tag_set({"source": source}, f"{where}.source") if source else ()
+            raw_time = item.get("measure_time", default_time)
+            when = int(now) if raw_time in (None, "") else epoch(raw_time, f"{where}.measure_time")
+            samples.append(sample(name, item, tags, when, where))
+            props.setdefault(name.lower(), _props(item, kind[:-1]))
+    if not samples:
+        raise BadRequest("send at least one gauge or counter", field="gauges")
+    return samples, props
+
+
+def _props(item: Mapping[str, Any], kind: str) -> MetricProps:
+    attributes = item.get("attributes")
+    period = item.get("period")
+    return MetricProps(
+        type=kind,
+        period=int(number(period, "period")) if period not in (None, "") else None,
+        display_name=item.get("display_name")
+        if isinstance(item.get("display_name"), str)
+        else None,
+        description=item.get("description") if isinstance(item.get("description"), str) else None,
+        attributes=attributes if isinstance(attributes, dict) else {},
+    )
+
+
+@router.put("/metrics", summary="Update several metrics")
+async def put_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
+    body = await read_body(request)
+    names = _names(body)
+    changes = {k: v for k, v in body.items() if k != "names"}
+    await asyncio.to_thread(services.metrics.put_many, principal.org_id, names, changes)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.delete("/metrics", summary="Delete several metrics")
+async def delete_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
+    body = await read_body(request) or query_fields(request)
+    await asyncio.to_thread(services.metrics.delete, principal.org_id, _names(body))
+    return Response(status_code=NO_CONTENT)
+
+
+def _names(body: Mapping[str, Any]) -> list[str]:
+    names = body.get("names")
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BadRequest("give names as a list, or one name pattern", field="names")
+    return names
+
+
+@router.get("/metrics/{name}", summary="A metric, with measurements when a time range is given")
+def get_metric(
+    name: str, request: Request, services: ServicesDep, principal: Reader
+) -> dict[str, Any]:
+    fields = query_fields(request)
+    wants_data = any(
+        k in fields for k in ("start_time", "end_time", "count", "resolution", "duration")
+    )
+    if not wants_data:
+        return metric_body(services.metrics.get(principal.org_id, name))
+    start, end = _window(fields, default_span=3600)
+    resolution = _whole(fields.get("resolution", 1), "resolution") or 1
+    wanted = _source_filter(fields)
+    metric, series = services.metrics.read(
+        principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
+    )
+    by_source: dict[str, list[SeriesPoints]] = {}
+    for s in series:
+        by_source.setdefault(s.tags.get("source", "unassigned"), []).append(s)
+    merged = {source: _merge(group) for source, group in by_source.items()}
+    count = _whole(fields["count"], "count") if "count" in fields else None
+    if count is not None:
+        take_first = "start_time" in fields
+        merged = {s: (p[:count] if take_first else p[-count:]) for s, p in merged.items()}
+    measurements = _legacy_measurements(merged, fields, start)
+    return {**metric_body(metric), "resolution": resolution, "measurements": measurements}
+
+
+def _legacy_measurements(
+    merged: dict[str, list[tuple[int, int, float, float, float]]],
+    fields: Mapping[str, Any],
+    start: int,
+) -> dict[str, list[dict[str, Any]]]:
+    if _flag(fields.get("summarize_time")):
+        merged = {s: _merge_times(points, start) for s, points in merged.items() if points}
+    group_by = fields.get("group_by")
+    if group_by is not None and group_by not in ("min", "max", "mean", "sum", "count"):
+        raise BadRequest("must be one of min, max, mean, sum, count", field="group_by")
+    out = {source: [_legacy_point(p) for p in points] for source, points in merged.items()}
+    if group_by or _flag(fields.get("summarize_sources")):
+        how = {"mean": "average", None: "average"}.get(group_by, group_by)
+        by_time: dict[int, list[float]] = {}
+        for points in merged.values():
+            for p in points:
+                by_time.setdefault(p[0], []).append(p[2] / p[1])
+        out_all = []
+        for when in sorted(by_time):
+            values = by_time[when]
+            value = {
+                "sum": sum(values),
+                "min": min(values),
+                "max": max(values),
+                "count": float(len(values)),
+            }.get(how or "", sum(values) / len(values))
+            out_all.append({"measure_time": when, "value": value, "count": len(values)})
+        breakout = group_by is None and _flag(fields.get("breakout_sources", "true"))
+        out = {**(out if breakout else {}), "all": out_all}
+    return out
+
+
+def _legacy_point(point: tuple[int, int, float, float, float]) -> dict[str, Any]:
+    when, count, total, low, high = point
+    return {
+        "measure_time": when,
+        "value": total / count,
+        "count": count,
+        "sum": total,
+        "min": low,
+        "max": high,
+    }
+
+
+def _merge(group: list[SeriesPoints]) -> list[tuple[int, int, float, float, float]]:
+    if len(group) == 1:
+        return group[0].points
+    by_time: dict[int, tuple[int, int, float, float, float]] = {}
+    for s in group:
+        for p in s.points:
+            q = by_time.get(p[0])
+            by_time[p[0]] = p if q is None else _add(q, p)
+    return [by_time[t] for t in sorted(by_time)]
+
+
+def _merge_times(points: list[tuple[int, int, float, float, float]], start: int):
+    total = points[0]
+    for p in points[1:]:
+        total = _add(total, p)
+    return [(start, *total[1:])]
+
+
+def _add(a: tuple[int, int, float, float, float], b: tuple[int, int, float, float, float]):
+    return (a[0], a[1] + b[1], a[2] + b[2], min(a[3], b[3]), max(a[4], b[4]))
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("true", "1", "yes")
+
+
+def _source_filter(fields: Mapping[str, Any]) -> dict[str, list[str]]:
+    sources = fields.get("sources")
+    if isinstance(sources, list | dict):
+        values = list(sources.values()) if isinstance(sources, dict) else sources
+        return {"source": [str(v) for v in values]}
+    source = fields.get("source")
+    if isinstance(source, str) and source not in ("", "*"):
+        return {"source": [source]}
+    return {}
+
+
+def _window(fields: Mapping[str, Any], *, default_span: int | None) -> tuple[int, int]:
+    """start and end from `start_time`, `end_time` (default now) and `duration`."""
+    given = [k for k in ("start_time", "end_time", "duration") if fields.get(k) not in (None, "")]
+    if len(given) == 3:
+        raise BadRequest("give at most two of start_time, end_time and duration", field="duration")
+    now = int(time.time())
+    end = epoch(fields["end_time"], "end_time") if "end_time" in given else now
+    if "start_time" in given:
+        start = epoch(fields["start_time"], "start_time")
+    elif "duration" in given:
+        start = end - _whole(fields["duration"], "duration")
+    elif default_span is not None:
+        start = end - default_span
+    else:
+        raise BadRequest("give start_time or duration", field="start_time")
+    if start > end:
+        raise BadRequest("must not be after end_time", field="start_time")
+    return start, end
+
+
+@router.put("/metrics/{name}", summary="Create or update a metric")
+async def put_metric(
+    name: str, request: Request, services: ServicesDep, principal: Writer
+) -> Response:
+    body = await read_body(request)
+    if body.get("type") == "composite" or body.get("composite"):
+        raise BadRequest("composite metrics are not supported", field="type")
+    made = await asyncio.to_thread(services.metrics.put, principal.org_id, name, body)
+    if made:
+        metric = await asyncio.to_thread(services.metrics.get, principal.org_id, name)
+        return created(metric_body(metric), f"/v1/metrics/{metric.name}")
+    return Response(status_code=NO_CONTENT)
+
+
+@router.delete("/metrics/{name}", summary="Delete a metric and its measurements")
+async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> Response:
+    check_name(name)
+    if not await asyncio.to_thread(services.metrics.delete, principal.org_id, [name]):
+        raise NotFound(f"no metric named {name}")
+    return Response(status_code=NO_CONTENT)
+
+
+# -- measurements (tagged) ------------------------------------------------------------------------
+
+
+@router.post("/measurements", summary="Submit tagged measurements")
+async def post_measurements(request: Request, services: ServicesDep, principal: Writer) -> Response:
+    body = await read_body(request, json_only=True)
+    samples, props = _tagged_samples(body, services.settings.max_measurements_per_request)
+    await asyncio.to_thread(services.metrics.submit, principal.org_id, samples, props)
+    return Response(status_code=202)
+
+
+def _tagged_samples(
+    body: Mapping[str, Any], most: int
+) -> tuple[list[Sample], dict[str, MetricProps]]:
+    items = body.get("measurements")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("must be a list of at least one measurement", field="measurements")
+    if len(items) > most:
+        raise PayloadTooLarge(f"at most {most} measurements in one request")
+    now = time.time()
+    top_tags = tag_set(body.get("tags"), "tags")
+    top_time = body.get("time")
+    default_when = int(now) if top_time in (None, "") else epoch(top_time, "time", now=now)
+    known_tags: dict[str, Any] = {}
+    samples, props = [], {}
+    for index, item in enumerate(items):
+        where = f"measurements.{index}"
+        if not isinstance(item, dict):
+            raise BadRequest("must be an object", field=where)
+        tags = top_tags
+        if item.get("tags") is not None:
+            # Clients repeat one tag set on every item: validate each distinct set once.
+            key = json.dumps(item["tags"], sort_keys=True, default=str)
+            if key not in known_tags:
+                known_tags[key] = tag_set(item["tags"], f"{where}.tags")
+            tags = known_tags[key]
+        if not tags:
+            raise BadRequest("every measurement needs tags (here or at the top)", field=where)
+        raw_time = item.get("time")
+        when = default_when if raw_time is None else epoch(raw_time, f"{where}.time", now=now)
+        samples.append(sample(item.get("name"), item, tags, when, where))
+        if samples[-1].name.lower() not in props:
+            props[samples[-1].name.lower()] = _props(item, "gauge")
+    return samples, props
+
+
+_SUMMARIES = ("mean", "sum", "min", "max", "count", "derivative", "all")
+
+
+@router.get("/measurements/{name}", summary="Tagged series of a metric over a time range")
+def get_measurements(
+    name: str, request: Request, services: ServicesDep, principal: Reader
+) -> dict[str, Any]:
+    fields = query_fields(request)
+    if "tags_search" in fields:
+        raise BadRequest(
+            "tags_search is not supported; use tags[name]=pattern", field="tags_search"
+        )
+    if fields.get("resolution") in (None, ""):
+        raise BadRequest("is required (seconds)", field="resolution")
+    resolution = _whole(fields["resolution"], "resolution")
+    if not 1 <= resolution <= 604800:
+        raise BadRequest("must be from 1 to 604800 seconds", field="resolution")
+    start, end = _window(fields, default_span=None)
+    wanted = _tag_filter(fields.get("tags"))
+    summary = fields.get("summary_function", "mean")
+    if summary not in _SUMMARIES:
+        raise BadRequest(f"must be one of {', '.join(_SUMMARIES)}", field="summary_function")
+    _metric, series = services.metrics.read(
+        principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
+    )
+    groups = _grouped(series, fields)
+    return {
+        "name": name,
+        "resolution": resolution,
+        "series": [
+            {"tags": tags, "measurements": _tagged_points(points, summary)}
+            for tags, points in groups
+        ],
+        "links": [],
+    }
+
+
+def _tag_filter(raw: Any) -> dict[str, list[str]]:
+    if raw in (None, "", "*", {}):
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest("use tags[name]=pattern", field="tags")
+    return {name: v if isinstance(v, list) else [str(v)] for name, v in raw.items()}
+
+
+def _grouped(series: list[SeriesPoints], fields: Mapping[str, Any]):
+    group_by = fields.get("group_by")
+    if group_by in (None, "", "*"):
+        return [(s.tags, s.points) for s in series if s.points]
+    function = fields.get("group_by_function")
+    if function not in ("sum", "min", "max", "mean"):
+        raise BadRequest(
+            "is required with group_by: sum, min, max or mean", field="group_by_function"
+        )
+    names = [n.strip().lower() for n in str(group_by).split(",") if n.strip()]
+    buckets: dict[tuple[str, ...], list[SeriesPoints]] = {}
+    for s in series:
+        buckets.setdefault(tuple(s.tags.get(n, "") for n in names), []).append(s)
+    out = []
+    for values, members in buckets.items():
+        by_time: dict[int, list[tuple[int, int, float, float, float]]] = {}
+        for member in members:
+            for p in member.points:
+                by_time.setdefault(p[0], []).append(p)
+        points = [_group_point(by_time[t], function) for t in sorted(by_time)]
+        if points:
+            out.append((dict(zip(names, values, strict=True)), points))
+    return out
+
+
+def _group_point(points: list[tuple[int, int, float, float, float]], function: str):
+    means = [p[2] / p[1] for p in points]
+    value = {"sum": sum(means), "min": min(means), "max": max(means)}.get(
+        function, sum(means) / len(means)
+    )
+    return (points[0][0], 1, value, value, value)
+
+
+def _tagged_points(points: list[tuple[int, int, float, float, float]], summary: str):
+    if summary == "all":
+        return [
+            {
+                "time": p[0],
+                "count": p[1],
+                "sum": p[2],
+                "min": p[3],
+                "max": p[4],
+                "mean": p[2] / p[1],
+            }
+            for p in points
+        ]
+    if summary == "derivative":
+        out, previous = [], None
+        for p in points:
+            value = p[2] / p[1]
+            if previous is not None:
+                out.append({"time": p[0], "value": value - previous})
+            previous = value
+        return out
+    how = "average" if summary == "mean" else summary
+    return [{"time": p[0], "value": point_value(p, how)} for p in points]
+
+
+@router.get("/measurements", summary="Composite queries (not supported)")
+def get_composite(principal: Reader) -> dict[str, Any]:
+    raise BadRequest("composite queries are not supported", field="compose")

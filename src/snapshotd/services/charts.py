@@ -1,0 +1,412 @@
+"""Spaces, their charts, and chart snapshots: a chart over a time window rendered to PNG by a job.
+
+A snapshot freezes the chart's definition when it is requested, so editing the chart afterwards
+does not change a snapshot already taken. The job reads stored series only (`Metrics.read`) and
+hands them to the chart engine; it never calls back into the API.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from snapshotd.config import Settings
+from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
+from snapshotd.errors import BadRequest, NotFound, Unprocessable
+from snapshotd.services import audit
+from snapshotd.services.metrics import (
+    TAG_NAME,
+    Metrics,
+    check_name,
+    combine,
+    epoch,
+    number,
+    point_value,
+)
+from snapshotd.services.snapshots import Snapshots
+from snapshotd.store.db import Database
+from snapshotd.store.models import Chart, Snapshot, Space, utcnow
+
+CHART_JOB = "chart"
+GROUP_FUNCTIONS = ("average", "sum", "min", "max", "breakout")
+SUMMARY_FUNCTIONS = ("average", "sum", "min", "max", "count", "derivative")
+MAX_POINTS_PER_LINE = 3600
+_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_TEXT_FIELDS = ("name", "units_short", "units_long", "transform_function", "downsample_function")
+_CHART_OPTIONS = ("min", "max", "label", "related_space", "thresholds", "use_log_yaxis")
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def _text(value: Any, where: str, *, required: bool = False, limit: int = 255) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise BadRequest("is required", field=where)
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequest(f"must be text of at most {limit} characters", field=where)
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...], default: str, where: str) -> str:
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        raise BadRequest(f"must be one of {', '.join(choices)}", field=where)
+    return str(value)
+
+
+def clean_stream(raw: Any, where: str, stream_id: int) -> dict[str, Any]:
+    """One stream as stored. Composite streams are refused: snapshotd has no composite language."""
+    if not isinstance(raw, dict):
+        raise BadRequest("must be an object", field=where)
+    if raw.get("composite"):
+        raise BadRequest("composite streams are not supported", field=f"{where}.composite")
+    stream: dict[str, Any] = {
+        "id": stream_id,
+        "metric": check_name(raw.get("metric"), f"{where}.metric"),
+        "type": "gauge",
+        "group_function": _choice(
+            raw.get("group_function"), GROUP_FUNCTIONS, "average", f"{where}.group_function"
+        ),
+        "summary_function": _choice(
+            raw.get("summary_function"), SUMMARY_FUNCTIONS, "average", f"{where}.summary_function"
+        ),
+    }
+    source = raw.get("source")
+    if raw.get("tags") is not None:
+        stream["tags"] = _stream_tags(raw["tags"], f"{where}.tags")
+    else:
+        stream["source"] = _text(source, f"{where}.source") or "*"
+    for key in _TEXT_FIELDS:
+        if (value := _text(raw.get(key), f"{where}.{key}")) is not None:
+            stream[key] = value
+    if raw.get("color") is not None:
+        if not isinstance(raw["color"], str) or not _COLOR.match(raw["color"]):
+            raise BadRequest("must be #RRGGBB", field=f"{where}.color")
+        stream["color"] = raw["color"]
+    for key in ("min", "max", "period"):
+        if raw.get(key) is not None:
+            stream[key] = number(raw[key], f"{where}.{key}")
+    if raw.get("split_axis") is not None:
+        stream["split_axis"] = bool(raw["split_axis"])
+    return stream
+
+
+def _stream_tags(raw: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise BadRequest("must be a list of {name, values}", field=where)
+    tags = []
+    for tag in raw:
+        if not isinstance(tag, dict) or not TAG_NAME.match(str(tag.get("name", ""))):
+            raise BadRequest("each tag needs a valid name", field=where)
+        values = tag.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise BadRequest("values must be a list of strings", field=where)
+        clean = {"name": tag["name"].lower(), "values": [v.lower() for v in values]}
+        for flag in ("grouped", "dynamic"):
+            if tag.get(flag) is not None:
+                clean[flag] = bool(tag[flag])
+        tags.append(clean)
+    return tags
+
+
+def clean_chart(raw: Mapping[str, Any], existing: Chart | None = None) -> dict[str, Any]:
+    """Name, type and definition from a create (all fields) or an update (what is given)."""
+    before = existing.definition if existing else {}
+    name = _text(raw.get("name"), "name", required=existing is None)
+    chart_type = _choice(
+        raw.get("type"), CHART_TYPES, existing.type if existing else "line", "type"
+    )
+    definition = dict(before)
+    if "streams" in raw or existing is None:
+        streams = raw.get("streams") or []
+        if not isinstance(streams, list):
+            raise BadRequest("must be a list", field="streams")
+        # A stream keeps its id across updates when the client sends it back.
+        known = {s["id"] for s in before.get("streams", [])}
+        next_id = max(known, default=0) + 1
+        cleaned: list[dict[str, Any]] = []
+        for index, stream in enumerate(streams):
+            given = stream.get("id") if isinstance(stream, dict) else None
+            if isinstance(given, int) and given in known:
+                known.discard(given)
+                sid = given
+            else:
+                sid, next_id = next_id, next_id + 1
+            cleaned.append(clean_stream(stream, f"streams.{index}", sid))
+        definition["streams"] = cleaned
+    for key in _CHART_OPTIONS:
+        if key in raw:
+            definition[key] = raw[key]
+    for key in ("min", "max"):
+        if definition.get(key) is not None:
+            definition[key] = number(definition[key], key)
+    if "use_last_value" in raw:
+        definition["use_last_value"] = bool(raw["use_last_value"])
+    return {"name": name or (existing.name if existing else ""), "type": chart_type, **definition}
+
+
+# -- spaces and charts ----------------------------------------------------------------------------
+
+
+class Spaces:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def find(
+        self, org_id: str, *, name: str = "", offset: int = 0, length: int = 100, desc: bool = False
+    ) -> tuple[list[Space], int, int]:
+        scope = Space.org_id == org_id
+        query = select(Space).where(scope)
+        if name:
+            query = query.where(func.lower(Space.name).contains(name.lower(), autoescape=True))
+        order = Space.name.desc() if desc else Space.name
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).where(scope)) or 0
+            found = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            items = list(
+                session.scalars(query.order_by(order, Space.id).offset(offset).limit(length))
+            )
+        return items, found, total
+
+    def create(self, org_id: str, name: Any, *, actor: str) -> Space:
+        clean = _text(name, "name", required=True)
+        try:
+            with self.db.session() as session:
+                space = Space(org_id=org_id, name=clean)
+                session.add(space)
+                session.flush()
+                audit.record(session, org_id, actor, "created", "space", str(space.id))
+        except IntegrityError:
+            raise Unprocessable(f"a space named {clean!r} already exists", field="name") from None
+        return space
+
+    def get(self, org_id: str, space_id: int) -> tuple[Space, list[int]]:
+        with self.db.session() as session:
+            space = _space(session, org_id, space_id)
+            charts = session.scalars(
+                select(Chart.id).where(Chart.space_id == space.id).order_by(Chart.id)
+            )
+            return space, list(charts)
+
+    def rename(self, org_id: str, space_id: int, name: Any, *, actor: str) -> Space:
+        clean = _text(name, "name", required=True)
+        try:
+            with self.db.session() as session:
+                space = _space(session, org_id, space_id)
+                space.name = clean or space.name
+                audit.record(session, org_id, actor, "updated", "space", str(space_id))
+        except IntegrityError:
+            raise Unprocessable(f"a space named {clean!r} already exists", field="name") from None
+        return space
+
+    def delete(self, org_id: str, space_id: int, *, actor: str) -> None:
+        with self.db.session() as session:
+            session.delete(_space(session, org_id, space_id))
+            audit.record(session, org_id, actor, "deleted", "space", str(space_id))
+
+    # -- charts -------------------------------------------------------------------------------
+
+    def charts(self, org_id: str, space_id: int) -> list[Chart]:
+        with self.db.session() as session:
+            space = _space(session, org_id, space_id)
+            return list(
+                session.scalars(select(Chart).where(Chart.space_id == space.id).order_by(Chart.id))
+            )
+
+    def chart(self, org_id: str, space_id: int, chart_id: int) -> Chart:
+        with self.db.session() as session:
+            return _chart(session, org_id, chart_id, space_id)
+
+    def create_chart(
+        self, org_id: str, space_id: int, raw: Mapping[str, Any], *, actor: str
+    ) -> Chart:
+        fields = clean_chart(raw)
+        with self.db.session() as session:
+            space = _space(session, org_id, space_id)
+            name, chart_type = fields.pop("name"), fields.pop("type")
+            chart = Chart(org_id=org_id, space_id=space.id, name=name, type=chart_type)
+            chart.definition = fields
+            session.add(chart)
+            session.flush()
+            audit.record(session, org_id, actor, "created", "chart", str(chart.id))
+        return chart
+
+    def update_chart(
+        self, org_id: str, space_id: int, chart_id: int, raw: Mapping[str, Any], *, actor: str
+    ) -> Chart:
+        with self.db.session() as session:
+            chart = _chart(session, org_id, chart_id, space_id)
+            fields = clean_chart(raw, chart)
+            chart.name, chart.type = fields.pop("name"), fields.pop("type")
+            chart.definition, chart.updated_at = fields, utcnow()
+            audit.record(session, org_id, actor, "updated", "chart", str(chart_id))
+        return chart
+
+    def delete_chart(self, org_id: str, space_id: int, chart_id: int, *, actor: str) -> None:
+        with self.db.session() as session:
+            session.delete(_chart(session, org_id, chart_id, space_id))
+            audit.record(session, org_id, actor, "deleted", "chart", str(chart_id))
+
+
+def _space(session: Session, org_id: str, space_id: int) -> Space:
+    space = session.get(Space, space_id)
+    if space is None or space.org_id != org_id:
+        raise NotFound(f"no space {space_id}")
+    return space
+
+
+def _chart(session: Session, org_id: str, chart_id: int, space_id: int | None = None) -> Chart:
+    chart = session.get(Chart, chart_id)
+    if chart is None or chart.org_id != org_id or space_id not in (None, chart.space_id):
+        raise NotFound(f"no chart {chart_id}")
+    return chart
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+class ChartSnapshots:
+    """Requests chart snapshots, and turns one into the chart engine's input when its job runs."""
+
+    def __init__(self, settings: Settings, snapshots: Snapshots, metrics: Metrics) -> None:
+        self.settings = settings
+        self.snapshots = snapshots
+        self.metrics = metrics
+
+    def create(
+        self,
+        org_id: str,
+        chart_id: Any,
+        *,
+        chart_type: Any = None,
+        duration: Any = None,
+        end_time: Any = None,
+        surface: str,
+        actor: str,
+    ) -> Snapshot:
+        if isinstance(chart_id, str) and chart_id.isdigit():
+            chart_id = int(chart_id)
+        if not isinstance(chart_id, int) or isinstance(chart_id, bool):
+            raise BadRequest("must be a chart id", field="subject.chart.id")
+        seconds = 3600 if duration in (None, "") else number(duration, "duration")
+        longest = self.settings.chart_max_duration_seconds
+        if seconds < 1 or seconds > longest or seconds != int(seconds):
+            raise BadRequest(
+                f"must be a whole number from 1 to {longest} seconds", field="duration"
+            )
+        now = time.time()
+        end = int(now) if end_time in (None, "") else epoch(end_time, "end_time", now=now)
+        if end > now + 5:
+            raise BadRequest("must not be in the future", field="end_time")
+        with self.snapshots.db.session() as session:
+            chart = _chart(session, org_id, chart_id)
+            kind = _choice(chart_type, CHART_TYPES, chart.type, "subject.chart.type")
+            frozen = {"name": chart.name, "type": kind, **chart.definition}
+            options = {
+                "chart_id": chart.id,
+                "space_id": chart.space_id,
+                "chart": frozen,
+                "duration": int(seconds),
+                "end_time": end,
+                "width": self.settings.chart_width,
+                "height": self.settings.chart_height,
+            }
+            return self.snapshots.create(
+                session, org_id, "chart", CHART_JOB, options=options, surface=surface, actor=actor
+            )
+
+    def spec(self, snapshot: Snapshot) -> tuple[ChartSpec, dict[str, Any]]:
+        """The engine's input for a chart snapshot, read from stored series, and its metadata."""
+        options = snapshot.options
+        chart, end = options["chart"], int(options["end_time"])
+        start = end - int(options["duration"])
+        resolution = max(1, math.ceil((end - start) / MAX_POINTS_PER_LINE))
+        lines: list[Series] = []
+        described = []
+        for stream in chart.get("streams", []):
+            found = self._lines(snapshot.org_id, stream, start, end, resolution)
+            lines.extend(found)
+            points = sum(line.times.size for line in found)
+            described.append({"metric": stream["metric"], "lines": len(found), "points": points})
+        first = chart.get("streams", [{}])[0] if chart.get("streams") else {}
+        value = None
+        if chart["type"] == "bignumber" and lines:
+            how = "last" if chart.get("use_last_value") else first.get("summary_function")
+            value = summarize(lines[0].values, how or "average")
+        spec = ChartSpec(
+            type=chart["type"],
+            title=chart.get("name") or "",
+            start=float(start),
+            end=float(end),
+            series=lines,
+            width=int(options.get("width", 800)),
+            height=int(options.get("height", 400)),
+            y_min=chart.get("min"),
+            y_max=chart.get("max"),
+            y_label=str(chart.get("label") or ""),
+            log_y=bool(chart.get("use_log_yaxis")),
+            value=value,
+            units=str(first.get("units_short") or first.get("units_long") or ""),
+        )
+        metadata = {
+            "chart_id": options["chart_id"],
+            "chart_name": chart.get("name") or "",
+            "chart_type": chart["type"],
+            "start_time": start,
+            "end_time": end,
+            "resolution": resolution,
+            "streams": described,
+            "value": value,
+        }
+        return spec, metadata
+
+    def _lines(
+        self, org_id: str, stream: dict[str, Any], start: int, end: int, resolution: int
+    ) -> list[Series]:
+        wanted: dict[str, list[str]] = {}
+        if stream.get("tags"):
+            for tag in stream["tags"]:
+                values = ["*"] if tag.get("dynamic") or not tag["values"] else tag["values"]
+                wanted[tag["name"]] = values
+        elif stream.get("source") not in (None, "*", "%"):
+            wanted["source"] = [stream["source"]]
+        try:
+            _metric, found = self.metrics.read(
+                org_id, stream["metric"], start=start, end=end, resolution=resolution, tags=wanted
+            )
+        except NotFound:
+            return []
+        summary = stream.get("summary_function", "average")
+        how = "average" if summary == "derivative" else summary
+        each = [(s.tags, [(p[0], point_value(p, how)) for p in s.points]) for s in found]
+        each = [(tags, points) for tags, points in each if points]
+        label = stream.get("name") or stream["metric"]
+        color = stream.get("color")
+        group = stream.get("group_function", "average")
+        if group == "breakout":
+            return [
+                _series(f"{label} {_describe(tags)}".strip(), points, None) for tags, points in each
+            ]
+        if not each:
+            return []
+        return [_series(label, combine((points for _t, points in each), group), color)]
+
+
+def _series(label: str, points: list[tuple[int, float]], color: str | None) -> Series:
+    array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return Series(label, array[:, 0], array[:, 1], color)
+
+
+def _describe(tags: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
