@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSTEM := .venv-system-deps
 
-.PHONY: run test check bench deps system-deps clean
+.PHONY: run test check bench docs-images deps system-deps clean
 
 run: deps
 	$(VENV)/bin/snapshotd serve
@@ -13,12 +13,15 @@ test: deps
 	bash scripts/test.sh
 
 check: deps
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 
 bench: deps
 	$(PY) -m bench
+
+docs-images: deps
+	$(PY) scripts/chart_examples.py docs/images
 
 deps: system-deps $(STAMP)
 

@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import baseline, proc, report
+from bench import baseline, charts, proc, report
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
 from bench.run import Plan, ServeResult, serve_run
@@ -32,6 +32,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated SNAPSHOTD_WORKER_CONCURRENCY values, one server each (default 2,4)",
     )
     parser.add_argument("--no-shot-scraper", action="store_true", help="skip the shot-scraper row")
+    parser.add_argument(
+        "--only",
+        choices=("pages", "charts"),
+        help="run only the page-capture figures or only the chart and metric figures",
+    )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
     args.long = args.long or (200 if args.quick else 1000)
@@ -62,6 +67,33 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _pages(
+    args: argparse.Namespace,
+) -> tuple[baseline.LoopResult, baseline.CliResult, list[ServeResult], baseline.LoopResult]:
+    page = build_page()
+    runs: list[ServeResult] = []
+    with PageServer(page) as pages:
+        _say(f"page: {len(page) // 1024} KiB at {pages.url}")
+        _say(f"baseline: naive Playwright loop, {args.shots} shots after 3 warm-up")
+        base = baseline.playwright_loop(pages.url, args.shots)
+        if args.no_shot_scraper:
+            cli = baseline.CliResult(None, "shot-scraper row skipped (--no-shot-scraper)")
+        else:
+            _say(f"shot-scraper: {args.cli_shots} shots, one process each")
+            cli = baseline.shot_scraper_loop(pages.url, args.cli_shots)
+        for index, concurrency in enumerate(args.concurrency):
+            plan = Plan(
+                shots=args.shots,
+                sync_shots=args.shots,
+                memory=index == 0,
+                memory_long=args.long,
+            )
+            runs.append(serve_run(pages.url, concurrency, plan, _say))
+        _say(f"baseline again, to see the machine's drift; load {proc.load_average():.2f}")
+        rerun = baseline.playwright_loop(pages.url, args.shots)
+    return base, cli, runs, rerun
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -69,28 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     began = time.monotonic()
     load = proc.load_average()
-    page = build_page()
+    page = build_page()  # only its size is reported; _pages builds its own
     runs: list[ServeResult] = []
+    chart_result: charts.ChartResult | None = None
+    base = rerun = None
+    cli = baseline.CliResult(None, "")
     try:
-        with PageServer(page) as pages:
-            _say(f"page: {len(page) // 1024} KiB at {pages.url}; load average {load:.2f}")
-            _say(f"baseline: naive Playwright loop, {args.shots} shots after 3 warm-up")
-            base = baseline.playwright_loop(pages.url, args.shots)
-            if args.no_shot_scraper:
-                cli = baseline.CliResult(None, "shot-scraper row skipped (--no-shot-scraper)")
-            else:
-                _say(f"shot-scraper: {args.cli_shots} shots, one process each")
-                cli = baseline.shot_scraper_loop(pages.url, args.cli_shots)
-            for index, concurrency in enumerate(args.concurrency):
-                plan = Plan(
-                    shots=args.shots,
-                    sync_shots=args.shots,
-                    memory=index == 0,
-                    memory_long=args.long,
-                )
-                runs.append(serve_run(pages.url, concurrency, plan, _say))
-            _say(f"baseline again, to see the machine's drift; load {proc.load_average():.2f}")
-            rerun = baseline.playwright_loop(pages.url, args.shots)
+        if args.only != "charts":
+            base, cli, runs, rerun = _pages(args)
+        if args.only != "pages":
+            chart_result = charts.run(args.quick, _say)
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
@@ -99,20 +119,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     minutes = (time.monotonic() - began) / 60
     print()
-    print("\n".join(_versions(base.browser_version)))
-    print(f"page: {len(page):,} bytes, 1280x800 PNG, fresh context per shot, loopback only")
     print(
         f"machine: {os.cpu_count()} CPUs, 1-min load average {load:.2f} at start, "
         f"{proc.load_average():.2f} at end (other work on the machine skews every figure)"
     )
-    print(f"shot-scraper: {cli.note}")
-    print()
-    print(report.render(report.build_rows(base, cli, runs, rerun)))
-    print()
-    for run in runs:
-        if run.shutdown is not None:
-            leftover = len(run.shutdown.leftover_browsers)
-            print(f"c={run.concurrency}: leftover browser processes: {leftover}")
+    if base is not None:
+        print("\n".join(_versions(base.browser_version)))
+        print(f"page: {len(page):,} bytes, 1280x800 PNG, fresh context per shot, loopback only")
+        print(f"shot-scraper: {cli.note}")
+        print()
+        print(report.render(report.build_rows(base, cli, runs, rerun)))
+        print()
+        for run in runs:
+            if run.shutdown is not None:
+                leftover = len(run.shutdown.leftover_browsers)
+                print(f"c={run.concurrency}: leftover browser processes: {leftover}")
+    if chart_result is not None:
+        print()
+        print(report.render(charts.rows(chart_result)))
+        print()
     print(f"bench took {minutes:.1f} min")
     return 0
 

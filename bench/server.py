@@ -13,6 +13,7 @@ import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -191,6 +192,18 @@ class SnapshotdServer:
                 f"SELECT id, status FROM snapshots WHERE id IN ({marks})", snapshot_ids
             ).fetchall()
         return {str(key): str(value) for key, value in rows}
+
+    def completed_at(self, snapshot_ids: list[str]) -> dict[str, float]:
+        """Unix times at which snapshots were stored as complete, read from the database file."""
+        assert self.root is not None
+        path = self.root / "data" / "snapshotd.db"
+        marks = ",".join("?" * len(snapshot_ids))
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                f"SELECT id, completed_at FROM snapshots WHERE id IN ({marks})", snapshot_ids
+            ).fetchall()
+        stamps = {key: datetime.fromisoformat(value) for key, value in rows if value}
+        return {key: value.replace(tzinfo=UTC).timestamp() for key, value in stamps.items()}
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -70,6 +70,9 @@ class Worker:
         self.snapshots = Snapshots(settings, db, self.queue, blobs)
         self.charts = ChartSnapshots(settings, self.snapshots, Metrics(db))
         self.renderer = ChartRenderer()
+        # One thread renders every chart of this worker: matplotlib holds the GIL anyway, and
+        # the renderer's kept figures stay warm in it.
+        self._chart_thread = concurrent.futures.ThreadPoolExecutor(1, "charts")
         self.telemetry = telemetry or Telemetry()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.ready = threading.Event()
@@ -121,6 +124,7 @@ class Worker:
                     group.create_task(self._periodically("sweep", sweep_every, self._sweep))
             finally:
                 unsubscribe()
+                self._chart_thread.shutdown(wait=False)
                 self.ready.clear()
                 self._loop = None
 
@@ -190,7 +194,8 @@ class Worker:
             if claim.kind == CAPTURE_JOB:
                 await self._capture(claim)
             elif claim.kind == CHART_JOB:
-                await asyncio.to_thread(self._chart, claim)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._chart_thread, self._chart, claim)
             elif claim.kind == webhooks.WEBHOOK_JOB:
                 await self._webhook(claim)
             else:

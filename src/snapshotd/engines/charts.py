@@ -157,6 +157,13 @@ def _format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _big_number(value: float) -> str:
+    """A tile has room for the whole number below a million: 1,284 or 3.14, not 1.28k."""
+    if abs(value) >= 1e6:
+        return _format_number(value)
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
 class _Frame:
     """A figure kept between renders. Axes, ticks and styling are built once; each render only
     swaps the drawn data and the texts, which is most of the speed-up over a fresh figure."""
@@ -274,7 +281,7 @@ class ChartRenderer:
         if spec.value is None:
             figure.text(0.5, 0.5, "No data", fontsize=28, color="#777777", ha="center", va="center")
         else:
-            shown = _format_number(spec.value)
+            shown = _big_number(spec.value)
             figure.text(0.5, 0.52, shown, fontsize=56, ha="center", va="center", weight="bold")
             if spec.units:
                 figure.text(0.5, 0.25, spec.units, fontsize=16, color="#555555", ha="center")

@@ -48,7 +48,7 @@ class AppServices:
     misses: TokenBuckets
 
 
-def get_services(request: Request) -> AppServices:
+async def get_services(request: Request) -> AppServices:
     services: AppServices = request.app.state.services
     return services
 
@@ -110,7 +110,7 @@ PrincipalDep = Annotated[Principal, Depends(request_principal)]
 def require(permission: str) -> Callable[[Principal], Principal]:
     """A dependency that lets the request through only with `permission` (accounts.PERMISSIONS)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         principal.require(permission)
         return principal
 

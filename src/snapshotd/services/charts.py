@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,15 +22,7 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import audit
-from snapshotd.services.metrics import (
-    TAG_NAME,
-    Metrics,
-    check_name,
-    combine,
-    epoch,
-    number,
-    point_value,
-)
+from snapshotd.services.metrics import TAG_NAME, Metrics, check_name, epoch, number
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.db import Database
 from snapshotd.store.models import Chart, Snapshot, Space, utcnow
@@ -381,31 +373,46 @@ class ChartSnapshots:
                 wanted[tag["name"]] = values
         elif stream.get("source") not in (None, "*", "%"):
             wanted["source"] = [stream["source"]]
-        try:
-            _metric, found = self.metrics.read(
-                org_id, stream["metric"], start=start, end=end, resolution=resolution, tags=wanted
-            )
-        except NotFound:
-            return []
         summary = stream.get("summary_function", "average")
-        how = "average" if summary == "derivative" else summary
-        each = [(s.tags, [(p[0], point_value(p, how)) for p in s.points]) for s in found]
-        each = [(tags, points) for tags, points in each if points]
+        found = self.metrics.read_values(
+            org_id,
+            stream["metric"],
+            start=start,
+            end=end,
+            resolution=resolution,
+            tags=wanted,
+            function="average" if summary == "derivative" else summary,
+        )
         label = stream.get("name") or stream["metric"]
-        color = stream.get("color")
         group = stream.get("group_function", "average")
         if group == "breakout":
             return [
-                _series(f"{label} {_describe(tags)}".strip(), points, None) for tags, points in each
+                Series(f"{label} {_describe(tags)}".strip(), times, values)
+                for tags, times, values in found
             ]
-        if not each:
+        if not found:
             return []
-        return [_series(label, combine((points for _t, points in each), group), color)]
+        times, values = combine([(t, v) for _tags, t, v in found], group)
+        return [Series(label, times, values, stream.get("color"))]
 
 
-def _series(label: str, points: list[tuple[int, float]], color: str | None) -> Series:
-    array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return Series(label, array[:, 0], array[:, 1], color)
+def combine(
+    lines: list[tuple[np.ndarray, np.ndarray]], function: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One line from several, point by point at equal times, by `group_function`."""
+    if len(lines) == 1:
+        return lines[0]
+    times = np.unique(np.concatenate([t for t, _v in lines]))
+    stack = np.full((len(lines), times.size), np.nan)
+    for row, (t, v) in enumerate(lines):
+        stack[row, np.searchsorted(times, t)] = v
+    with np.errstate(all="ignore"):
+        reducers: dict[str, Callable[..., np.ndarray]] = {
+            "sum": np.nansum,
+            "min": np.nanmin,
+            "max": np.nanmax,
+        }
+        return times, reducers.get(function, np.nanmean)(stack, axis=0)
 
 
 def _describe(tags: Mapping[str, str]) -> str:

@@ -1,8 +1,9 @@
 """Metrics: measurements in, series out over a time window at a resolution.
 
-A sample is stored as it arrives (count, sum, min, max; a plain value is count 1). Roll-ups to a
-coarser resolution are computed on read by one GROUP BY over a time bucket, so ingest is a single
-multi-row INSERT and every resolution is exact; `make bench` measures both sides. Names, tags and
+Samples are stored per series and second (count, sum, min, max; a plain value is count 1, and
+samples in the same second merge). Roll-ups to a coarser resolution are computed on read by one
+GROUP BY over a time bucket, so ingest is a single multi-row upsert and every resolution is exact;
+`make bench` measures both sides. Names, tags and
 values follow Librato's documented rules (docs/librato.md); tag names and values, and legacy
 sources (kept as the tag `source`), are case-insensitive and stored lower-cased.
 """
@@ -16,9 +17,11 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select
+import numpy as np
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -175,28 +178,6 @@ def point_value(point: Point, function: str) -> float:
     return total / count
 
 
-def combine(series: Iterable[list[tuple[int, float]]], function: str) -> list[tuple[int, float]]:
-    """One series from several, point by point at equal times (`group_function`)."""
-    by_time: dict[int, list[float]] = {}
-    for points in series:
-        for when, value in points:
-            by_time.setdefault(when, []).append(value)
-    out = []
-    for when in sorted(by_time):
-        values = by_time[when]
-        if function == "sum":
-            out.append((when, sum(values)))
-        elif function == "min":
-            out.append((when, min(values)))
-        elif function == "max":
-            out.append((when, max(values)))
-        elif function == "count":
-            out.append((when, float(len(values))))
-        else:
-            out.append((when, sum(values) / len(values)))
-    return out
-
-
 # -- storage --------------------------------------------------------------------------------------
 
 
@@ -215,19 +196,21 @@ class Metrics:
             metric_ids = self._metric_ids(session, org_id, names, props)
             wanted = {(metric_ids[s.name.lower()], s.tags) for s in samples}
             series_ids = self._series_ids(session, wanted)
+            merged: dict[tuple[int, int], list[Any]] = {}
+            for s in samples:
+                key = (series_ids[(metric_ids[s.name.lower()], s.tags)], s.time)
+                row = merged.get(key)
+                if row is None:
+                    merged[key] = [s.count, s.sum, s.min, s.max]
+                else:
+                    row[0], row[1] = row[0] + s.count, row[1] + s.sum
+                    row[2], row[3] = min(row[2], s.min), max(row[3], s.max)
             rows = [
-                {
-                    "series_id": series_ids[(metric_ids[s.name.lower()], s.tags)],
-                    "time": s.time,
-                    "count": s.count,
-                    "sum": s.sum,
-                    "min": s.min,
-                    "max": s.max,
-                }
-                for s in samples
+                {"series_id": sid, "time": when, "count": c, "sum": t, "min": lo, "max": hi}
+                for (sid, when), (c, t, lo, hi) in merged.items()
             ]
-            session.execute(insert(Measurement), rows)
-        return len(rows)
+            session.execute(_merge_measurements(session), rows)
+        return len(samples)
 
     def _metric_ids(
         self,
@@ -389,45 +372,90 @@ class Metrics:
                 field="resolution",
             )
         with self.db.session() as session:
-            metric = _metric(session, org_id, name)
-            rows = session.execute(
-                select(MetricSeries.id, MetricSeries.tags).where(
-                    MetricSeries.metric_id == metric.id
-                )
-            ).all()
-            matching = {sid: t for sid, t in rows if tag_filter_matches(t, tags or {})}
+            metric, matching = _series_of(session, org_id, name, tags)
             points = self._points(session, list(matching), start, end, resolution)
         return metric, [SeriesPoints(matching[sid], points.get(sid, [])) for sid in matching]
+
+    def read_values(
+        self,
+        org_id: str,
+        name: str,
+        *,
+        start: int,
+        end: int,
+        resolution: int,
+        tags: TagFilter | None = None,
+        function: str = "average",
+    ) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+        """For drawing: each matching series' (tags, times, values), a value being the bucket's
+        average, sum, min, max or count, computed in SQL. An unknown metric has no series."""
+        m = Measurement
+        if resolution == 1:
+            when: Any = m.time
+            value: Any = {
+                "sum": m.sum,
+                "min": m.min,
+                "max": m.max,
+                "count": m.count,
+            }.get(function, m.sum / m.count)
+        else:
+            when = m.time - m.time % resolution
+            value = {
+                "sum": func.sum(m.sum),
+                "min": func.min(m.min),
+                "max": func.max(m.max),
+                "count": func.sum(m.count),
+            }.get(function, func.sum(m.sum) / func.sum(m.count))
+        with self.db.session() as session:
+            try:
+                _metric, matching = _series_of(session, org_id, name, tags)
+            except NotFound:
+                return []
+            out = []
+            for sid, series_tags in matching.items():
+                query = select(when, value).where(
+                    m.series_id == sid, m.time >= start, m.time <= end
+                )
+                query = query.group_by(when) if resolution > 1 else query
+                rows = session.connection().execute(query.order_by(when))
+                flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64).reshape(-1, 2)
+                if flat.size:
+                    out.append((series_tags, flat[:, 0], flat[:, 1]))
+        return out
 
     @staticmethod
     def _points(
         session: Session, series_ids: list[int], start: int, end: int, resolution: int
     ) -> dict[int, list[Point]]:
-        bucket: ColumnElement[int] = Measurement.time.expression
-        if resolution > 1:
-            bucket = Measurement.time - Measurement.time % resolution
+        m = Measurement
+        columns: list[Any]
+        if resolution == 1:  # rows are already one a second: no roll-up to do
+            columns = [m.series_id, m.time, m.count, m.sum, m.min, m.max]
+            bucket: ColumnElement[int] | None = None
+        else:
+            bucket = m.time - m.time % resolution
+            columns = [m.series_id, bucket, func.sum(m.count), func.sum(m.sum)]
+            columns += [func.min(m.min), func.max(m.max)]
         out: dict[int, list[Point]] = {}
         for chunk in _chunks(series_ids):
-            query = (
-                select(
-                    Measurement.series_id,
-                    bucket,
-                    func.sum(Measurement.count),
-                    func.sum(Measurement.sum),
-                    func.min(Measurement.min),
-                    func.max(Measurement.max),
-                )
-                .where(
-                    Measurement.series_id.in_(chunk),
-                    Measurement.time >= start,
-                    Measurement.time <= end,
-                )
-                .group_by(Measurement.series_id, bucket)
-                .order_by(Measurement.series_id, bucket)
-            )
-            for sid, when, count, total, low, high in session.execute(query):
-                out.setdefault(sid, []).append((int(when), int(count), total, low, high))
+            query = select(*columns).where(m.series_id.in_(chunk), m.time >= start, m.time <= end)
+            if bucket is None:
+                query = query.order_by(m.series_id, m.time)
+            else:
+                query = query.group_by(m.series_id, bucket).order_by(m.series_id, bucket)
+            for sid, when, count, total, low, high in session.connection().execute(query):
+                out.setdefault(sid, []).append((when, count, total, low, high))
         return out
+
+
+def _series_of(
+    session: Session, org_id: str, name: str, tags: TagFilter | None
+) -> tuple[Metric, dict[int, dict[str, str]]]:
+    metric = _metric(session, org_id, name)
+    rows = session.execute(
+        select(MetricSeries.id, MetricSeries.tags).where(MetricSeries.metric_id == metric.id)
+    ).all()
+    return metric, {sid: t for sid, t in rows if tag_filter_matches(t, tags or {})}
 
 
 def _metric(session: Session, org_id: str, name: str) -> Metric:
@@ -469,6 +497,23 @@ def _series_key(tags: Tags) -> str:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for index in range(0, len(items), _CHUNK):
         yield items[index : index + _CHUNK]
+
+
+def _merge_measurements(session: Session) -> Any:
+    """INSERT of measurement rows that adds to a row already stored for the same second."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = (postgresql.insert if postgres else sqlite.insert)(Measurement)
+    new = statement.excluded
+    lower, upper = (func.least, func.greatest) if postgres else (func.min, func.max)
+    return statement.on_conflict_do_update(
+        index_elements=["series_id", "time"],
+        set_={
+            "count": Measurement.count + new.count,
+            "sum": Measurement.sum + new.sum,
+            "min": lower(Measurement.min, new.min),
+            "max": upper(Measurement.max, new.max),
+        },
+    )
 
 
 def _insert_ignoring_duplicates(

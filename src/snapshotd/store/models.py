@@ -278,17 +278,18 @@ class MetricSeries(Base):
 
 
 class Measurement(Base):
-    """A sample as sent: a plain value is count 1 with sum = min = max = value, so roll-ups
-    over any resolution are sums, minimums and maximums of these columns."""
+    """The samples of one series in one second, merged: a plain value is count 1 with
+    sum = min = max = value, and a second sample in the same second adds to the row. Roll-ups over
+    any resolution are then sums, minimums and maximums of these columns. On SQLite the table is
+    clustered by (series, time), so a time-range read is one sequential scan."""
 
     __tablename__ = "measurements"
-    __table_args__ = (Index("ix_measurements_series_time", "series_id", "time"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("metric_series.id", ondelete="CASCADE"), primary_key=True
     )
-    series_id: Mapped[int] = mapped_column(ForeignKey("metric_series.id", ondelete="CASCADE"))
-    time: Mapped[int] = mapped_column(BigInteger)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     sum: Mapped[float] = mapped_column(Float)
     min: Mapped[float] = mapped_column(Float)

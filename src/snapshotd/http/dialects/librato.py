@@ -128,12 +128,12 @@ def librato_principal(request: Request, services: ServicesDep) -> Principal:
     return principal_from(services, request, credentials(request, basic=True))
 
 
-def _reader(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
+async def _reader(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
     principal.require("view")
     return principal
 
 
-def _writer(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
+async def _writer(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
     principal.require("upload")
     return principal
 

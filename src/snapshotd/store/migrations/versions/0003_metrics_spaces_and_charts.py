@@ -70,12 +70,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "measurements",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
         sa.Column("series_id", sa.Integer(), nullable=False),
         sa.Column("time", sa.BigInteger(), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
@@ -83,16 +77,12 @@ def upgrade() -> None:
         sa.Column("min", sa.Float(), nullable=False),
         sa.Column("max", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(["series_id"], ["metric_series.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("series_id", "time"),
+        sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("measurements", schema=None) as batch_op:
-        batch_op.create_index("ix_measurements_series_time", ["series_id", "time"], unique=False)
 
 
 def downgrade() -> None:
-
-    with op.batch_alter_table("measurements", schema=None) as batch_op:
-        batch_op.drop_index("ix_measurements_series_time")
 
     op.drop_table("measurements")
     op.drop_table("metric_series")
