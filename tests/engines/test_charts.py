@@ -26,7 +26,13 @@ LINE = ChartSpec(
     "line", "Latency", START, END, [wave("a", 5000, 20), wave("b", 5000, 50)], width=640, height=320
 )
 STACKED = ChartSpec(
-    "stacked", "Requests", START, END, [wave("a", 900, 20), wave("b", 700, 30)], width=500, height=300
+    "stacked",
+    "Requests",
+    START,
+    END,
+    [wave("a", 900, 20), wave("b", 700, 30)],
+    width=500,
+    height=300,
 )
 BIGNUMBER = ChartSpec(
     "bignumber", "Total", START, END, value=1_234_567.0, units="req", width=400, height=200
@@ -191,9 +197,7 @@ def reduced_columns(
     index = np.floor((centers - start) * (columns / (end - start))).astype(np.int64)
     expected_centers = start + (index + 0.5) * ((end - start) / columns)
     assert np.allclose(centers, expected_centers)
-    return {
-        int(i): (float(lo), float(hi)) for i, lo, hi in zip(index, lows, highs, strict=True)
-    }
+    return {int(i): (float(lo), float(hi)) for i, lo, hi in zip(index, lows, highs, strict=True)}
 
 
 def random_walk(seed: int, points: int, *, gaps: bool = False) -> Series:
@@ -208,7 +212,12 @@ def random_walk(seed: int, points: int, *, gaps: bool = False) -> Series:
 
 @pytest.mark.parametrize(
     ("seed", "points", "columns", "gaps"),
-    [(1, 20_000, 576, False), (2, 5_000, 100, True), (3, 100_000, 1, False), (4, 3_000, 1499, False)],
+    [
+        (1, 20_000, 576, False),
+        (2, 5_000, 100, True),
+        (3, 100_000, 1, False),
+        (4, 3_000, 1499, False),
+    ],
 )
 def test_reduce_to_columns_keeps_every_columns_min_and_max(
     seed: int, points: int, columns: int, gaps: bool

@@ -119,6 +119,18 @@ def test_the_official_client_submits_charts_and_snapshots(server: str, token: st
     colors = picture.convert("RGB").getcolors(maxcolors=1 << 16) or []
     assert len(colors) > 20, "the chart should draw lines, axes and text, not a blank image"
 
+    # The same snapshot in the native API, and shared through a public link.
+    bearer = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(server + "/api/v1/snapshots?kind=chart", headers=bearer).json()["items"]
+    assert [item["id"] for item in listed] == [body["id"]]
+    assert listed[0]["metadata"]["chart_name"] == "CPU load by host"
+    native_png = httpx.get(server + f"/api/v1/snapshots/{body['id']}/image", headers=bearer)
+    assert native_png.content == image.content
+    share = httpx.post(server + f"/api/v1/snapshots/{body['id']}/shares", headers=bearer, json={})
+    page = httpx.get(share.json()["url"])
+    assert page.status_code == 200 and "chart “CPU load by host”" in page.text
+    assert 'property="og:image"' in page.text
+
     api.delete_chart(big.id, space.id)
     api.delete_space(space.id)
     api.delete("requests")

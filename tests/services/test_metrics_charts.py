@@ -376,7 +376,12 @@ def test_put_creates_with_a_type_and_updates(metrics: Metrics, any_db: Database)
     assert metrics.put(acme, "Disk.Used", {"type": "gauge", "display_name": "Disk", "period": 60})
     assert metrics.put(acme, "net.packets", {"type": "counter"})
     disk = metrics.get(acme, "disk.used")
-    assert (disk.name, disk.type, disk.display_name, disk.period) == ("Disk.Used", "gauge", "Disk", 60)
+    assert (disk.name, disk.type, disk.display_name, disk.period) == (
+        "Disk.Used",
+        "gauge",
+        "Disk",
+        60,
+    )
     assert metrics.get(acme, "net.packets").type == "counter"
 
     changes = {"description": "bytes used", "attributes": {"color": "#fff"}, "period": None}
@@ -420,7 +425,9 @@ def test_put_creates_a_metric_with_attributes(metrics: Metrics, any_db: Database
     assert metrics.get(acme, "queue.depth").attributes == {"color": "#fff"}
 
 
-def test_delete_by_name_and_pattern_removes_measurements(metrics: Metrics, any_db: Database) -> None:
+def test_delete_by_name_and_pattern_removes_measurements(
+    metrics: Metrics, any_db: Database
+) -> None:
     acme, rival = org(any_db, "acme"), org(any_db, "rival")
     metrics.submit(
         acme,
@@ -748,9 +755,7 @@ def test_spec_line_average_and_other_group_functions(
     assert (spec.type, spec.title, spec.start, spec.end) == ("line", "Latency", BASE, BASE + 60)
     assert (spec.width, spec.height, spec.units, spec.value) == (800, 400, "ms", None)
     # one line, the series averaged point by point (a lone point is its own average)
-    assert lines(spec) == {
-        "req.latency": [(BASE + 10, 20.0), (BASE + 20, 30.0), (BASE + 60, 50.0)]
-    }
+    assert lines(spec) == {"req.latency": [(BASE + 10, 20.0), (BASE + 20, 30.0), (BASE + 60, 50.0)]}
     assert all(s.times.dtype == np.float64 and s.color is None for s in spec.series)
     assert metadata == {
         "chart_id": metadata["chart_id"],
@@ -770,13 +775,17 @@ def test_spec_line_average_and_other_group_functions(
     }
     for group, points in expected.items():
         stream = {"metric": "req.latency", "group_function": group, "color": "#123456"}
-        spec, _metadata = chart_spec(chart_snapshots, spaces, acme, {"name": group, "streams": [stream]})
+        spec, _metadata = chart_spec(
+            chart_snapshots, spaces, acme, {"name": group, "streams": [stream]}
+        )
         assert lines(spec) == {"req.latency": points}, group
         assert spec.series[0].color == "#123456"
 
     # a tag filter on the stream picks the series that are combined
     stream = {"metric": "req.latency", "tags": [{"name": "host", "values": ["web-1"]}]}
-    spec, _metadata = chart_spec(chart_snapshots, spaces, acme, {"name": "one", "streams": [stream]})
+    spec, _metadata = chart_spec(
+        chart_snapshots, spaces, acme, {"name": "one", "streams": [stream]}
+    )
     assert lines(spec) == {"req.latency": [(BASE + 10, 10.0), (BASE + 20, 20.0)]}
 
 
@@ -852,7 +861,11 @@ def test_spec_bignumber_summary_and_last_value(
         chart_snapshots,
         spaces,
         acme,
-        {"name": "Units", "type": "bignumber", "streams": [{"metric": "req.latency", "units_long": "milliseconds"}]},
+        {
+            "name": "Units",
+            "type": "bignumber",
+            "streams": [{"metric": "req.latency", "units_long": "milliseconds"}],
+        },
     )
     assert spec.units == "milliseconds"
 

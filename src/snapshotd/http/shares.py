@@ -8,7 +8,7 @@ look-ups count against the visitor's address, which is answered 429 once it has 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,6 +142,8 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
             "expires_at": _readable(share.expires_at),
             "meta": snapshot.meta or {},
+            "title": _title(snapshot),
+            "subject": _subject(snapshot),
         },
         headers=NO_STORE,
     )
@@ -149,6 +151,25 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
 
 def _readable(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _title(snapshot: Snapshot) -> str:
+    meta = snapshot.meta or {}
+    if snapshot.kind == "chart":
+        return str(snapshot.options.get("chart", {}).get("name") or "Chart")
+    return str(meta.get("title") or snapshot.url or "Snapshot")
+
+
+def _subject(snapshot: Snapshot) -> str:
+    """What the snapshot shows, in words: a page's URL, or a chart's name and window."""
+    if snapshot.kind == "chart":
+        end = int(snapshot.options.get("end_time", 0))
+        start = end - int(snapshot.options.get("duration", 0))
+        window = " to ".join(
+            datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") for t in (start, end)
+        )
+        return f"chart “{_title(snapshot)}”, {window} UTC"
+    return snapshot.url
 
 
 @router.get("/s/{share_id}/{role}", include_in_schema=False)
