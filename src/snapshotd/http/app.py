@@ -18,7 +18,7 @@ from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.http.dialects import kasisto, librato, librato_spaces
+from snapshotd.http.dialects import kasisto, librato, librato_reads, librato_spaces
 from snapshotd.services.charts import ChartSnapshots, Spaces
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
@@ -124,6 +124,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(kasisto.router)
     app.include_router(librato.router)
+    app.include_router(librato_reads.router)
     app.include_router(librato_spaces.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
     problems.register_renderer(app, "/v1/", librato.render_error)

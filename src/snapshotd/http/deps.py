@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -107,8 +107,9 @@ def request_principal(request: Request, services: ServicesDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(request_principal)]
 
 
-def require(permission: str) -> Callable[[Principal], Principal]:
-    """A dependency that lets the request through only with `permission` (accounts.PERMISSIONS)."""
+def require(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets the request through only with `permission` (accounts.PERMISSIONS).
+    It is a coroutine so that FastAPI runs it inline rather than on a worker thread."""
 
     async def check(principal: PrincipalDep) -> Principal:
         principal.require(permission)

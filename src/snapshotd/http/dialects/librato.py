@@ -1,5 +1,6 @@
-"""Librato Metrics API v1 (`/v1`): metrics and measurements. Spaces, charts, snapshots and jobs
-are in `librato_spaces.py`; both share the transport helpers here.
+"""Librato Metrics API v1 (`/v1`): the transport every Librato route shares, and metrics and
+measurements in. Reading them back is `librato_reads.py`; spaces, charts, snapshots and jobs are
+`librato_spaces.py`.
 
 Wire rules the official client (`librato-metrics` 3.1.0) depends on (docs/librato.md): HTTP Basic
 `email:token`; JSON answers with `Content-Type: application/json`; errors as
@@ -29,11 +30,9 @@ from snapshotd.services.metrics import (
     Metric,
     MetricProps,
     Sample,
-    SeriesPoints,
     check_name,
     epoch,
     number,
-    point_value,
     sample,
     tag_set,
 )
@@ -143,8 +142,8 @@ Writer = Annotated[Principal, Depends(_writer)]
 
 
 def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:
-    offset = _whole(fields.get("offset", 0), "offset")
-    length = _whole(fields.get("length", MAX_PAGE), "length")
+    offset = whole(fields.get("offset", 0), "offset")
+    length = whole(fields.get("length", MAX_PAGE), "length")
     if length > MAX_PAGE:
         raise BadRequest(f"must be at most {MAX_PAGE}", field="length")
     sort = fields.get("sort", "asc")
@@ -159,7 +158,7 @@ def page_query(offset: int, returned: int, found: int, total: int) -> dict[str, 
     return {"offset": offset, "length": returned, "found": found, "total": total}
 
 
-def _whole(value: Any, where: str) -> int:
+def whole(value: Any, where: str) -> int:
     result = number(value, where)
     if result < 0 or result != int(result):
         raise BadRequest("must be a whole number, 0 or more", field=where)
@@ -293,135 +292,6 @@ def _names(body: Mapping[str, Any]) -> list[str]:
     return names
 
 
-@router.get("/metrics/{name}", summary="A metric, with measurements when a time range is given")
-def get_metric(
-    name: str, request: Request, services: ServicesDep, principal: Reader
-) -> dict[str, Any]:
-    fields = query_fields(request)
-    wants_data = any(
-        k in fields for k in ("start_time", "end_time", "count", "resolution", "duration")
-    )
-    if not wants_data:
-        return metric_body(services.metrics.get(principal.org_id, name))
-    start, end = _window(fields, default_span=3600)
-    resolution = _whole(fields.get("resolution", 1), "resolution") or 1
-    wanted = _source_filter(fields)
-    metric, series = services.metrics.read(
-        principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
-    )
-    by_source: dict[str, list[SeriesPoints]] = {}
-    for s in series:
-        by_source.setdefault(s.tags.get("source", "unassigned"), []).append(s)
-    merged = {source: _merge(group) for source, group in by_source.items()}
-    count = _whole(fields["count"], "count") if "count" in fields else None
-    if count is not None:
-        take_first = "start_time" in fields
-        merged = {s: (p[:count] if take_first else p[-count:]) for s, p in merged.items()}
-    measurements = _legacy_measurements(merged, fields, start)
-    return {**metric_body(metric), "resolution": resolution, "measurements": measurements}
-
-
-def _legacy_measurements(
-    merged: dict[str, list[tuple[int, int, float, float, float]]],
-    fields: Mapping[str, Any],
-    start: int,
-) -> dict[str, list[dict[str, Any]]]:
-    if _flag(fields.get("summarize_time")):
-        merged = {s: _merge_times(points, start) for s, points in merged.items() if points}
-    group_by = fields.get("group_by")
-    if group_by is not None and group_by not in ("min", "max", "mean", "sum", "count"):
-        raise BadRequest("must be one of min, max, mean, sum, count", field="group_by")
-    out = {source: [_legacy_point(p) for p in points] for source, points in merged.items()}
-    if group_by or _flag(fields.get("summarize_sources")):
-        how = {"mean": "average", None: "average"}.get(group_by, group_by)
-        by_time: dict[int, list[float]] = {}
-        for points in merged.values():
-            for p in points:
-                by_time.setdefault(p[0], []).append(p[2] / p[1])
-        out_all = []
-        for when in sorted(by_time):
-            values = by_time[when]
-            value = {
-                "sum": sum(values),
-                "min": min(values),
-                "max": max(values),
-                "count": float(len(values)),
-            }.get(how or "", sum(values) / len(values))
-            out_all.append({"measure_time": when, "value": value, "count": len(values)})
-        breakout = group_by is None and _flag(fields.get("breakout_sources", "true"))
-        out = {**(out if breakout else {}), "all": out_all}
-    return out
-
-
-def _legacy_point(point: tuple[int, int, float, float, float]) -> dict[str, Any]:
-    when, count, total, low, high = point
-    return {
-        "measure_time": when,
-        "value": total / count,
-        "count": count,
-        "sum": total,
-        "min": low,
-        "max": high,
-    }
-
-
-def _merge(group: list[SeriesPoints]) -> list[tuple[int, int, float, float, float]]:
-    if len(group) == 1:
-        return group[0].points
-    by_time: dict[int, tuple[int, int, float, float, float]] = {}
-    for s in group:
-        for p in s.points:
-            q = by_time.get(p[0])
-            by_time[p[0]] = p if q is None else _add(q, p)
-    return [by_time[t] for t in sorted(by_time)]
-
-
-def _merge_times(points: list[tuple[int, int, float, float, float]], start: int):
-    total = points[0]
-    for p in points[1:]:
-        total = _add(total, p)
-    return [(start, *total[1:])]
-
-
-def _add(a: tuple[int, int, float, float, float], b: tuple[int, int, float, float, float]):
-    return (a[0], a[1] + b[1], a[2] + b[2], min(a[3], b[3]), max(a[4], b[4]))
-
-
-def _flag(value: Any) -> bool:
-    return str(value).lower() in ("true", "1", "yes")
-
-
-def _source_filter(fields: Mapping[str, Any]) -> dict[str, list[str]]:
-    sources = fields.get("sources")
-    if isinstance(sources, list | dict):
-        values = list(sources.values()) if isinstance(sources, dict) else sources
-        return {"source": [str(v) for v in values]}
-    source = fields.get("source")
-    if isinstance(source, str) and source not in ("", "*"):
-        return {"source": [source]}
-    return {}
-
-
-def _window(fields: Mapping[str, Any], *, default_span: int | None) -> tuple[int, int]:
-    """start and end from `start_time`, `end_time` (default now) and `duration`."""
-    given = [k for k in ("start_time", "end_time", "duration") if fields.get(k) not in (None, "")]
-    if len(given) == 3:
-        raise BadRequest("give at most two of start_time, end_time and duration", field="duration")
-    now = int(time.time())
-    end = epoch(fields["end_time"], "end_time") if "end_time" in given else now
-    if "start_time" in given:
-        start = epoch(fields["start_time"], "start_time")
-    elif "duration" in given:
-        start = end - _whole(fields["duration"], "duration")
-    elif default_span is not None:
-        start = end - default_span
-    else:
-        raise BadRequest("give start_time or duration", field="start_time")
-    if start > end:
-        raise BadRequest("must not be after end_time", field="start_time")
-    return start, end
-
-
 @router.put("/metrics/{name}", summary="Create or update a metric")
 async def put_metric(
     name: str, request: Request, services: ServicesDep, principal: Writer
@@ -488,111 +358,3 @@ def _tagged_samples(
         if samples[-1].name.lower() not in props:
             props[samples[-1].name.lower()] = _props(item, "gauge")
     return samples, props
-
-
-_SUMMARIES = ("mean", "sum", "min", "max", "count", "derivative", "all")
-
-
-@router.get("/measurements/{name}", summary="Tagged series of a metric over a time range")
-def get_measurements(
-    name: str, request: Request, services: ServicesDep, principal: Reader
-) -> dict[str, Any]:
-    fields = query_fields(request)
-    if "tags_search" in fields:
-        raise BadRequest(
-            "tags_search is not supported; use tags[name]=pattern", field="tags_search"
-        )
-    if fields.get("resolution") in (None, ""):
-        raise BadRequest("is required (seconds)", field="resolution")
-    resolution = _whole(fields["resolution"], "resolution")
-    if not 1 <= resolution <= 604800:
-        raise BadRequest("must be from 1 to 604800 seconds", field="resolution")
-    start, end = _window(fields, default_span=None)
-    wanted = _tag_filter(fields.get("tags"))
-    summary = fields.get("summary_function", "mean")
-    if summary not in _SUMMARIES:
-        raise BadRequest(f"must be one of {', '.join(_SUMMARIES)}", field="summary_function")
-    _metric, series = services.metrics.read(
-        principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
-    )
-    groups = _grouped(series, fields)
-    return {
-        "name": name,
-        "resolution": resolution,
-        "series": [
-            {"tags": tags, "measurements": _tagged_points(points, summary)}
-            for tags, points in groups
-        ],
-        "links": [],
-    }
-
-
-def _tag_filter(raw: Any) -> dict[str, list[str]]:
-    if raw in (None, "", "*", {}):
-        return {}
-    if not isinstance(raw, dict):
-        raise BadRequest("use tags[name]=pattern", field="tags")
-    return {name: v if isinstance(v, list) else [str(v)] for name, v in raw.items()}
-
-
-def _grouped(series: list[SeriesPoints], fields: Mapping[str, Any]):
-    group_by = fields.get("group_by")
-    if group_by in (None, "", "*"):
-        return [(s.tags, s.points) for s in series if s.points]
-    function = fields.get("group_by_function")
-    if function not in ("sum", "min", "max", "mean"):
-        raise BadRequest(
-            "is required with group_by: sum, min, max or mean", field="group_by_function"
-        )
-    names = [n.strip().lower() for n in str(group_by).split(",") if n.strip()]
-    buckets: dict[tuple[str, ...], list[SeriesPoints]] = {}
-    for s in series:
-        buckets.setdefault(tuple(s.tags.get(n, "") for n in names), []).append(s)
-    out = []
-    for values, members in buckets.items():
-        by_time: dict[int, list[tuple[int, int, float, float, float]]] = {}
-        for member in members:
-            for p in member.points:
-                by_time.setdefault(p[0], []).append(p)
-        points = [_group_point(by_time[t], function) for t in sorted(by_time)]
-        if points:
-            out.append((dict(zip(names, values, strict=True)), points))
-    return out
-
-
-def _group_point(points: list[tuple[int, int, float, float, float]], function: str):
-    means = [p[2] / p[1] for p in points]
-    value = {"sum": sum(means), "min": min(means), "max": max(means)}.get(
-        function, sum(means) / len(means)
-    )
-    return (points[0][0], 1, value, value, value)
-
-
-def _tagged_points(points: list[tuple[int, int, float, float, float]], summary: str):
-    if summary == "all":
-        return [
-            {
-                "time": p[0],
-                "count": p[1],
-                "sum": p[2],
-                "min": p[3],
-                "max": p[4],
-                "mean": p[2] / p[1],
-            }
-            for p in points
-        ]
-    if summary == "derivative":
-        out, previous = [], None
-        for p in points:
-            value = p[2] / p[1]
-            if previous is not None:
-                out.append({"time": p[0], "value": value - previous})
-            previous = value
-        return out
-    how = "average" if summary == "mean" else summary
-    return [{"time": p[0], "value": point_value(p, how)} for p in points]
-
-
-@router.get("/measurements", summary="Composite queries (not supported)")
-def get_composite(principal: Reader) -> dict[str, Any]:
-    raise BadRequest("composite queries are not supported", field="compose")
