@@ -120,12 +120,6 @@ def test_a_bignumber_without_value_differs_from_one_with_a_value() -> None:
     assert count(shown, "#000000") > count(missing, "#000000")  # the bold value in black
 
 
-@pytest.mark.xfail(
-    reason="ChartRenderer._timeseries calls axes.set_yscale() on every render, which resets the "
-    "y axis formatter to matplotlib's ScalarFormatter, so the k/M/G formatter installed in "
-    "_Frame.__init__ (_format_number) is never used: 2.5e6 is labelled 2.5 with a '1e6' offset",
-    strict=True,
-)
 def test_y_ticks_use_the_k_m_g_number_format(monkeypatch: pytest.MonkeyPatch) -> None:
     formatted: list[float] = []
     original = charts._format_number

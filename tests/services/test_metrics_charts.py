@@ -17,8 +17,8 @@ from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services.accounts import create_token, ensure_org
 from snapshotd.services.charts import ChartSnapshots, Spaces
 from snapshotd.services.metrics import (
-    Metrics,
     MetricProps,
+    Metrics,
     Point,
     Sample,
     SeriesPoints,
@@ -261,13 +261,12 @@ def test_submit_nothing_is_a_no_op(metrics: Metrics, any_db: Database) -> None:
 
 
 def race(
-    monkeypatch: pytest.MonkeyPatch, lookup: str, submit: Callable[[float], object]
+    monkeypatch: pytest.MonkeyPatch, lookup: str, submits: list[Callable[[], object]]
 ) -> list[dict[Any, int]]:
-    """Runs `submit` in two threads that both finish their first `lookup` (finding nothing)
-    before either inserts, so both take the insert-ignoring-duplicates path. Returns what each
-    first lookup found."""
+    """Runs each of `submits` in its own thread; every thread finishes its first `lookup` (of
+    metrics or series) before any goes on to insert. Returns what each first lookup found."""
     original = getattr(Metrics, lookup)
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(len(submits))
     local = threading.local()
     first: list[dict[Any, int]] = []
 
@@ -282,17 +281,18 @@ def race(
     monkeypatch.setattr(Metrics, lookup, staticmethod(gated))
     errors: list[BaseException] = []
 
-    def run(value: float) -> None:
+    def run(submit: Callable[[], object]) -> None:
         try:
-            submit(value)
+            submit()
         except BaseException as error:  # reported below, not lost in the thread
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(value,)) for value in (1.0, 2.0)]
+    threads = [threading.Thread(target=run, args=(submit,)) for submit in submits]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    monkeypatch.setattr(Metrics, lookup, staticmethod(original))
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     return first
@@ -303,12 +303,11 @@ def test_concurrent_submits_of_a_new_metric_create_it_once(
     metrics: Metrics, any_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acme = org(any_db, "acme")
-    tags = {"host": "web-1"}
 
-    def submit(value: float) -> None:
-        metrics.submit(acme, [point("race.new", value, BASE, tags)], {})
+    def submit(value: float) -> Callable[[], int]:
+        return lambda: metrics.submit(acme, [point("race.new", value, BASE, {"host": "a"})], {})
 
-    first = race(monkeypatch, "_existing_metrics", submit)
+    first = race(monkeypatch, "_existing_metrics", [submit(1.0), submit(2.0)])
     assert first == [{}, {}]  # both threads saw no metric and both inserted one
     assert rows(any_db, Metric) == 1
     assert rows(any_db, MetricSeries) == 1
@@ -323,17 +322,38 @@ def test_concurrent_submits_of_a_new_series_create_it_once(
     acme = org(any_db, "acme")
     metrics.submit(acme, [point("race.series", 0, BASE - 1, {"host": "old"})], {})
 
-    def submit(value: float) -> None:
-        metrics.submit(acme, [point("race.series", value, BASE, {"host": "new"})], {})
+    def submit(value: float) -> Callable[[], int]:
+        return lambda: metrics.submit(acme, [point("race.series", value, BASE, {"host": "b"})], {})
 
-    first = race(monkeypatch, "_existing_series", submit)
+    first = race(monkeypatch, "_existing_series", [submit(1.0), submit(2.0)])
     assert first == [{}, {}]  # both threads saw no series and both inserted one
     assert rows(any_db, Metric) == 1
     assert rows(any_db, MetricSeries) == 2
     _metric, found = metrics.read(
-        acme, "race.series", start=BASE, end=BASE, resolution=1, tags={"host": ["new"]}
+        acme, "race.series", start=BASE, end=BASE, resolution=1, tags={"host": ["b"]}
     )
     assert only_points(found) == [(BASE, 2, 3.0, 1.0, 2.0)]
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_submits_in_opposite_orders_do_not_deadlock(
+    metrics: Metrics,
+    any_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two submissions of the same series and second, listed in opposite orders."""
+    acme = org(any_db, "acme")
+    for second in range(BASE, BASE + 10):  # several rounds: a deadlock needs the two to overlap
+        batch = [point("fan.out", 1, second, {"host": f"h{i:03}"}) for i in range(200)]
+        metrics.submit(acme, batch, {})  # the series and the second's rows exist
+
+        def submit(samples: list[Sample]) -> Callable[[], int]:
+            return lambda: metrics.submit(acme, samples, {})
+
+        race(monkeypatch, "_existing_series", [submit(batch), submit(batch[::-1])])
+        _metric, found = metrics.read(acme, "fan.out", start=second, end=second, resolution=1)
+        assert len(found) == 200
+        assert all(s.points == [(second, 3, 3.0, 1.0, 1.0)] for s in found)
 
 
 @pytest.mark.timeout(120)
@@ -414,11 +434,6 @@ def test_put_creates_with_a_type_and_updates(metrics: Metrics, any_db: Database)
     assert metrics.get(acme, "disk.used").type == "gauge"
 
 
-@pytest.mark.xfail(
-    reason="Metrics.put reads metric.attributes of a new, unflushed Metric, which is None "
-    "(the column default applies at INSERT), so {**None, ...} raises TypeError",
-    strict=True,
-)
 def test_put_creates_a_metric_with_attributes(metrics: Metrics, any_db: Database) -> None:
     acme = org(any_db, "acme")
     assert metrics.put(acme, "queue.depth", {"type": "gauge", "attributes": {"color": "#fff"}})
@@ -781,10 +796,26 @@ def test_spec_line_average_and_other_group_functions(
         assert lines(spec) == {"req.latency": points}, group
         assert spec.series[0].color == "#123456"
 
-    # a tag filter on the stream picks the series that are combined
-    stream = {"metric": "req.latency", "tags": [{"name": "host", "values": ["web-1"]}]}
+    # a legacy source on the stream is a filter on the tag `source`
+    metrics.submit(
+        acme,
+        [
+            point("legacy", 1, BASE + 5, {"source": "web-1"}),
+            point("legacy", 3, BASE + 5, {"source": "web-2"}),
+            point("legacy", 100, BASE + 5, {"source": "db-1"}),
+        ],
+        {},
+    )
+    stream = {"metric": "legacy", "source": "Web-*"}
     spec, _metadata = chart_spec(
-        chart_snapshots, spaces, acme, {"name": "one", "streams": [stream]}
+        chart_snapshots, spaces, acme, {"name": "src", "streams": [stream]}
+    )
+    assert lines(spec) == {"legacy": [(BASE + 5, 2.0)]}
+
+    # a tag filter on the stream picks the series that are combined
+    tagged = {"metric": "req.latency", "tags": [{"name": "host", "values": ["web-1"]}]}
+    spec, _metadata = chart_spec(
+        chart_snapshots, spaces, acme, {"name": "one", "streams": [tagged]}
     )
     assert lines(spec) == {"req.latency": [(BASE + 10, 10.0), (BASE + 20, 20.0)]}
 
@@ -889,8 +920,8 @@ def test_spec_without_data(
         )
         assert spec.series == [] and metadata["streams"][0]["lines"] == 0
     # a tag filter nothing matches
-    stream = {"metric": "req.latency", "tags": [{"name": "host", "values": ["db-*"]}]}
-    spec, _metadata = chart_spec(chart_snapshots, spaces, acme, {"name": "db", "streams": [stream]})
+    tagged = {"metric": "req.latency", "tags": [{"name": "host", "values": ["db-*"]}]}
+    spec, _metadata = chart_spec(chart_snapshots, spaces, acme, {"name": "db", "streams": [tagged]})
     assert spec.series == []
     # a bignumber with nothing to summarize, and a chart with no streams at all
     for raw in (

@@ -118,7 +118,8 @@ def reduce_to_columns(series: Series, start: float, end: float, columns: int) ->
     full series, from at most two points a column."""
     if series.times.size <= 2 * columns or end <= start:
         return series
-    column = ((series.times - start) * (columns / (end - start))).astype(np.int64)
+    scaled = (series.times - start) * (columns / (end - start))
+    column = np.clip(scaled.astype(np.int64), 0, columns - 1)
     edges = np.flatnonzero(np.diff(column)) + 1
     starts = np.concatenate(([0], edges))
     lows = np.minimum.reduceat(series.values, starts)
@@ -181,7 +182,6 @@ class _Frame:
             for side in ("top", "right"):
                 axes.spines[side].set_visible(False)
             axes.set_xlabel("UTC", fontsize=8, loc="right")
-            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: _format_number(v)))
 
     def reset(self) -> None:
         for text in list(self.figure.texts):
@@ -261,6 +261,8 @@ class ChartRenderer:
         axes.xaxis.set_major_locator(FixedLocator(np.arange(first, spec.end + 1, step).tolist()))
         axes.xaxis.set_major_formatter(_time_label(span))
         axes.yaxis.set_major_locator(MaxNLocator(6) if has_data else FixedLocator([]))
+        if not spec.log_y:  # set_yscale just reset it
+            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: _format_number(v)))
         axes.set_autoscaley_on(True)
         axes.relim()
         axes.autoscale_view(scalex=False)

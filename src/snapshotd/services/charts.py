@@ -22,7 +22,7 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import audit
-from snapshotd.services.metrics import TAG_NAME, Metrics, check_name, epoch, number
+from snapshotd.services.metrics import MAX_WHOLE, TAG_NAME, Metrics, check_name, epoch, number
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.db import Database
 from snapshotd.store.models import Chart, Snapshot, Space, utcnow
@@ -291,6 +291,8 @@ class ChartSnapshots:
             chart_id = int(chart_id)
         if not isinstance(chart_id, int) or isinstance(chart_id, bool):
             raise BadRequest("must be a chart id", field="subject.chart.id")
+        if not 0 < chart_id <= MAX_WHOLE:
+            raise NotFound(f"no chart {chart_id}")
         seconds = 3600 if duration in (None, "") else number(duration, "duration")
         longest = self.settings.chart_max_duration_seconds
         if seconds < 1 or seconds > longest or seconds != int(seconds):

@@ -37,6 +37,8 @@ GROUP_FUNCTIONS = ("average", "sum", "min", "max", "count")
 MAX_TAGS = 50
 MAX_FUTURE_SECONDS = 600
 MAX_POINTS_PER_READ = 100_000
+MAX_WHOLE = 2**31 - 1
+MAX_PERIOD = 366 * 86400
 _FLOAT_CEILING = 1e127  # Librato refuses base-10 exponents over 126 and zeroes those under -130
 _FLOAT_FLOOR = 1e-130
 _CHUNK = 500
@@ -98,6 +100,21 @@ def number(value: Any, where: str) -> float:
     return 0.0 if abs(result) < _FLOAT_FLOOR else result
 
 
+def whole(value: Any, where: str, *, least: int = 0, most: int = MAX_WHOLE) -> int:
+    """A whole number in [least, most]; the ceiling keeps it inside a database integer column."""
+    result = number(value, where)
+    if result != int(result) or not least <= result <= most:
+        raise BadRequest(f"must be a whole number from {least} to {most}", field=where)
+    return int(result)
+
+
+def period(value: Any, where: str = "period") -> int | None:
+    """A metric's period: whole seconds, at least 1, at most a year; None when not given."""
+    if value is None or value == "":
+        return None
+    return whole(value, where, least=1, most=MAX_PERIOD)
+
+
 def epoch(value: Any, where: str, *, now: float | None = None) -> int:
     """Unix seconds, not in the future by more than MAX_FUTURE_SECONDS."""
     seconds = number(value, where)
@@ -132,16 +149,14 @@ def sample(name: Any, fields: Mapping[str, Any], tags: Tags, when: int, where: s
     """A sample from a plain `value`, or from the pre-aggregated `count` + `sum` (+ min, max)."""
     check_name(name, f"{where}.name")
     if fields.get("count") is not None:
-        count = number(fields["count"], f"{where}.count")
-        if count < 1 or count != int(count):
-            raise BadRequest("must be a whole number of at least 1", field=f"{where}.count")
+        count = whole(fields["count"], f"{where}.count", least=1)
         if fields.get("sum") is None:
             raise BadRequest("is required with count", field=f"{where}.sum")
         total = number(fields["sum"], f"{where}.sum")
         mean = total / count
         low = number(fields["min"], f"{where}.min") if fields.get("min") is not None else mean
         high = number(fields["max"], f"{where}.max") if fields.get("max") is not None else mean
-        return Sample(name, tags, when, int(count), total, low, high)
+        return Sample(name, tags, when, count, total, low, high)
     if "value" not in fields:
         raise BadRequest("is required (or count and sum)", field=f"{where}.value")
     value = number(fields["value"], f"{where}.value")
@@ -205,9 +220,10 @@ class Metrics:
                 else:
                     row[0], row[1] = row[0] + s.count, row[1] + s.sum
                     row[2], row[3] = min(row[2], s.min), max(row[3], s.max)
+            # In key order, so concurrent submissions lock rows in one order and cannot deadlock.
             rows = [
                 {"series_id": sid, "time": when, "count": c, "sum": t, "min": lo, "max": hi}
-                for (sid, when), (c, t, lo, hi) in merged.items()
+                for (sid, when), (c, t, lo, hi) in sorted(merged.items())
             ]
             session.execute(_merge_measurements(session), rows)
         return len(samples)
@@ -220,7 +236,7 @@ class Metrics:
         props: Mapping[str, MetricProps],
     ) -> dict[str, int]:
         found = self._existing_metrics(session, org_id, names)
-        missing = [key for key in names if key not in found]
+        missing = sorted(key for key in names if key not in found)
         if missing:
             rows = []
             for key in missing:
@@ -256,7 +272,7 @@ class Metrics:
     ) -> dict[tuple[int, Tags], int]:
         keyed = {(metric_id, _series_key(tags)): (metric_id, tags) for metric_id, tags in wanted}
         found = self._existing_series(session, keyed)
-        missing = [k for k in keyed if keyed[k] not in found]
+        missing = sorted(k for k in keyed if keyed[k] not in found)
         if missing:
             rows = [
                 {"metric_id": metric_id, "key": key, "tags": dict(keyed[(metric_id, key)][1])}
@@ -475,18 +491,12 @@ def _apply(metric: Metric, changes: Mapping[str, Any]) -> None:
                 raise BadRequest("must be a string", field=key)
             setattr(metric, key, value)
     if "period" in changes:
-        period = changes["period"]
-        if period is not None:
-            period = number(period, "period")
-            if period < 1 or period != int(period):
-                raise BadRequest("must be a whole number of seconds", field="period")
-            period = int(period)
-        metric.period = period
+        metric.period = period(changes["period"])
     if "attributes" in changes:
         attributes = changes["attributes"]
         if not isinstance(attributes, dict):
             raise BadRequest("must be an object", field="attributes")
-        metric.attributes = {**metric.attributes, **attributes}
+        metric.attributes = {**(metric.attributes or {}), **attributes}
 
 
 def _series_key(tags: Tags) -> str:

@@ -32,9 +32,10 @@ from snapshotd.services.metrics import (
     Sample,
     check_name,
     epoch,
-    number,
+    period,
     sample,
     tag_set,
+    whole,
 )
 
 router = APIRouter(prefix="/v1", tags=["librato"])
@@ -99,6 +100,8 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     if stripped[:1] in (b"{", b"[") or "json" in content_type:
         try:
             data = json.loads(raw, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise BadRequest("the body is not valid JSON: nested too deeply") from None
         except ValueError as error:
             raise BadRequest(f"the body is not valid JSON: {error}") from None
         if not isinstance(data, dict):
@@ -143,9 +146,7 @@ Writer = Annotated[Principal, Depends(_writer)]
 
 def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:
     offset = whole(fields.get("offset", 0), "offset")
-    length = whole(fields.get("length", MAX_PAGE), "length")
-    if length > MAX_PAGE:
-        raise BadRequest(f"must be at most {MAX_PAGE}", field="length")
+    length = whole(fields.get("length", MAX_PAGE), "length", most=MAX_PAGE)
     sort = fields.get("sort", "asc")
     if sort not in ("asc", "desc"):
         raise BadRequest("must be asc or desc", field="sort")
@@ -156,13 +157,6 @@ def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:
 
 def page_query(offset: int, returned: int, found: int, total: int) -> dict[str, int]:
     return {"offset": offset, "length": returned, "found": found, "total": total}
-
-
-def whole(value: Any, where: str) -> int:
-    result = number(value, where)
-    if result < 0 or result != int(result):
-        raise BadRequest("must be a whole number, 0 or more", field=where)
-    return int(result)
 
 
 def created(body: dict[str, Any], location: str) -> JSONResponse:
@@ -247,18 +241,18 @@ def _legacy_samples(
             raw_time = item.get("measure_time", default_time)
             when = int(now) if raw_time in (None, "") else epoch(raw_time, f"{where}.measure_time")
             samples.append(sample(name, item, tags, when, where))
-            props.setdefault(name.lower(), _props(item, kind[:-1]))
+            if name.lower() not in props:
+                props[name.lower()] = _props(item, kind[:-1], where)
     if not samples:
         raise BadRequest("send at least one gauge or counter", field="gauges")
     return samples, props
 
 
-def _props(item: Mapping[str, Any], kind: str) -> MetricProps:
+def _props(item: Mapping[str, Any], kind: str, where: str) -> MetricProps:
     attributes = item.get("attributes")
-    period = item.get("period")
     return MetricProps(
         type=kind,
-        period=int(number(period, "period")) if period not in (None, "") else None,
+        period=period(item.get("period"), f"{where}.period"),
         display_name=item.get("display_name")
         if isinstance(item.get("display_name"), str)
         else None,
@@ -356,5 +350,5 @@ def _tagged_samples(
         when = default_when if raw_time is None else epoch(raw_time, f"{where}.time", now=now)
         samples.append(sample(item.get("name"), item, tags, when, where))
         if samples[-1].name.lower() not in props:
-            props[samples[-1].name.lower()] = _props(item, "gauge")
+            props[samples[-1].name.lower()] = _props(item, "gauge", where)
     return samples, props

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Request
 
 from snapshotd.errors import BadRequest
 from snapshotd.http.deps import ServicesDep
-from snapshotd.http.dialects.librato import Reader, metric_body, query_fields, whole
-from snapshotd.services.metrics import SeriesPoints, epoch, point_value
+from snapshotd.http.dialects.librato import Reader, metric_body, query_fields
+from snapshotd.services.metrics import SeriesPoints, epoch, point_value, whole
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 

@@ -28,6 +28,7 @@ from snapshotd.http.dialects.librato import (
 )
 from snapshotd.http.native import artifact_response, iso
 from snapshotd.services import downloads
+from snapshotd.services.metrics import MAX_WHOLE
 from snapshotd.store.models import Chart, Job, Snapshot, Space
 
 router = APIRouter(prefix="/v1", tags=["librato"])
@@ -37,7 +38,7 @@ _IMAGE_LINK_LIFETIME = 10 * 365 * 86400  # capped by the snapshot's own expiry
 
 
 def _id(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not value.isdigit() or int(value) > MAX_WHOLE:
         raise NotFound(f"no {what} {value}")
     return int(value)
 
