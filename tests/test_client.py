@@ -167,7 +167,7 @@ def test_http_errors_are_typed(
         queued.create("file:///etc/passwd")
     assert refused.value.status == 400 and refused.value.problem["title"] == "Invalid URL"
     with pytest.raises(BadRequestError, match="larger than"):
-        queued.create(pages.url + "/", hide_selectors=["x" * 30_000] * 40)
+        queued.create(pages.url + "/", hide_selectors=["x" * 30_000] * 150)
 
     with pytest.raises(NotFoundError, match="snp_nope") as missing:
         queued.get("snp_nope")

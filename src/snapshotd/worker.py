@@ -33,7 +33,7 @@ from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
 from snapshotd.services import retention, webhooks
-from snapshotd.services.charts import CHART_JOB, ChartSnapshots
+from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.store.blobs import BlobStore

@@ -15,16 +15,10 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartSpec
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services.accounts import create_token, ensure_org
-from snapshotd.services.charts import ChartSnapshots, Spaces
-from snapshotd.services.metrics import (
-    MetricProps,
-    Metrics,
-    Point,
-    Sample,
-    SeriesPoints,
-    sample,
-    tag_set,
-)
+from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.charts import Spaces
+from snapshotd.services.metrics import Metrics, SeriesPoints
+from snapshotd.services.samples import MetricProps, Point, Sample, sample, tag_set
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database

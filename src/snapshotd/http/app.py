@@ -19,7 +19,8 @@ from snapshotd.config import Settings
 from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects import kasisto, librato, librato_reads, librato_spaces
-from snapshotd.services.charts import ChartSnapshots, Spaces
+from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.charts import Spaces
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares

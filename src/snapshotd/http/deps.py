@@ -19,7 +19,8 @@ from fastapi import Depends, Request
 from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
 from snapshotd.services.accounts import DENIED, Principal, authenticate
-from snapshotd.services.charts import ChartSnapshots, Spaces
+from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.charts import Spaces
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares

@@ -28,7 +28,7 @@ from snapshotd.http.dialects.librato import (
 )
 from snapshotd.http.native import artifact_response, iso
 from snapshotd.services import downloads
-from snapshotd.services.metrics import MAX_WHOLE
+from snapshotd.services.samples import MAX_WHOLE
 from snapshotd.store.models import Chart, Job, Snapshot, Space
 
 router = APIRouter(prefix="/v1", tags=["librato"])
