@@ -137,6 +137,34 @@ def test_the_official_client_submits_charts_and_snapshots(server: str, token: st
     assert "requests" not in [m.name for m in api.list_metrics()]
 
 
+def snapshot_png(server: str, token: str, chart_id: int) -> Image.Image:
+    created = httpx.post(
+        server + "/v1/snapshots",
+        auth=(EMAIL, token),
+        json={"subject": {"chart": {"id": chart_id}}, "duration": 600},
+    )
+    assert created.status_code == 202, created.text
+    assert wait_for_job(server, token, created.json()["job_href"])["state"] == "complete"
+    done = httpx.get(created.json()["href"], auth=(EMAIL, token)).json()
+    return Image.open(io.BytesIO(httpx.get(done["image_href"]).content))
+
+
+def test_every_chart_type_and_a_chart_without_data_render(server: str, token: str) -> None:
+    api = connect(server, token)
+    api.submit("queue.depth", 7, type="gauge", source="worker-1")
+    space = api.create_space("Ops")
+    charts = [
+        space.add_single_line_chart("Nothing yet", metric="never.sent"),
+        space.add_bignumber_chart("Queue", "queue.depth"),
+        space.add_single_stacked_chart("Queue stacked", "queue.depth"),
+    ]
+    assert [c.type for c in api.list_charts_in_space(space)] == ["line", "bignumber", "stacked"]
+    for chart in charts:
+        picture = snapshot_png(server, token, chart.id)
+        assert picture.size == (800, 400)
+        assert len(picture.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 5
+
+
 def test_client_errors_are_4xx_the_client_understands(server: str, token: str) -> None:
     api = connect(server, token)
     with pytest.raises(librato.exceptions.BadRequest):
