@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         ge=60,
         description="Longest window a chart snapshot may cover (a longer `duration` is a 400).",
     )
+    measurement_retention_days: int = Field(
+        90,
+        ge=0,
+        description="Days measurements are kept; the sweeper deletes older ones (0: keep "
+        "them forever).",
+    )
     max_measurements_per_request: int = Field(
         10_000,
         ge=1,

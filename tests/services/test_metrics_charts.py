@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartSpec
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
+from snapshotd.services import retention
 from snapshotd.services.accounts import create_token, ensure_org
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
@@ -432,6 +434,21 @@ def test_put_creates_a_metric_with_attributes(metrics: Metrics, any_db: Database
     acme = org(any_db, "acme")
     assert metrics.put(acme, "queue.depth", {"type": "gauge", "attributes": {"color": "#fff"}})
     assert metrics.get(acme, "queue.depth").attributes == {"color": "#fff"}
+
+
+def test_the_sweeper_deletes_measurements_past_their_retention(
+    metrics: Metrics, any_db: Database, settings: Settings, blobs: FileBlobStore
+) -> None:
+    acme = org(any_db, "acme")
+    now = datetime.now(UTC)
+    old, recent = int(now.timestamp()) - 91 * 86400, int(now.timestamp()) - 89 * 86400
+    metrics.submit(acme, [point("disk", 1, old), point("disk", 2, recent)], {})
+    report = retention.sweep(settings, any_db, blobs, now=now)
+    assert report.measurements == 1
+    _metric, series = metrics.read(acme, "disk", start=old, end=recent, resolution=86400)
+    assert [p[2] for p in series[0].points] == [2.0]
+    forever = settings.model_copy(update={"measurement_retention_days": 0})
+    assert retention.sweep(forever, any_db, blobs, now=now + timedelta(days=365)).measurements == 0
 
 
 def test_delete_by_name_and_pattern_removes_measurements(

@@ -33,7 +33,7 @@ from snapshotd.services.samples import (
     tag_filter_matches,
     wildcard,
 )
-from snapshotd.store.db import Database
+from snapshotd.store.db import Database, rowcount
 from snapshotd.store.models import Measurement, Metric, MetricSeries
 
 MAX_POINTS_PER_READ = 100_000
@@ -216,6 +216,22 @@ class Metrics:
         metrics = list(session.scalars(select(Metric).where(Metric.org_id == org_id)))
         patterns = [wildcard(n) for n in names]
         return [m for m in metrics if any(p.match(m.key) for p in patterns)]
+
+    def prune(self, before: int) -> int:
+        """Deletes measurements older than `before` (Unix seconds), series by series so each
+        delete is a range of the primary key; returns how many went."""
+        removed = 0
+        with self.db.session() as session:
+            series_ids = list(session.scalars(select(MetricSeries.id)))
+        for chunk in _chunks(series_ids):
+            with self.db.session() as session:
+                removed += rowcount(
+                    session,
+                    delete(Measurement).where(
+                        Measurement.series_id.in_(chunk), Measurement.time < before
+                    ),
+                )
+        return removed
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The sweeper: deletes expired snapshots (never one under legal hold), expired share links, old
-rate-limit events, and the blobs no remaining artifact refers to.
+rate-limit events, measurements past their retention, and the blobs no remaining artifact refers
+to.
 
 Expiry is already enforced on every read; the sweep only reclaims space. A blob is content-addressed
 and may be shared by several snapshots, so it is deleted only when no artifact row refers to it any
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select
 
 from snapshotd.config import Settings
 from snapshotd.services import audit
+from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import delete_unreferenced, live_clause
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database, rowcount
@@ -31,14 +33,16 @@ class SweepReport:
     shares: int = 0
     blobs: int = 0
     rate_events: int = 0
+    measurements: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.snapshots or self.shares or self.blobs)
+        return bool(self.snapshots or self.shares or self.blobs or self.measurements)
 
     def __str__(self) -> str:
         return (
             f"deleted {self.snapshots} snapshots, {self.shares} share links, "
-            f"{self.blobs} blobs, {self.rate_events} rate-limit events"
+            f"{self.blobs} blobs, {self.rate_events} rate-limit events, "
+            f"{self.measurements} measurements"
         )
 
 
@@ -58,6 +62,9 @@ def sweep(
         report.rate_events = rowcount(
             session, delete(RateEvent).where(RateEvent.at <= now - RATE_EVENT_HORIZON)
         )
+    if settings.measurement_retention_days:
+        horizon = now - timedelta(days=settings.measurement_retention_days)
+        report.measurements = Metrics(db).prune(int(horizon.timestamp()))
     return report
 
 
