@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         description="A blob written this recently is never deleted by the sweeper, so a capture "
         "storing the same bytes at that moment cannot lose them.",
     )
+    agent_name: str = Field(
+        "",
+        description="Name this host's workers register as a synthetic-test agent under; empty "
+        "means the host name.",
+    )
+    agent_location: str = Field(
+        "Local", description="Location shown for this host's agent (e.g. `Frankfurt, DE`)."
+    )
     chart_width: int = Field(800, ge=200, le=4000, description="Chart snapshot width in pixels.")
     chart_height: int = Field(400, ge=150, le=3000, description="Chart snapshot height in pixels.")
     chart_max_duration_seconds: int = Field(

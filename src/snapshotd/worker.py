@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from snapshotd.config import Settings
+from snapshotd.engines import probes
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.capture import (
     CapturedArtifact,
@@ -32,10 +33,11 @@ from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
-from snapshotd.services import retention, webhooks
+from snapshotd.services import agents, retention, webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
+from snapshotd.services.synthetic import PROBE_JOB, Synthetic
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
@@ -69,6 +71,9 @@ class Worker:
         self.queue = make_queue(settings, db)
         self.snapshots = Snapshots(settings, db, self.queue, blobs)
         self.charts = ChartSnapshots(settings, self.snapshots, Metrics(db))
+        self.policy = EgressPolicy(settings.egress_allow)
+        self.synthetic = Synthetic(db, self.queue, self.policy)
+        self.agent_id: int | None = None
         self.renderer = ChartRenderer()
         # One thread renders every chart of this worker: matplotlib holds the GIL anyway, and
         # the renderer's kept figures stay warm in it.
@@ -80,6 +85,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: CaptureEngine | None = None
         self._http: httpx.AsyncClient | None = None
+        self._guard: EgressGuard | None = None
         self._work_queued: asyncio.Event | None = None
         self.pool: BrowserPool | None = None
 
@@ -102,7 +108,12 @@ class Worker:
             ) as pool,
             httpx.AsyncClient(proxy=guard.url, timeout=10.0) as http,
         ):
-            self.pool, self._http = pool, http
+            self.pool, self._http, self._guard = pool, http, guard
+            name = s.agent_name or socket.gethostname()
+            agent = await asyncio.to_thread(
+                agents.register, self.queue.db, name, location=s.agent_location, country_id=""
+            )
+            self.agent_id = agent.id
             self._engine = CaptureEngine(
                 pool,
                 guard,
@@ -122,6 +133,8 @@ class Worker:
                     group.create_task(self._periodically("reaper", reap_every, self._reap))
                     sweep_every = s.sweep_interval_seconds
                     group.create_task(self._periodically("sweep", sweep_every, self._sweep))
+                    group.create_task(self._periodically("scheduler", 1.0, self._schedule))
+                    group.create_task(self._periodically("agent", 15.0, self._seen))
             finally:
                 unsubscribe()
                 self._chart_thread.shutdown(wait=False)
@@ -145,7 +158,7 @@ class Worker:
         assert self._work_queued is not None
         while not self.stopping:
             self._work_queued.clear()
-            claim = await asyncio.to_thread(self.queue.claim, self.id)
+            claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id)
             if claim is None:
                 # Jobs queued by another process are found at the next poll.
                 with contextlib.suppress(TimeoutError):
@@ -172,6 +185,16 @@ class Worker:
         reaped = self.queue.reap(self.snapshots.fail_reaped)
         return f"returned {reaped} jobs with expired leases" if reaped else ""
 
+    def _schedule(self) -> str:
+        assert self.agent_id is not None
+        queued = self.synthetic.schedule(self.agent_id, time.time())
+        return f"queued {queued} test rounds" if queued else ""
+
+    def _seen(self) -> str:
+        assert self.agent_id is not None
+        agents.seen(self.queue.db, self.agent_id)
+        return ""
+
     def _sweep(self) -> retention.SweepReport:
         """Reclaims expired snapshots and their blobs; reads never depend on it having run."""
         return retention.sweep(self.settings, self.snapshots.db, self.snapshots.blobs)
@@ -196,6 +219,8 @@ class Worker:
             elif claim.kind == CHART_JOB:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._chart_thread, self._chart, claim)
+            elif claim.kind == PROBE_JOB:
+                await self._probe(claim)
             elif claim.kind == webhooks.WEBHOOK_JOB:
                 await self._webhook(claim)
             else:
@@ -246,6 +271,36 @@ class Worker:
         finally:
             self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
             self.telemetry.browser_restarts.inc(self.pool.stats.restarts - restarts)
+
+    async def _probe(self, claim: Claim) -> None:
+        """Runs one synthetic test round; a failed probe is a result (an error round), not a
+        failed job."""
+        assert self.pool is not None and self._guard is not None
+        started = await asyncio.to_thread(self.synthetic.start_round, claim)
+        if started is None:
+            await asyncio.to_thread(self._finish_job, claim, None)
+            return
+        _round, test = started
+        config = test.config or {}
+        result: probes.HttpResult | probes.PageLoadResult
+        if test.type == "page-load":
+            result = await probes.page_load(
+                self.pool, self._guard, test.url, timeout_s=config.get("pageLoadTimeLimit", 10)
+            )
+        else:
+            result = await probes.http_server(
+                test.url,
+                policy=self.policy,
+                timeout_s=config.get("httpTimeLimit", 5),
+                follow_redirects=config.get("followRedirects", True),
+                desired_status=config.get("desiredStatusCode", "default"),
+                verify_tls=config.get("verifyCertificate", False),
+                method=config.get("requestMethod", "get"),
+                headers=config.get("headers") or (),
+                body=config.get("postBody"),
+                user_agent=config.get("userAgent"),
+            )
+        await asyncio.to_thread(self.synthetic.finish_round, claim, result.to_dict())
 
     def _chart(self, claim: Claim) -> None:
         """Renders a chart snapshot from stored series (CPU only, so it runs in a thread)."""

@@ -16,15 +16,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapshotd import __version__
 from snapshotd.config import Settings
+from snapshotd.engines.egress import EgressPolicy
 from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.http.dialects import kasisto, librato, librato_reads, librato_spaces
+from snapshotd.http.dialects import (
+    kasisto,
+    librato,
+    librato_reads,
+    librato_spaces,
+    thousandeyes,
+    thousandeyes_v6,
+    thousandeyes_v7,
+)
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.synthetic import Synthetic
+from snapshotd.services.test_snapshots import TestSnapshots
 from snapshotd.store.blobs import BlobStore, FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.telemetry import Telemetry
@@ -91,6 +102,7 @@ def create_app(
     queue = make_queue(settings, db)
     telemetry.watch_queue(queue.counts)
     snapshots = Snapshots(settings, db, queue, blobs)
+    share_service = Shares(settings, db)
     metric_store = Metrics(db)
     services = AppServices(
         settings=settings,
@@ -98,10 +110,12 @@ def create_app(
         blobs=blobs,
         queue=queue,
         snapshots=snapshots,
-        shares=Shares(settings, db),
+        shares=share_service,
         metrics=metric_store,
         spaces=Spaces(db),
         chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
+        synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
+        test_snapshots=TestSnapshots(snapshots, share_service),
         telemetry=telemetry,
         worker=worker,
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
@@ -127,8 +141,12 @@ def create_app(
     app.include_router(librato.router)
     app.include_router(librato_reads.router)
     app.include_router(librato_spaces.router)
+    app.include_router(thousandeyes_v6.router)
+    app.include_router(thousandeyes_v7.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
     problems.register_renderer(app, "/v1/", librato.render_error)
+    problems.register_renderer(app, "/v6/", thousandeyes_v6.render_error)
+    problems.register_renderer(app, "/v7/", thousandeyes.render_v7_error)
     problems.register_renderer(app, "/s/", shares.render_error)
 
     @app.get("/healthz", include_in_schema=False)

@@ -25,6 +25,8 @@ from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.synthetic import Synthetic
+from snapshotd.services.test_snapshots import TestSnapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.queue import JobQueue
@@ -43,6 +45,8 @@ class AppServices:
     metrics: Metrics
     spaces: Spaces
     chart_snapshots: ChartSnapshots
+    synthetic: Synthetic
+    test_snapshots: TestSnapshots
     telemetry: Telemetry
     worker: Worker | None
     token_requests: TokenBuckets

@@ -28,6 +28,7 @@ from snapshotd.http.deps import (
 )
 from snapshotd.http.native import artifact_response, iso
 from snapshotd.http.problems import error_headers
+from snapshotd.services import synthetic
 from snapshotd.services.accounts import Principal
 from snapshotd.services.shares import share_state
 from snapshotd.store.models import Share, Snapshot
@@ -144,6 +145,7 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "meta": snapshot.meta or {},
             "title": _title(snapshot),
             "subject": _subject(snapshot),
+            "rounds": _rounds(services, snapshot),
         },
         headers=NO_STORE,
     )
@@ -153,15 +155,44 @@ def _readable(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
+    """A test window's frozen rounds as table rows."""
+    if snapshot.kind != "test_window":
+        return []
+    rows = []
+    for probe, agent in synthetic.saved_rounds(services.db, int(snapshot.options["test_id"])):
+        result = probe.result or {}
+        rows.append(
+            {
+                "time": _readable(datetime.fromtimestamp(probe.round_id, UTC)),
+                "agent": agent,
+                "status": result.get("error_type") or "OK",
+                "detail": result.get("error_details") or "",
+                "code": result.get("response_code"),
+                "response": result.get("response_time"),
+                "total": result.get("total_time", result.get("page_load_time")),
+            }
+        )
+    return rows
+
+
 def _title(snapshot: Snapshot) -> str:
     meta = snapshot.meta or {}
+    if snapshot.kind == "test_window":
+        return str(snapshot.options.get("display_name") or "Test snapshot")
     if snapshot.kind == "chart":
         return str(snapshot.options.get("chart", {}).get("name") or "Chart")
     return str(meta.get("title") or snapshot.url or "Snapshot")
 
 
 def _subject(snapshot: Snapshot) -> str:
-    """What the snapshot shows, in words: a page's URL, or a chart's name and window."""
+    """What the snapshot shows, in words: a page's URL, or a chart's or test's name and window."""
+    if snapshot.kind == "test_window":
+        start, end = (int(snapshot.options[k]) for k in ("start_round", "end_round"))
+        window = " to ".join(
+            datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") for t in (start, end)
+        )
+        return f"test “{_title(snapshot)}” rounds, {window} UTC"
     if snapshot.kind == "chart":
         end = int(snapshot.options.get("end_time", 0))
         start = end - int(snapshot.options.get("duration", 0))

@@ -153,7 +153,7 @@ class Snapshots:
         session: Session,
         org_id: str,
         kind: str,
-        job_kind: str,
+        job_kind: str | None,
         *,
         url: str = "",
         options: dict[str, Any],
@@ -165,8 +165,9 @@ class Snapshots:
     ) -> Snapshot:
         """A snapshot of any kind and the job that makes it, in the caller's transaction: checks
         the queue's capacity, takes one from the `surface` creation limit, sets the expiry and
-        writes the audit record."""
-        if claimed_by is None:
+        writes the audit record. Without a `job_kind` the caller makes the snapshot at once and
+        it is created complete."""
+        if claimed_by is None and job_kind is not None:
             self.queue.check_capacity(session)
         self.limits.take(session, org_id, surface)
         now = utcnow()
@@ -174,17 +175,20 @@ class Snapshots:
             org_id=org_id,
             kind=kind,
             surface=surface,
-            status="working" if claimed_by else "queued",
+            status="success" if job_kind is None else "working" if claimed_by else "queued",
             url=url,
             options=options,
             idempotency_key=idempotency_key,
             callback_url=callback_url,
             created_at=now,
+            completed_at=now if job_kind is None else None,
             expires_at=now + timedelta(days=self.retention_days(session, org_id, kind)),
         )
         session.add(snapshot)
         session.flush()
         audit.record(session, org_id, actor, "created", "snapshot", snapshot.id, surface=surface)
+        if job_kind is None:
+            return snapshot
         job = self.queue.enqueue(
             session, job_kind, {"snapshot_id": snapshot.id}, org_id=org_id, claimed_by=claimed_by
         )

@@ -190,6 +190,8 @@ class Job(Base):
     org_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A job only the workers of one agent (host) may run, such as a synthetic test round.
+    agent_id: Mapped[int | None] = mapped_column(default=None)
     state: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
@@ -319,3 +321,63 @@ class Chart(Base):
     definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Agent(Base):
+    """A worker host that runs synthetic test rounds; every worker process on it shares the row."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    location: Mapped[str] = mapped_column(String(255), default="")
+    country_id: Mapped[str] = mapped_column(String(2), default="")
+    ip_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyntheticTest(Base):
+    """A test that runs every `interval` seconds on each of its agents, or a frozen copy of one
+    made by a snapshot (`saved_event`, with the source and the window of rounds it holds)."""
+
+    __tablename__ = "synthetic_tests"
+    __table_args__ = (Index("ix_synthetic_tests_org", "org_id", "account_group_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    account_group_id: Mapped[int] = mapped_column(
+        ForeignKey("account_groups.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    url: Mapped[str] = mapped_column(Text)
+    interval: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    agent_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    modified_by: Mapped[str] = mapped_column(String(320), default="")
+    modified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    saved_event: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_test_id: Mapped[int | None] = mapped_column(default=None)
+    start_round: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    end_round: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class ProbeRound(Base):
+    """One agent's run of a test in one round (epoch seconds at the round's start). The unique
+    key is what makes a round run once however many workers schedule it."""
+
+    __tablename__ = "test_rounds"
+    __table_args__ = (UniqueConstraint("test_id", "round_id", "agent_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("synthetic_tests.id", ondelete="CASCADE"))
+    round_id: Mapped[int] = mapped_column(BigInteger)
+    agent_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

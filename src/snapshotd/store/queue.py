@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
@@ -72,6 +72,7 @@ class JobQueue:
         max_attempts: int | None = None,
         run_after: datetime | None = None,
         claimed_by: str | None = None,
+        agent_id: int | None = None,
     ) -> Job:
         """Adds a job in the caller's transaction; `claimed_by` starts it claimed (attempt 1)."""
         now = utcnow()
@@ -79,6 +80,7 @@ class JobQueue:
             kind=kind,
             payload=payload,
             org_id=org_id,
+            agent_id=agent_id,
             max_attempts=max_attempts or self.max_attempts,
             run_after=run_after or now,
             created_at=now,
@@ -93,11 +95,16 @@ class JobQueue:
             session.info[ENQUEUED] = True
         return job
 
-    def claim(self, worker_id: str) -> Claim | None:
+    def claim(self, worker_id: str, agent_id: int | None = None) -> Claim | None:
+        """The oldest due job this worker may run: any job for no agent in particular, and the
+        jobs of its own agent (host)."""
         now = utcnow()
+        mine: ColumnElement[bool] = Job.agent_id.is_(None)
+        if agent_id is not None:
+            mine = or_(mine, Job.agent_id == agent_id)
         candidate = (
             select(Job.id)
-            .where(Job.state == "queued", Job.run_after <= now)
+            .where(Job.state == "queued", Job.run_after <= now, mine)
             .order_by(Job.run_after, Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)

@@ -1,0 +1,293 @@
+"""ThousandEyes API v7 (`/v7`): agents, http-server and page-load tests, their results, and test
+snapshots, as the official `thousandeyes-sdk-*` 6.0.0 clients call them.
+
+Choices (docs/thousandeyes.md): `Authorization: Bearer` as v7 documents; `aid` selects the account
+group (400 naming `aid` when the user is not in it); success bodies are `application/hal+json` with
+HAL `_links`; creates answer 201, updates 200, deletes 204, exactly as the SDK expects. Results
+default to the latest round; a window (`window`, or `startDate`/`endDate`) pages through
+`_links.next` with an opaque cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from
+from snapshotd.http.dialects import te_tests
+from snapshotd.http.dialects.thousandeyes import (
+    base_url,
+    hal,
+    parse_date,
+    parse_window,
+    scope,
+)
+from snapshotd.services import agents as agent_service
+from snapshotd.services.accounts import Principal
+from snapshotd.services.synthetic import TYPES
+
+router = APIRouter(prefix="/v7", tags=["thousandeyes v7"])
+
+RESULTS_PAGE = 500
+Aid = Annotated[str | None, Query()]
+
+
+async def _principal(request: Request, services: ServicesDep) -> Principal:
+    presented = credentials(request, basic=False)
+    return await asyncio.to_thread(principal_from, services, request, presented)
+
+
+V7User = Annotated[Principal, Depends(_principal)]
+
+
+def _kind(test_type: str) -> str:
+    if test_type not in TYPES:
+        raise NotFound(f"snapshotd runs {' and '.join(TYPES)} tests, not {test_type}")
+    return test_type
+
+
+def _test_id(value: str) -> int:
+    if not value.isdigit() or int(value) > 2**31 - 1:
+        raise NotFound(f"no test {value}")
+    return int(value)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _agents_by_id(services: AppServices) -> dict[int, Any]:
+    return {agent.id: agent for agent in agent_service.all_agents(services.db)}
+
+
+# -- agents ---------------------------------------------------------------------------------------
+
+
+@router.get("/agents", summary="The agents (worker hosts) that run tests")
+def list_agents(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
+    scope(services, principal, aid)
+    base = base_url(request, services)
+    body = {
+        "agents": [te_tests.agent_body(a) for a in agent_service.all_agents(services.db)],
+        "_links": {"self": {"href": f"{base}/v7/agents"}},
+    }
+    return hal(body)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+@router.get("/tests", summary="All tests of the account group")
+def list_tests(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
+    tests = services.synthetic.find(scope(services, principal, aid))
+    base = base_url(request, services)
+    return hal(
+        {
+            "tests": [te_tests.simple_test(base, t) for t in tests],
+            "_links": {"self": {"href": f"{base}/v7/tests"}},
+        }
+    )
+
+
+@router.get("/tests/{test_type}", summary="Tests of one type")
+def list_typed(
+    test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+):
+    tests = services.synthetic.find(scope(services, principal, aid), _kind(test_type))
+    base = base_url(request, services)
+    return hal(
+        {
+            "tests": [te_tests.unexpanded_test(base, t) for t in tests],
+            "_links": {"self": {"href": f"{base}/v7/tests/{test_type}"}},
+        }
+    )
+
+
+@router.post("/tests/{test_type}", summary="Create a test")
+async def create_test(
+    test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+):
+    principal.require("upload")
+    kind = _kind(test_type)
+    fields = te_tests.test_fields(await _json(request), creating=True)
+    where = await asyncio.to_thread(scope, services, principal, aid)
+    test = await asyncio.to_thread(
+        services.synthetic.create, where, kind, fields, actor=principal.email
+    )
+    body = te_tests.full_test(base_url(request, services), test, _agents_by_id(services))
+    response = hal(body, status=201)
+    response.headers["Location"] = body["_links"]["self"]["href"]
+    return response
+
+
+@router.get("/tests/{test_type}/{test_id}", summary="A test")
+def get_test(
+    test_type: str,
+    test_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: V7User,
+    aid: Aid = None,
+):
+    test = services.synthetic.get(
+        scope(services, principal, aid), _test_id(test_id), _kind(test_type)
+    )
+    return hal(te_tests.full_test(base_url(request, services), test, _agents_by_id(services)))
+
+
+@router.put("/tests/{test_type}/{test_id}", summary="Update a test")
+async def update_test(
+    test_type: str,
+    test_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: V7User,
+    aid: Aid = None,
+):
+    principal.require("upload")
+    kind, number = _kind(test_type), _test_id(test_id)
+    fields = te_tests.test_fields(await _json(request), creating=False)
+    where = await asyncio.to_thread(scope, services, principal, aid)
+    test = await asyncio.to_thread(
+        services.synthetic.update, where, number, kind, fields, actor=principal.email
+    )
+    return hal(te_tests.full_test(base_url(request, services), test, _agents_by_id(services)))
+
+
+@router.delete("/tests/{test_type}/{test_id}", status_code=204, summary="Delete a test")
+def delete_test(
+    test_type: str, test_id: str, services: ServicesDep, principal: V7User, aid: Aid = None
+) -> Response:
+    principal.require("upload")
+    services.synthetic.delete(
+        scope(services, principal, aid),
+        _test_id(test_id),
+        _kind(test_type),
+        actor=principal.email,
+    )
+    return Response(status_code=204)
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+def _window(
+    window: str | None, start_date: str | None, end_date: str | None
+) -> tuple[int | None, int]:
+    now = datetime.now(UTC)
+    if window and (start_date or end_date):
+        raise BadRequest("window cannot be combined with startDate or endDate", field="window")
+    end = parse_date(end_date, "endDate") if end_date else now
+    if window:
+        return int((now - parse_window(window)).timestamp()), int(now.timestamp())
+    if start_date:
+        start = parse_date(start_date, "startDate")
+        if start > end:
+            raise BadRequest("must not be after endDate", field="startDate")
+        return int(start.timestamp()), int(end.timestamp())
+    return None, int(end.timestamp())
+
+
+def _cursor(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        after = json.loads(base64.urlsafe_b64decode(value.encode()))["after"]
+        if not isinstance(after, int):
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("cursor is not one this API handed out", field="cursor") from None
+
+
+@router.get("/test-results/{test_id}/{test_type}", summary="Results of a test's rounds")
+def test_results(
+    test_id: str,
+    test_type: str,
+    request: Request,
+    services: ServicesDep,
+    principal: V7User,
+    aid: Aid = None,
+    window: str | None = None,
+    start_date: Annotated[str | None, Query(alias="startDate")] = None,
+    end_date: Annotated[str | None, Query(alias="endDate")] = None,
+    cursor: str | None = None,
+):
+    start, end = _window(window, start_date, end_date)
+    test, rounds, more = services.synthetic.results(
+        scope(services, principal, aid),
+        _test_id(test_id),
+        _kind(test_type),
+        start=start,
+        end=end,
+        after=_cursor(cursor),
+        limit=RESULTS_PAGE,
+    )
+    base = base_url(request, services)
+    known = _agents_by_id(services)
+    self_href = str(request.url)
+    links: dict[str, Any] = {"self": {"href": self_href}}
+    if more and rounds:
+        token = base64.urlsafe_b64encode(json.dumps({"after": rounds[-1].id}).encode()).decode()
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        query.append(("cursor", token))
+        links["next"] = {"href": f"{base}{request.url.path}?{urlencode(query)}"}
+    body: dict[str, Any] = {
+        "results": [te_tests.result_body(base, test, r, known.get(r.agent_id)) for r in rounds],
+        "test": te_tests.simple_test(base, test),
+        "_links": links,
+    }
+    if start is not None:
+        body["startDate"] = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body["endDate"] = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return hal(body)
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/tests/{test_id}/snapshot", summary="Freeze a test's rounds in a window and share them"
+)
+async def create_snapshot(
+    test_id: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+):
+    principal.require("share")
+    body = await _json(request)
+    dates = []
+    for field in ("startDate", "endDate"):
+        value = body.get(field)
+        if not isinstance(value, str):
+            raise BadRequest("is required: an ISO 8601 date-time", field=field)
+        dates.append(parse_date(value, field))
+    public = body.get("isPublic", False)
+    if not isinstance(public, bool):
+        raise BadRequest("must be true or false", field="isPublic")
+    where = await asyncio.to_thread(scope, services, principal, aid)
+    frozen = await asyncio.to_thread(
+        services.test_snapshots.create,
+        principal,
+        where,
+        _test_id(test_id),
+        display_name=body.get("displayName"),
+        start=dates[0],
+        end=dates[1],
+        public=public,
+        surface="thousandeyes_v7",
+    )
+    base = base_url(request, services)
+    view_url = f"{base}/s/{frozen.share.id}"
+    return hal(te_tests.snapshot_v7(base, frozen, view_url, principal.user_id), status=201)
