@@ -12,12 +12,12 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
-from thousandeyes_sdk.agents import CloudAndEnterpriseAgentsApi
-from thousandeyes_sdk.core import ApiClient, Configuration
 from thousandeyes_sdk import snapshots as te_snapshots
 from thousandeyes_sdk import tests as te_tests
+from thousandeyes_sdk.agents import CloudAndEnterpriseAgentsApi
+from thousandeyes_sdk.core import ApiClient, Configuration
 from thousandeyes_sdk.test_results import WebHTTPServerTestResultsApi
-from thousandeyes_sdk.tests import HTTPServerTestsApi, HttpServerTestRequest
+from thousandeyes_sdk.tests import HttpServerTestRequest, HTTPServerTestsApi
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app

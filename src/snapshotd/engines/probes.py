@@ -39,7 +39,7 @@ __all__ = ["MAX_BODY_BYTES", "HttpResult", "PageLoadResult", "http_server", "pag
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# Chromium behind the guard does no DNS of its own; refusals are told apart by the guard's record.
+# Navigation failures other than refusals; behind the guard, Chromium does no DNS of its own.
 _NET_ERRORS = {"ERR_TUNNEL_CONNECTION_FAILED": "Connect", "ERR_CERT_": "SSL", "ERR_SSL_": "SSL"}
 
 

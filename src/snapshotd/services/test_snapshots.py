@@ -148,6 +148,7 @@ class TestSnapshots:
                 surface=surface,
                 actor=principal.email,
             )
+            copy.snapshot_id = snapshot.id
             png = self.renderer.render(self._chart(session, copy))
             digest = self.snapshots.blobs.put(png)
             session.add(

@@ -362,6 +362,10 @@ class SyntheticTest(Base):
     modified_by: Mapped[str] = mapped_column(String(320), default="")
     modified_at: Mapped[datetime] = mapped_column(default=utcnow)
     saved_event: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A saved test lives as long as the snapshot that froze it.
+    snapshot_id: Mapped[str | None] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), default=None
+    )
     source_test_id: Mapped[int | None] = mapped_column(default=None)
     start_round: Mapped[int | None] = mapped_column(BigInteger, default=None)
     end_round: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -14,7 +14,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "agents",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -45,11 +44,13 @@ def upgrade() -> None:
         sa.Column("modified_by", sa.String(length=320), nullable=False),
         sa.Column("modified_at", sa.DateTime(), nullable=False),
         sa.Column("saved_event", sa.Boolean(), nullable=False),
+        sa.Column("snapshot_id", sa.String(length=40), nullable=True),
         sa.Column("source_test_id", sa.Integer(), nullable=True),
         sa.Column("start_round", sa.BigInteger(), nullable=True),
         sa.Column("end_round", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(["account_group_id"], ["account_groups.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["org_id"], ["organizations.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["snapshot_id"], ["snapshots.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("synthetic_tests", schema=None) as batch_op:
@@ -75,7 +76,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("agent_id")
 
