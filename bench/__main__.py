@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import baseline, charts, proc, report
+from bench import baseline, charts, probes, proc, report
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
 from bench.run import Plan, ServeResult, serve_run
@@ -34,8 +34,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-shot-scraper", action="store_true", help="skip the shot-scraper row")
     parser.add_argument(
         "--only",
-        choices=("pages", "charts"),
-        help="run only the page-capture figures or only the chart and metric figures",
+        choices=("pages", "charts", "tests"),
+        help="run only the page-capture, the chart and metric, or the synthetic test figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -104,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     page = build_page()  # only its size is reported; _pages builds its own
     runs: list[ServeResult] = []
     chart_result: charts.ChartResult | None = None
+    probe_result: probes.ProbeResult | None = None
     base = rerun = None
     cli = baseline.CliResult(None, "")
     try:
-        if args.only != "charts":
+        if args.only in (None, "pages"):
             base, cli, runs, rerun = _pages(args)
-        if args.only != "pages":
+        if args.only in (None, "charts"):
             chart_result = charts.run(args.quick, _say)
+        if args.only in (None, "tests"):
+            probe_result = probes.run(args.quick, _say)
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if chart_result is not None:
         print()
         print(report.render(charts.rows(chart_result)))
+        print()
+    if probe_result is not None:
+        print(report.render(probes.rows(probe_result)))
         print()
     print(f"bench took {minutes:.1f} min")
     return 0
