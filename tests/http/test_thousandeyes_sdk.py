@@ -16,7 +16,10 @@ from thousandeyes_sdk import snapshots as te_snapshots
 from thousandeyes_sdk import tests as te_tests
 from thousandeyes_sdk.agents import CloudAndEnterpriseAgentsApi
 from thousandeyes_sdk.core import ApiClient, Configuration
-from thousandeyes_sdk.test_results import WebHTTPServerTestResultsApi
+from thousandeyes_sdk.test_results import (
+    WebHTTPServerTestResultsApi,
+    WebPageLoadTestResultsApi,
+)
 from thousandeyes_sdk.tests import HttpServerTestRequest, HTTPServerTestsApi
 
 from snapshotd.config import Settings
@@ -68,18 +71,42 @@ def test_the_official_sdks_run_a_test_and_snapshot_it(
     assert agent.agent_id and agent.agent_name and agent.to_dict()["agentState"] == "online"
 
     tests_api = HTTPServerTestsApi(client)
-    created = tests_api.create_http_server_test(
-        HttpServerTestRequest(
+    runs_on = [te_tests.TestAgentWithSourceIpRequest(agent_id=agent.agent_id)]
+
+    def http_test(name: str, url: str, **settings: object) -> HttpServerTestRequest:
+        return HttpServerTestRequest(
             interval=te_tests.TestInterval.NUMBER_60,
-            url=pages.url + "/",
-            test_name="Home page",
-            agents=[te_tests.TestAgentWithSourceIpRequest(agent_id=agent.agent_id)],
+            url=url,
+            test_name=name,
+            agents=runs_on,
+            **settings,
+        )
+
+    created = tests_api.create_http_server_test(http_test("Home page", pages.url + "/"))
+    # A target that never answers, and one the egress guard refuses: both record error rounds
+    # while the scheduler keeps every test on time.
+    hanging = tests_api.create_http_server_test(
+        http_test("Stalls", pages.url + "/stall", http_time_limit=5)
+    )
+    refused = tests_api.create_http_server_test(http_test("Private", "http://10.255.255.1/"))
+    page_load = te_tests.PageLoadTestsApi(client).create_page_load_test(
+        te_tests.PageLoadTestRequest(
+            interval=te_tests.TestInterval.NUMBER_60,
+            url=pages.url + "/subresources",
+            test_name="Page with parts",
+            agents=[te_tests.TestAgentRequest(agent_id=agent.agent_id)],
         )
     )
+    assert hanging is not None and refused is not None and page_load is not None
     assert created is not None and created.test_id and created.url == pages.url + "/"
     assert created.interval == te_tests.TestInterval.NUMBER_60 and created.enabled is True
     listed = te_tests.TestsApi(client).get_tests().tests or []
-    assert [t.test_id for t in listed] == [created.test_id]
+    assert [t.test_id for t in listed] == [
+        created.test_id,
+        hanging.test_id,
+        refused.test_id,
+        page_load.test_id,
+    ]
 
     rounds = wait_for_rounds(WebHTTPServerTestResultsApi(client), created.test_id, 2)
     first = rounds[0]
@@ -87,6 +114,20 @@ def test_the_official_sdks_run_a_test_and_snapshot_it(
     assert first.total_time is not None and first.total_time >= (first.connect_time or 0)
     assert first.agent is not None and first.agent.agent_id == agent.agent_id
     assert rounds[1].round_id - first.round_id == 60
+
+    results_api = WebHTTPServerTestResultsApi(client)
+    stalled = wait_for_rounds(results_api, hanging.test_id, 2)
+    assert [r.error_type for r in stalled] == ["Timeout", "Timeout"]
+    assert all(5000 <= (r.total_time or 0) < 8000 for r in stalled)
+    assert stalled[1].round_id - stalled[0].round_id == 60
+    denied = wait_for_rounds(results_api, refused.test_id, 1)[0]
+    assert denied.error_type == "Egress" and "private" in (denied.error_details or "")
+    loads = WebPageLoadTestResultsApi(client).get_test_page_load_results(
+        page_load.test_id, window="10m"
+    )
+    loaded = (loads.results or [])[0]
+    assert "errorType" not in loaded.to_dict() and (loaded.num_objects or 0) > 1
+    assert (loaded.dom_load_time or 0) <= (loaded.page_load_time or 0)
 
     now = datetime.now(UTC)
     snapshot = te_snapshots.TestSnapshotsApi(client).create_test_snapshot(
