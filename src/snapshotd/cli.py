@@ -246,7 +246,7 @@ def org_set(
         org_id = _org_id(db, slug)
         if retention:
             days = _pairs(retention, "--retention")
-            if not all(value.isdigit() for value in days.values()):
+            if not all(value.isascii() and value.isdigit() for value in days.values()):
                 raise _fail("--retention days must be whole numbers")
             accounts.set_retention(
                 db, org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR

@@ -155,7 +155,7 @@ def _retry_after(value: str | None) -> float | None:
     """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -179,7 +179,9 @@ class Settings(BaseSettings):
         for bucket, limit in value.items():
             spec = limit.strip().lower()
             count, _, seconds = spec.partition("/")
-            if spec not in ("0", "off") and not (count.isdigit() and seconds.isdigit()):
+            if spec not in ("0", "off") and not (
+                count.isascii() and count.isdigit() and seconds.isascii() and seconds.isdigit()
+            ):
                 raise ValueError(f"rate limit for {bucket} must be COUNT/SECONDS, not {limit!r}")
         return value
 

@@ -280,7 +280,7 @@ class EgressGuard:
         if (
             len(lengths) > 1
             or (lengths and chunked)
-            or (lengths and not next(iter(lengths)).isdigit())
+            or (lengths and not re.fullmatch(r"[0-9]+", next(iter(lengths))))
             or (chunked and fields["transfer-encoding"].lower() != "chunked")
         ):
             return await _reply(writer, "400 Bad Request")

@@ -46,7 +46,7 @@ class ChartSnapshots:
         surface: str,
         actor: str,
     ) -> Snapshot:
-        if isinstance(chart_id, str) and chart_id.isdigit():
+        if isinstance(chart_id, str) and chart_id.isascii() and chart_id.isdigit():
             chart_id = int(chart_id)
         if not isinstance(chart_id, int) or isinstance(chart_id, bool):
             raise BadRequest("must be a chart id", field="subject.chart.id")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Limit:
         if value in ("0", "off", "none", ""):
             return None
         count, slash, seconds = value.partition("/")
-        if not slash or not count.isdigit() or not seconds.isdigit():
+        if not slash or not re.fullmatch(r"[0-9]+", count) or not re.fullmatch(r"[0-9]+", seconds):
             raise BadRequest(f"a rate limit is COUNT/SECONDS (e.g. 5/300), not {value!r}")
         if int(count) < 1 or not 1 <= int(seconds) <= 86_400 * 31:
             raise BadRequest(f"rate limit {value!r} is out of range")

@@ -45,7 +45,7 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
     for name in ("width", "height"):
         value = str(fields.get(name) or "").strip()
         if value:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest(f"{name} must be a whole number of pixels", field=name)
             options[name] = int(value)
     return options

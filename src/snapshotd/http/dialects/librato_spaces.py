@@ -38,7 +38,7 @@ _IMAGE_LINK_LIFETIME = 10 * 365 * 86400  # capped by the snapshot's own expiry
 
 
 def _id(value: str, what: str) -> int:
-    if not value.isdigit() or int(value) > MAX_WHOLE:
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_WHOLE:
         raise NotFound(f"no {what} {value}")
     return int(value)
 

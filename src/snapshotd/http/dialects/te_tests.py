@@ -121,7 +121,7 @@ def _agent_ids(raw: Any) -> list[int]:
     ids = []
     for item in raw:
         agent_id = item.get("agentId") if isinstance(item, dict) else None
-        if not isinstance(agent_id, str) or not agent_id.isdigit():
+        if not isinstance(agent_id, str) or not (agent_id.isascii() and agent_id.isdigit()):
             raise _bad("agents", "each agent needs an agentId string")
         ids.append(int(agent_id))
     return ids
@@ -158,7 +158,9 @@ def _config(body: Mapping[str, Any]) -> dict[str, Any]:
                 raise _bad(key, f"must be one of {', '.join(map(str, allowed))}")
             config[key] = body[key]
     desired = config.get("desiredStatusCode", "default")
-    if desired != "default" and not (desired.isdigit() and 100 <= int(desired) <= 599):
+    if desired != "default" and not (
+        desired.isascii() and desired.isdigit() and 100 <= int(desired) <= 599
+    ):
         raise _bad("desiredStatusCode", 'must be "default" or a status code such as "200"')
     return config
 

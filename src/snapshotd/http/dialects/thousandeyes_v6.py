@@ -102,10 +102,15 @@ async def _fields(request: Request) -> dict[str, Any]:
         raise BadRequest("the body is neither JSON nor a form") from None
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _test_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    text = str(value)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not _digits(text):
         raise BadRequest("is required: the id of the test to snapshot", field="testId")
-    number = int(value)
+    number = int(text)
     if number > 2**31 - 1:
         raise BadRequest("is not a test id", field="testId")
     return number

@@ -54,7 +54,7 @@ def _kind(test_type: str) -> str:
 
 
 def _test_id(value: str) -> int:
-    if not value.isdigit() or int(value) > 2**31 - 1:
+    if not (value.isascii() and value.isdigit()) or int(value) > 2**31 - 1:
         raise NotFound(f"no test {value}")
     return int(value)
 
@@ -206,10 +206,10 @@ def _cursor(value: str | None) -> int:
         return 0
     try:
         after = json.loads(base64.urlsafe_b64decode(value.encode()))["after"]
-        if not isinstance(after, int):
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**31:
             raise ValueError
         return after
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise BadRequest("cursor is not one this API handed out", field="cursor") from None
 
 
