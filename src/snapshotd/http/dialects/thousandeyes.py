@@ -29,6 +29,7 @@ PROBLEM = "application/problem+json"
 HAL = "application/hal+json"
 _WINDOW = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_WINDOW = timedelta(days=400)
 
 
 def rate_limit_headers(error: SnapshotdError) -> dict[str, str]:
@@ -83,18 +84,24 @@ def parse_date(value: str, field: str) -> datetime:
         raise BadRequest("is required", field=field)
     try:
         moment = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text else text)
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadRequest(
             f"{value!r} is not a date: use ISO 8601 such as 2024-01-31T12:00:00Z", field=field
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not 1970 <= moment.year <= 9000:
+        raise BadRequest(f"{value!r} is out of range", field=field)
+    return moment
 
 
 def parse_window(value: str) -> timedelta:
     match = _WINDOW.match(value.strip())
     if not match or int(match.group(1)) == 0:
         raise BadRequest("must be a number and a unit s, m, h, d or w, such as 12h", field="window")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    window = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if window > MAX_WINDOW:
+        raise BadRequest(f"must be at most {MAX_WINDOW.days} days", field="window")
+    return window
 
 
 def iso(moment: datetime) -> str:

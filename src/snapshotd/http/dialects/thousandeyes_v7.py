@@ -188,12 +188,12 @@ def _window(
     window: str | None, start_date: str | None, end_date: str | None
 ) -> tuple[int | None, int]:
     now = datetime.now(UTC)
-    if window and (start_date or end_date):
+    if window is not None and (start_date is not None or end_date is not None):
         raise BadRequest("window cannot be combined with startDate or endDate", field="window")
-    end = parse_date(end_date, "endDate") if end_date else now
-    if window:
+    end = parse_date(end_date, "endDate") if end_date is not None else now
+    if window is not None:
         return int((now - parse_window(window)).timestamp()), int(now.timestamp())
-    if start_date:
+    if start_date is not None:
         start = parse_date(start_date, "startDate")
         if start > end:
             raise BadRequest("must not be after endDate", field="startDate")
