@@ -38,6 +38,8 @@ PROBE_JOB = "probe"
 class TestFields:
     """What a create or update sets; None leaves a field as it is (an update) or defaulted."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     name: str | None = None
     url: str | None = None
     interval: int | None = None
