@@ -131,6 +131,19 @@ def reduce_to_columns(series: Series, start: float, end: float, columns: int) ->
     return Series(series.label, times, values, series.color)
 
 
+def break_gaps(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where points stop for much longer than their usual spacing (a stream that went silent, or
+    rounds that measured nothing), the line is broken rather than drawn straight across."""
+    steps = np.diff(times)
+    positive = steps[steps > 0]
+    if positive.size < 2:
+        return times, values
+    cuts = np.flatnonzero(steps > 2.5 * np.median(positive)) + 1
+    if not cuts.size:
+        return times, values
+    return np.insert(times, cuts, np.nan), np.insert(values, cuts, np.nan)
+
+
 def _tick_step(span: float, most: int) -> int:
     for step in _TICK_STEPS:
         if span / step <= most:
@@ -253,7 +266,8 @@ class ChartRenderer:
         else:
             for series, color in zip(spec.series, colors, strict=True):
                 reduced = reduce_to_columns(series, spec.start, spec.end, columns)
-                axes.plot(reduced.times, reduced.values, color=color, lw=1.2, label=series.label)
+                times, values = break_gaps(reduced.times, reduced.values)
+                axes.plot(times, values, color=color, lw=1.2, label=series.label)
         span = spec.end - spec.start
         step = _tick_step(span, 8)
         first = math.ceil(spec.start / step) * step

@@ -130,6 +130,7 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
     share, snapshot = _visit(request, services, share_id)
     image = next((a for a in snapshot.artifacts if a.role == "image"), None)
     url = share_url(request, services, share.id)
+    rounds = _rounds(services, snapshot)
     return templates.TemplateResponse(
         request,
         "share.html",
@@ -145,7 +146,8 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "meta": snapshot.meta or {},
             "title": _title(snapshot),
             "subject": _subject(snapshot),
-            "rounds": _rounds(services, snapshot),
+            "rounds": rounds,
+            "availability": _availability(rounds),
         },
         headers=NO_STORE,
     )
@@ -174,6 +176,21 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _availability(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per agent, one cell per round, available or not: a strip chart in the page."""
+    strips: dict[str, list[dict[str, Any]]] = {}
+    for row in rounds:
+        strips.setdefault(row["agent"], []).append(row)
+    return [
+        {
+            "agent": agent,
+            "cells": cells,
+            "available": sum(cell["status"] == "OK" for cell in cells),
+        }
+        for agent, cells in strips.items()
+    ]
 
 
 def _title(snapshot: Snapshot) -> str:
