@@ -127,6 +127,15 @@ class Settings(BaseSettings):
         description="A blob written this recently is never deleted by the sweeper, so a capture "
         "storing the same bytes at that moment cannot lose them.",
     )
+    max_upload_bytes: int = Field(
+        4_194_304, ge=1024, description="Largest image a customer may upload as a snapshot."
+    )
+    max_upload_pixels: int = Field(
+        40_000_000,
+        ge=10_000,
+        description="Most pixels (width x height) an uploaded image may have; larger ones, "
+        "decompression bombs included, are refused before they are decoded.",
+    )
     agent_name: str = Field(
         "",
         description="Name this host's workers register as a synthetic-test agent under; empty "

@@ -35,6 +35,7 @@ from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
 from snapshotd.services import agents, retention, webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
+from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.services.synthetic import PROBE_JOB, Synthetic
@@ -73,6 +74,7 @@ class Worker:
         self.charts = ChartSnapshots(settings, self.snapshots, Metrics(db))
         self.policy = EgressPolicy(settings.egress_allow)
         self.synthetic = Synthetic(db, self.queue, self.policy)
+        self.locations = Locations(self.snapshots)
         self.agent_id: int | None = None
         self.renderer = ChartRenderer()
         # One thread renders every chart of this worker: matplotlib holds the GIL anyway, and
@@ -135,6 +137,7 @@ class Worker:
                     group.create_task(self._periodically("sweep", sweep_every, self._sweep))
                     group.create_task(self._periodically("scheduler", 1.0, self._schedule))
                     group.create_task(self._periodically("agent", 15.0, self._seen))
+                    group.create_task(self._periodically("locations", 30.0, self._locations_due))
             finally:
                 unsubscribe()
                 self._chart_thread.shutdown(wait=False)
@@ -189,6 +192,10 @@ class Worker:
         assert self.agent_id is not None
         queued = self.synthetic.schedule(self.agent_id, time.time())
         return f"queued {queued} test rounds" if queued else ""
+
+    def _locations_due(self) -> str:
+        started = self.locations.due()
+        return f"started {started} scheduled location captures" if started else ""
 
     def _seen(self) -> str:
         assert self.agent_id is not None

@@ -20,6 +20,7 @@ from snapshotd.engines.egress import EgressPolicy
 from snapshotd.http import admin, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects import (
+    clickwrap,
     kasisto,
     librato,
     librato_reads,
@@ -30,6 +31,7 @@ from snapshotd.http.dialects import (
 )
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
+from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
@@ -116,6 +118,7 @@ def create_app(
         chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
         test_snapshots=TestSnapshots(snapshots, share_service),
+        locations=Locations(snapshots),
         telemetry=telemetry,
         worker=worker,
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
@@ -138,12 +141,14 @@ def create_app(
     app.include_router(native.router)
     app.include_router(admin.router)
     app.include_router(kasisto.router)
+    app.include_router(clickwrap.router)
     app.include_router(librato.router)
     app.include_router(librato_reads.router)
     app.include_router(librato_spaces.router)
     app.include_router(thousandeyes_v6.router)
     app.include_router(thousandeyes_v7.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
+    problems.register_renderer(app, "/v1.1/", clickwrap.render_error)
     problems.register_renderer(app, "/v1/", librato.render_error)
     problems.register_renderer(app, "/v6/", thousandeyes_v6.render_error)
     problems.register_renderer(app, "/v7/", thousandeyes.render_v7_error)

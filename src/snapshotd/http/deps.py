@@ -21,6 +21,7 @@ from snapshotd.errors import Unauthorized
 from snapshotd.services.accounts import DENIED, Principal, authenticate
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
+from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
@@ -47,6 +48,7 @@ class AppServices:
     chart_snapshots: ChartSnapshots
     synthetic: Synthetic
     test_snapshots: TestSnapshots
+    locations: Locations
     telemetry: Telemetry
     worker: Worker | None
     token_requests: TokenBuckets

@@ -114,6 +114,8 @@ class Snapshots:
         callback_url: str | None = None,
         claimed_by: str | None = None,
         actor: str = audit.SYSTEM,
+        location_id: str | None = None,
+        source: str | None = None,
     ) -> Snapshot:
         """Queues a page capture (or starts it claimed by `claimed_by`), counted against the
         organization's creation limit for `surface`."""
@@ -141,6 +143,8 @@ class Snapshots:
                 callback_url=callback_url,
                 claimed_by=claimed_by,
                 actor=actor,
+                location_id=location_id,
+                source=source,
             )
             try:
                 session.flush()
@@ -162,6 +166,8 @@ class Snapshots:
         idempotency_key: str | None = None,
         callback_url: str | None = None,
         claimed_by: str | None = None,
+        location_id: str | None = None,
+        source: str | None = None,
     ) -> Snapshot:
         """A snapshot of any kind and the job that makes it, in the caller's transaction: checks
         the queue's capacity, takes one from the `surface` creation limit, sets the expiry and
@@ -182,6 +188,8 @@ class Snapshots:
             callback_url=callback_url,
             created_at=now,
             completed_at=now if job_kind is None else None,
+            location_id=location_id,
+            source=source,
             expires_at=now + timedelta(days=self.retention_days(session, org_id, kind)),
         )
         session.add(snapshot)

@@ -159,6 +159,12 @@ class Snapshot(Base):
     hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
     held_by: Mapped[str | None] = mapped_column(String(320), default=None)
     held_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Clickwrap: the location a capture or upload belongs to, and how it came (triggered,
+    # automated, customer_provided).
+    location_id: Mapped[str | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="SET NULL"), default=None, index=True
+    )
+    source: Mapped[str | None] = mapped_column(String(20), default=None)
 
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="snapshot", cascade="all, delete-orphan", order_by="Artifact.id"
@@ -385,3 +391,37 @@ class ProbeRound(Base):
     state: Mapped[str] = mapped_column(String(20), default="queued")
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Location(Base):
+    """A page (or a mobile app screen) whose look is captured as evidence: Clickwrap's snapshot
+    location. Web locations are captured by Chromium; mobile ones receive uploads."""
+
+    __tablename__ = "locations"
+    __table_args__ = (UniqueConstraint("org_id", "key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("loc"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    location_type: Mapped[str] = mapped_column(String(20), default="web")
+    capture_url: Mapped[str | None] = mapped_column(Text, default=None)
+    platform: Mapped[str] = mapped_column(String(20), default="desktop")
+    frequency: Mapped[str] = mapped_column(String(20), default="never")
+    application_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    application_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    mobile_os: Mapped[str | None] = mapped_column(String(20), default=None)
+    # snapshotd's own capture settings: selector, width, height, full_page.
+    capture: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+    published_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    archived_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    capture_attempts: Mapped[int] = mapped_column(default=0)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    next_capture_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,402 @@
+"""Ironclad Clickwrap REST API v1.1 (`/v1.1`): snapshot locations, their captures and uploads.
+
+Choices where the published definitions are silent (docs/clickwrap.md): `Authorization: Bearer`;
+lists use Clickwrap's Collection envelope (`page`, `per_page` up to 100, default 25); creating or
+cloning a location answers 201 with the location itself, as published, other single objects come
+in `{"data": …}`; Clickwrap's integer `account`, `site` and user fields are stable numbers derived
+from snapshotd's string ids; errors are `{"error": {"status", "message", "field"?}}` since no
+error body is published; `snapshot_download_url` is a signed link valid for an hour (never longer
+than the snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from
+from snapshotd.http.dialects.thousandeyes import parse_date
+from snapshotd.http.native import artifact_response, iso
+from snapshotd.http.problems import error_headers
+from snapshotd.services import downloads
+from snapshotd.services.accounts import Principal
+from snapshotd.services.locations import CAPTURE_SETTINGS, LocationFields
+from snapshotd.store.models import Location, Snapshot
+
+router = APIRouter(prefix="/v1.1", tags=["clickwrap"])
+
+DOWNLOAD_LIFETIME = 3600
+_STATUS = {"queued": "processing", "working": "processing", "success": "success"}
+_TEXT_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "location_type",
+    "capture_url",
+    "platform",
+    "frequency",
+    "application_id",
+    "application_name",
+    "mobile_os",
+)
+
+
+def render_error(request: Request, error: SnapshotdError) -> Response:
+    body: dict[str, Any] = {"status": error.status, "message": error.detail}
+    if error.field:
+        body["field"] = error.field
+    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
+
+
+async def _principal(request: Request, services: ServicesDep) -> Principal:
+    presented = credentials(request, basic=False)
+    return await asyncio.to_thread(principal_from, services, request, presented)
+
+
+User = Annotated[Principal, Depends(_principal)]
+
+
+def _number(text: str | None) -> int | None:
+    """Clickwrap's integer ids, as stable numbers standing for snapshotd's string ids."""
+    return None if not text else zlib.crc32(text.encode())
+
+
+def _page(request: Request) -> tuple[int, int]:
+    values = []
+    for name, default, most in (("page", 1, 1_000_000), ("per_page", 25, 100)):
+        raw = request.query_params.get(name, str(default))
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
+            raise BadRequest(f"{name} must be a whole number from 1 to {most}", field=name)
+        values.append(int(raw))
+    return values[0], values[1]
+
+
+def _collection(items: list[dict[str, Any]], page: int, per_page: int, total: int):
+    return {
+        "count": len(items),
+        "has_more": page * per_page < total,
+        "page": page,
+        "per_page": per_page,
+        "total_count": total,
+        "data": items,
+    }
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _fields(body: dict[str, Any]) -> LocationFields:
+    fields = LocationFields()
+    for name in _TEXT_FIELDS:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise BadRequest(f"{name} must be a string", field=name)
+            setattr(fields, name, value.strip())
+    capture = {k: body[k] for k in CAPTURE_SETTINGS if body.get(k) is not None}
+    viewport = body.get("viewport")
+    if isinstance(viewport, dict):
+        capture.update({k: viewport[k] for k in ("width", "height") if k in viewport})
+    fields.capture = capture
+    return fields
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+def location_body(location: Location) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": location.id,
+        "account": _number(location.org_id),
+        "site": _number(location.org_id),
+        "key": location.key,
+        "name": location.name,
+        "description": location.description,
+        "status": location.status,
+        "published": location.status != "draft",
+        "published_by": _number(location.published_by),
+        "published_time": iso(location.published_at),
+        "archived": location.status == "archived",
+        "archived_reason": location.archived_reason,
+        "last_acceptance": None,
+        "created_by": _number(location.created_by),
+        "created_time": iso(location.created_at),
+        "updated_by": _number(location.updated_by),
+        "updated_time": iso(location.updated_at),
+        "location_type": location.location_type,
+    }
+    if location.location_type == "web":
+        body.update(
+            capture_url=location.capture_url,
+            platform=location.platform,
+            frequency=location.frequency,
+            capture_attempts=location.capture_attempts,
+            error_message=location.error_message,
+            capture=location.capture or {},
+        )
+    else:
+        body.update(
+            application_id=location.application_id,
+            application_name=location.application_name,
+            mobile_os=location.mobile_os,
+            frequency=location.frequency,
+        )
+    return body
+
+
+def _metadata(snapshot: Snapshot) -> dict[str, Any]:
+    meta = snapshot.meta or {}
+    if snapshot.kind == "upload":
+        return meta
+    agent = meta.get("user_agent") or {}
+    browser, system = agent.get("browser") or {}, agent.get("os") or {}
+    viewport = meta.get("viewport") or {}
+    body: dict[str, Any] = {
+        "captured_time": meta.get("captured_at"),
+        "page_url": meta.get("final_url") or snapshot.url,
+        "selector": meta.get("selector"),
+        "useragent": {
+            "browser": {
+                "name": browser.get("name"),
+                "major": str(browser.get("version") or "").split(".")[0] or None,
+            },
+            "os": {"name": system.get("name"), "version": system.get("version")},
+        },
+        "viewport": {"width": viewport.get("width"), "height": viewport.get("height")},
+    }
+    if meta.get("device"):
+        body.update(
+            device_model=meta["device"],
+            device_os=system.get("name"),
+            resolution=f"{viewport.get('width')}x{viewport.get('height')}",
+        )
+    return body
+
+
+def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -> dict[str, Any]:
+    image = next((a for a in snapshot.artifacts if a.role == "image"), None)
+    download = None
+    if image is not None:
+        expires, signature = downloads.sign(
+            services.db, snapshot, "image", lifetime=DOWNLOAD_LIFETIME
+        )
+        base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+        download = f"{base}/v1.1/downloads/{snapshot.id}?expires={expires}&sig={signature}"
+    captured = (snapshot.meta or {}).get("captured_at") or (snapshot.meta or {}).get(
+        "captured_time"
+    )
+    return {
+        "id": snapshot.id,
+        "status": _STATUS.get(snapshot.status, "failure"),
+        "status_message": snapshot.status_message or None,
+        "source": snapshot.source or "triggered",
+        "snapshot_location": snapshot.location_id,
+        "account": _number(snapshot.org_id),
+        "site": _number(snapshot.org_id),
+        "is_manual": snapshot.kind == "upload",
+        "is_test": False,
+        "archived": snapshot.archived_at is not None,
+        "archived_by": _number(snapshot.archived_by),
+        "archived_reason": snapshot.archived_reason,
+        "captured_time": captured,
+        "created_time": iso(snapshot.created_at),
+        "updated_time": iso(snapshot.completed_at or snapshot.created_at),
+        "expiration_time": iso(snapshot.expires_at),
+        "image_path": f"{image.sha256}.{image.media_type.split('/')[-1]}" if image else None,
+        "snapshot_download_url": download,
+        "metadata": _metadata(snapshot),
+    }
+
+
+# -- locations ------------------------------------------------------------------------------------
+
+
+@router.get("/locations", summary="Snapshot locations")
+def list_locations(request: Request, services: ServicesDep, principal: User) -> dict[str, Any]:
+    principal.require("view")
+    page, per_page = _page(request)
+    items, total = services.locations.find(principal.org_id, page=page, per_page=per_page)
+    return _collection([location_body(i) for i in items], page, per_page, total)
+
+
+@router.post("/locations", status_code=201, summary="Create a snapshot location")
+async def create_location(
+    request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("manage")
+    fields = _fields(await _body(request))
+    location = await asyncio.to_thread(
+        services.locations.create, principal.org_id, fields, actor=principal.email
+    )
+    return location_body(location)
+
+
+@router.get("/locations/{location_id}", summary="A snapshot location")
+def get_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
+    principal.require("view")
+    return {"data": location_body(services.locations.get(principal.org_id, location_id))}
+
+
+@router.patch("/locations/{location_id}", summary="Update a snapshot location")
+async def update_location(
+    location_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("manage")
+    fields = _fields(await _body(request))
+    location = await asyncio.to_thread(
+        services.locations.update, principal.org_id, location_id, fields, actor=principal.email
+    )
+    return {"data": location_body(location)}
+
+
+@router.delete("/locations/{location_id}", status_code=204, summary="Delete a draft location")
+def delete_location(location_id: str, services: ServicesDep, principal: User) -> Response:
+    principal.require("manage")
+    services.locations.delete(principal.org_id, location_id, actor=principal.email)
+    return Response(status_code=204)
+
+
+@router.post("/locations/{location_id}/publish", summary="Publish a location")
+def publish_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
+    principal.require("manage")
+    location = services.locations.publish(principal.org_id, location_id, actor=principal.email)
+    return {"data": location_body(location)}
+
+
+@router.post("/locations/{location_id}/archive", summary="Archive a published location")
+async def archive_location(
+    location_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("manage")
+    reason = (await _body(request)).get("archived_reason") or ""
+    if not isinstance(reason, str):
+        raise BadRequest("archived_reason must be a string", field="archived_reason")
+    location = await asyncio.to_thread(
+        services.locations.archive,
+        principal.org_id,
+        location_id,
+        actor=principal.email,
+        reason=reason,
+    )
+    return {"data": location_body(location)}
+
+
+@router.post("/locations/{location_id}/clone", status_code=201, summary="Clone a location")
+def clone_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
+    principal.require("manage")
+    return location_body(
+        services.locations.clone(principal.org_id, location_id, actor=principal.email)
+    )
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+@router.post("/locations/{location_id}/snapshots/capture", summary="Trigger a capture")
+def trigger_capture(
+    location_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("upload")
+    snapshot = services.locations.capture(principal.org_id, location_id, actor=principal.email)
+    return {"data": snapshot_body(request, services, snapshot)}
+
+
+@router.post(
+    "/locations/{location_id}/snapshots/upload",
+    status_code=201,
+    summary="Upload a manually captured snapshot (multipart `file`, or the image as the body)",
+)
+async def upload_snapshot(
+    location_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("upload")
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, str] = {}
+    if content_type.startswith("multipart/form-data"):
+        async with request.form(max_part_size=services.settings.max_upload_bytes) as form:
+            upload = form.get("file") or form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise BadRequest("send the image in the form field `file`", field="file")
+            data = await upload.read()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        data = await request.body()
+        fields = dict(request.query_params)
+    captured = fields.pop("captured_time", None)
+    when: datetime | None = parse_date(captured, "captured_time") if captured else None
+    snapshot = await asyncio.to_thread(
+        services.locations.upload,
+        principal.org_id,
+        location_id,
+        data,
+        actor=principal.email,
+        captured_at=when,
+        metadata=fields,
+    )
+    return {"data": snapshot_body(request, services, snapshot)}
+
+
+@router.get("/locations/{location_id}/snapshots", summary="A location's snapshots")
+def list_snapshots(
+    location_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("view")
+    page, per_page = _page(request)
+    items, total = services.locations.snapshots_of(
+        principal.org_id, location_id, page=page, per_page=per_page
+    )
+    bodies = [snapshot_body(request, services, s) for s in items]
+    return _collection(bodies, page, per_page, total)
+
+
+@router.get("/locations/{location_id}/snapshots/{snapshot_id}", summary="A snapshot")
+def get_snapshot(
+    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("view")
+    snapshot = services.locations.snapshot(principal.org_id, location_id, snapshot_id)
+    return {"data": snapshot_body(request, services, snapshot)}
+
+
+@router.post("/locations/{location_id}/snapshots/{snapshot_id}/archive", summary="Archive one")
+async def archive_snapshot(
+    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: User
+) -> dict[str, Any]:
+    principal.require("manage")
+    reason = (await _body(request)).get("archived_reason") or ""
+    if not isinstance(reason, str):
+        raise BadRequest("archived_reason must be a string", field="archived_reason")
+    await asyncio.to_thread(services.locations.snapshot, principal.org_id, location_id, snapshot_id)
+    await asyncio.to_thread(
+        services.snapshots.archive,
+        principal.org_id,
+        snapshot_id,
+        actor=principal.email,
+        reason=reason,
+    )
+    return {"data": {"id": snapshot_id}}
+
+
+@router.get("/downloads/{snapshot_id}", summary="A snapshot's image through its signed link")
+def download(
+    snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
+) -> Response:
+    org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
+    return artifact_response(request, services, org_id, snapshot_id, "image")

@@ -1,0 +1,249 @@
+"""The Clickwrap-compatible `/v1.1` surface with a real worker and Chromium: locations, a triggered
+capture polled to success, its signed download, a manual upload, archiving, the scheduler, and
+the bad input the issue lists."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from snapshotd.services.accounts import create_token
+from snapshotd.store.db import Database
+from tests.pages import PageServer
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "#3366cc").save(out, format="PNG")
+    return out.getvalue()
+
+
+def wait_done(api: TestClient, auth: dict[str, str], location: str, snapshot: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        body = api.get(f"/v1.1/locations/{location}/snapshots/{snapshot}", headers=auth).json()
+        if body["data"]["status"] != "processing":
+            return body["data"]
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+def create(api: TestClient, auth: dict[str, str], **fields: Any) -> dict:
+    answer = api.post("/v1.1/locations", headers=auth, json=fields)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_a_curl_session_captures_uploads_and_archives(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer
+) -> None:
+    location = create(
+        live_api,
+        auth,
+        name="Checkout terms",
+        key="checkout-terms",
+        capture_url=pages.url + "/",
+        platform="desktop",
+        frequency="never",
+    )
+    assert location["location_type"] == "web" and location["status"] == "draft"
+    assert isinstance(location["account"], int) and location["published"] is False
+    listed = live_api.get("/v1.1/locations", headers=auth).json()
+    assert listed["total_count"] == 1 and listed["data"][0]["id"] == location["id"]
+    assert listed["page"] == 1 and listed["has_more"] is False
+
+    published = live_api.post(f"/v1.1/locations/{location['id']}/publish", headers=auth)
+    assert published.json()["data"]["status"] == "published"
+
+    triggered = live_api.post(f"/v1.1/locations/{location['id']}/snapshots/capture", headers=auth)
+    assert triggered.status_code == 200, triggered.text
+    started = triggered.json()["data"]
+    assert started["status"] == "processing" and started["source"] == "triggered"
+    assert started["snapshot_location"] == location["id"] and started["is_manual"] is False
+    done = wait_done(live_api, auth, location["id"], started["id"])
+    assert done["status"] == "success", done
+    assert done["metadata"]["viewport"] == {"width": 1280, "height": 800}
+    assert done["metadata"]["useragent"]["browser"]["name"]
+    image = live_api.get(done["snapshot_download_url"].replace("http://testserver", ""))
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+    uploaded = live_api.post(
+        f"/v1.1/locations/{location['id']}/snapshots/upload",
+        headers=auth,
+        files={"file": ("shot.png", png(), "image/png")},
+        data={"captured_time": "2026-01-02T03:04:05Z", "device_model": "Pixel 7"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    manual = uploaded.json()["data"]
+    assert manual["source"] == "customer_provided" and manual["is_manual"] is True
+    assert manual["status"] == "success" and manual["metadata"]["device_model"] == "Pixel 7"
+
+    archived = live_api.post(
+        f"/v1.1/locations/{location['id']}/snapshots/{manual['id']}/archive",
+        headers=auth,
+        json={"archived_reason": "superseded"},
+    )
+    assert archived.json() == {"data": {"id": manual["id"]}}
+    again = live_api.get(f"/v1.1/locations/{location['id']}/snapshots/{manual['id']}", headers=auth)
+    assert again.json()["data"]["archived"] is True
+    assert again.json()["data"]["archived_reason"] == "superseded"
+    page = live_api.get(f"/v1.1/locations/{location['id']}/snapshots?per_page=1", headers=auth)
+    assert page.json()["total_count"] == 2 and page.json()["has_more"] is True
+
+
+def test_a_scheduled_location_captures_on_its_own(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer, db: Database
+) -> None:
+    location = create(
+        live_api,
+        auth,
+        name="Daily",
+        key="daily",
+        capture_url=pages.url + "/",
+        frequency="daily",
+        platform="ios",
+    )
+    live_api.post(f"/v1.1/locations/{location['id']}/publish", headers=auth)
+    worker = live_api.app.state.services.worker
+    assert worker is not None and worker.locations.due() == 1
+    assert worker.locations.due() == 0  # the next one is a day away
+    listed = live_api.get(f"/v1.1/locations/{location['id']}/snapshots", headers=auth).json()
+    snapshot = listed["data"][0]
+    assert snapshot["source"] == "automated"
+    done = wait_done(live_api, auth, location["id"], snapshot["id"])
+    assert done["status"] == "success" and done["metadata"]["device_os"] == "iOS"
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("http://10.0.0.7/", 400), ("ftp://example.org/", 400), ("not a url", 400)],
+)
+def test_a_denied_or_bad_url_is_refused_on_create(
+    api: TestClient, auth: dict[str, str], url: str, status: int
+) -> None:
+    answer = api.post(
+        "/v1.1/locations", headers=auth, json={"name": "x", "key": "x", "capture_url": url}
+    )
+    assert answer.status_code == status
+    assert answer.json()["error"]["field"] == "capture_url"
+    assert api.get("/v1.1/locations", headers=auth).json()["total_count"] == 0
+
+
+def test_a_selector_that_matches_nothing_fails_the_capture_naming_it(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer
+) -> None:
+    location = create(
+        live_api,
+        auth,
+        name="Terms box",
+        key="terms-box",
+        capture_url=pages.url + "/",
+        selector="#no-such-terms",
+    )
+    started = live_api.post(f"/v1.1/locations/{location['id']}/snapshots/capture", headers=auth)
+    done = wait_done(live_api, auth, location["id"], started.json()["data"]["id"])
+    assert done["status"] == "failure" and "#no-such-terms" in done["status_message"]
+
+
+def bomb() -> bytes:
+    """A small PNG that claims a huge canvas: decoding it would take gigabytes."""
+    out = io.BytesIO()
+    Image.new("1", (30_000, 30_000)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b"%PDF-1.4 not an image", 400),
+        (b"GIF89a" + b"\0" * 100, 400),
+        (png(), 201),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 400),
+    ],
+)
+def test_uploads_must_be_real_images(
+    api: TestClient, auth: dict[str, str], payload: bytes, status: int
+) -> None:
+    location = create(api, auth, name="App", key="app", application_id="a", application_name="A")
+    answer = api.post(
+        f"/v1.1/locations/{location['id']}/snapshots/upload",
+        headers=auth,
+        files={"file": ("f", payload, "application/octet-stream")},
+    )
+    assert answer.status_code == status, answer.text
+    expected = 1 if status == 201 else 0
+    listed = api.get(f"/v1.1/locations/{location['id']}/snapshots", headers=auth).json()
+    assert listed["total_count"] == expected
+
+
+def test_a_decompression_bomb_and_an_oversized_upload_are_refused(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    location = create(api, auth, name="App", key="app", application_id="a", application_name="A")
+    path = f"/v1.1/locations/{location['id']}/snapshots/upload"
+    refused = api.post(path, headers=auth, files={"file": ("b.png", bomb(), "image/png")})
+    assert refused.status_code == 400 and "pixels" in refused.json()["error"]["message"]
+    huge = api.post(
+        path, headers={**auth, "content-type": "image/png"}, content=png() + b"\0" * 5_000_000
+    )
+    assert huge.status_code == 413
+    assert api.get(f"{path[:-7]}", headers=auth).json()["total_count"] == 0
+
+
+def test_archived_locations_and_other_organizations(
+    api: TestClient, auth: dict[str, str], db: Database, pages: PageServer
+) -> None:
+    location = create(api, auth, name="T", key="t", capture_url=pages.url + "/")
+    lid = location["id"]
+    assert api.post(f"/v1.1/locations/{lid}/archive", headers=auth).status_code == 400  # draft
+    api.post(f"/v1.1/locations/{lid}/publish", headers=auth)
+    archived = api.post(
+        f"/v1.1/locations/{lid}/archive", headers=auth, json={"archived_reason": "x"}
+    )
+    assert archived.json()["data"]["archived"] is True
+    capture = api.post(f"/v1.1/locations/{lid}/snapshots/capture", headers=auth)
+    assert capture.status_code == 400 and "archived" in capture.json()["error"]["message"]
+    assert api.delete(f"/v1.1/locations/{lid}", headers=auth).status_code == 400
+
+    other = {
+        "Authorization": "Bearer " + create_token(db, org="rival", email="r@r.test", role="admin")
+    }
+    for method, path in (
+        ("get", f"/v1.1/locations/{lid}"),
+        ("post", f"/v1.1/locations/{lid}/snapshots/capture"),
+        ("get", f"/v1.1/locations/{lid}/snapshots"),
+    ):
+        assert getattr(api, method)(path, headers=other).status_code == 404
+
+    duplicate = api.post(
+        "/v1.1/locations", headers=auth, json={"name": "T", "key": "t", "capture_url": pages.url}
+    )
+    assert duplicate.status_code == 409
+    clone = api.post(f"/v1.1/locations/{lid}/clone", headers=auth)
+    assert clone.status_code == 201 and clone.json()["key"] == "t-copy"
+    assert clone.json()["status"] == "draft"
+    viewer = {
+        "Authorization": "Bearer " + create_token(db, org="acme", email="v@a.test", role="viewer")
+    }
+    assert api.get("/v1.1/locations", headers=viewer).status_code == 200
+    assert api.post("/v1.1/locations", headers=viewer, json={}).status_code == 403
+
+
+def test_an_expired_download_link_is_gone(api: TestClient, auth: dict[str, str]) -> None:
+    location = create(api, auth, name="App", key="app", application_id="a", application_name="A")
+    uploaded = api.post(
+        f"/v1.1/locations/{location['id']}/snapshots/upload",
+        headers=auth,
+        files={"file": ("shot.png", png(), "image/png")},
+    ).json()["data"]
+    link = uploaded["snapshot_download_url"].replace("http://testserver", "")
+    assert api.get(link).status_code == 200
+    expired = link.split("?")[0] + "?expires=1&sig=" + link.split("sig=")[1]
+    assert api.get(expired).status_code in (403, 404, 410)
+    forged = link[:-3] + "AAA"
+    assert api.get(forged).status_code == 404
