@@ -390,6 +390,30 @@ def audit(
 
 
 @app.command()
+def verify(
+    files: Annotated[list[Path], typer.Argument(help="Bundles downloaded from /bundle.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(help="The instance's public key PEM (/.well-known/snapshotd-manifest-key)."),
+    ] = None,
+) -> None:
+    """Check snapshot bundles offline: the manifest's signature and every artifact's SHA-256.
+    Exits 1 when any bundle does not verify."""
+    from snapshotd.services import manifests
+
+    public = manifests.load_public(key.read_bytes()) if key else None
+    failed = False
+    for path in files:
+        verdict = manifests.verify_bundle(path.read_bytes(), public)
+        typer.echo(f"{path}: {'OK' if verdict.ok else 'FAILED'}")
+        for line in verdict.lines:
+            typer.echo(f"  {line}")
+        failed |= not verdict.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def sweep() -> None:
     """Delete expired snapshots, share links and unreferenced blobs now (workers also do this
     every sweep_interval_seconds)."""

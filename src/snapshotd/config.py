@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="A blob written this recently is never deleted by the sweeper, so a capture "
         "storing the same bytes at that moment cannot lose them.",
     )
+    manifest_key_file: str = Field(
+        "",
+        description="PEM file of the Ed25519 key that signs snapshot manifests, created on first "
+        "use; empty means keys/manifest-ed25519.pem in the data dir. Machines of one deployment "
+        "should share it.",
+    )
     max_upload_bytes: int = Field(
         4_194_304, ge=1024, description="Largest image a customer may upload as a snapshot."
     )

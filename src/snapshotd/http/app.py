@@ -154,6 +154,10 @@ def create_app(
     problems.register_renderer(app, "/v7/", thousandeyes.render_v7_error)
     problems.register_renderer(app, "/s/", shares.render_error)
 
+    @app.get("/.well-known/snapshotd-manifest-key", summary="The key that signs manifests")
+    def manifest_key() -> dict[str, str]:
+        return services.snapshots.signer.public()
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.engines.capture import CaptureOptions
-from snapshotd.errors import CaptureFailed, ServiceUnavailable
+from snapshotd.errors import CaptureFailed, Conflict, ServiceUnavailable
 from snapshotd.http.deps import (
     AdminDep,
     AppServices,
@@ -22,6 +22,7 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
+from snapshotd.services import manifests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.snapshots import Archived, parse_options
 from snapshotd.store.models import Artifact, Job, Snapshot
@@ -246,10 +247,36 @@ def artifact_response(
     return StreamingResponse(chunks(), media_type=artifact.media_type, headers=headers)
 
 
+@router.get(
+    "/snapshots/{snapshot_id}/bundle", summary="The signed manifest and every artifact, zipped"
+)
+def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
+    data = bundle_of(services, principal.org_id, snapshot_id)
+    disposition = f'attachment; filename="{snapshot_id}.zip"'
+    return Response(
+        data, media_type="application/zip", headers={"Content-Disposition": disposition}
+    )
+
+
+def bundle_of(services: AppServices, org_id: str, snapshot_id: str) -> bytes:
+    snapshot = services.snapshots.get(org_id, snapshot_id)
+    files, manifest = {}, None
+    for artifact in snapshot.artifacts:
+        with services.blobs.open(artifact.sha256) as stream:
+            data = stream.read()
+        if artifact.role == manifests.MANIFEST_ROLE:
+            manifest = data
+        else:
+            files[f"{artifact.role}.{manifests.extension(artifact.media_type)}"] = data
+    if manifest is None:
+        raise Conflict(f"snapshot {snapshot_id} has no signed manifest yet")
+    return manifests.bundle(manifest, files, services.snapshots.signer.public())
+
+
 @router.get("/snapshots/{snapshot_id}/{artifact}", summary="Download an artifact")
 def get_artifact(
     snapshot_id: str,
-    artifact: Literal["image", "pdf", "html", "mhtml"],
+    artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff"],
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,

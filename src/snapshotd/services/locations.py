@@ -301,6 +301,8 @@ class Locations:
                     height=height,
                 )
             )
+            session.flush()
+            self.snapshots.seal(session, snapshot)
         return self.snapshots.get(org_id, snapshot.id)
 
     def _check_image(self, data: bytes) -> tuple[str, int, int]:

@@ -24,6 +24,7 @@ from snapshotd.engines.capture import CaptureOptions, CaptureResult
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit, webhooks
+from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
@@ -82,6 +83,7 @@ class Snapshots:
         self.blobs = blobs
         self.policy = EgressPolicy(settings.egress_allow)
         self.limits = CreationLimits(settings.rate_limits)
+        self.signer = Signer(settings)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -381,7 +383,43 @@ class Snapshots:
             snapshot.status, snapshot.status_message = "success", ""
             snapshot.meta = result.metadata
             snapshot.completed_at = utcnow()
+            session.flush()
+            self.seal(session, snapshot)
             webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
+
+    def seal(self, session: Session, snapshot: Snapshot) -> None:
+        """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
+        rows = session.scalars(
+            select(Artifact).where(
+                Artifact.snapshot_id == snapshot.id, Artifact.role != MANIFEST_ROLE
+            )
+        )
+        listed = [
+            {
+                "role": a.role,
+                "media_type": a.media_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "width": a.width,
+                "height": a.height,
+            }
+            for a in rows
+        ]
+        data = self.signer.manifest(snapshot, listed)
+        session.execute(
+            delete(Artifact).where(
+                Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
+            )
+        )
+        session.add(
+            Artifact(
+                snapshot_id=snapshot.id,
+                role=MANIFEST_ROLE,
+                sha256=self.blobs.put(data),
+                size=len(data),
+                media_type="application/json",
+            )
+        )
 
     def fail(self, claim: Claim, message: str, *, retry: bool) -> str:
         with self.db.session() as session:

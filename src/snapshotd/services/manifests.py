@@ -1,0 +1,221 @@
+"""Signed manifests: tamper evidence for every snapshot, checkable offline.
+
+A manifest is JSON: the snapshot's facts and metadata and, for every artifact, its role, media type,
+size and SHA-256. It is signed with the instance's Ed25519 key over the canonical JSON (sorted keys,
+no spaces, UTF-8) and stored as the snapshot's `manifest` artifact:
+
+    {"manifest": {…}, "signature": {"algorithm": "Ed25519", "key_id": "…", "value": "<base64>"}}
+
+The key is generated on first use in the data folder (or read from `SNAPSHOTD_MANIFEST_KEY_FILE`,
+which machines of one deployment should share); its public half is served at
+`/.well-known/snapshotd-manifest-key`. `verify_bundle` is what `snapshotd verify` runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from snapshotd.config import Settings
+from snapshotd.store.models import Snapshot
+
+MANIFEST_ROLE = "manifest"
+MEDIA_TYPE = "application/json"
+_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "application/pdf": "pdf",
+    "text/html": "html",
+    "multipart/related": "mhtml",
+    "application/json": "json",
+}
+_lock = threading.Lock()
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def key_path(settings: Settings) -> Path:
+    return Path(settings.manifest_key_file or settings.data_dir / "keys" / "manifest-ed25519.pem")
+
+
+def load_or_create_key(settings: Settings) -> Ed25519PrivateKey:
+    """The instance's signing key, created (mode 0600, written atomically) when missing."""
+    path = key_path(settings)
+    with _lock:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(pem)
+            try:
+                os.link(temporary, path)  # fails if another process won the race: use theirs
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise RuntimeError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+class Signer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._key: Ed25519PrivateKey | None = None
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        if self._key is None:
+            self._key = load_or_create_key(self.settings)
+        return self._key
+
+    def public(self) -> dict[str, str]:
+        public = self.key.public_key()
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {
+            "algorithm": "Ed25519",
+            "key_id": key_id(public),
+            "public_key": base64.b64encode(raw).decode(),
+            "pem": public_pem(public),
+        }
+
+    def manifest(self, snapshot: Snapshot, artifacts: list[dict[str, Any]]) -> bytes:
+        """The signed manifest of `snapshot` with `artifacts` (role, media_type, size, sha256,
+        width, height), as the bytes stored in the `manifest` artifact."""
+        body = {
+            "version": 1,
+            "snapshot": {
+                "id": snapshot.id,
+                "organization": snapshot.org_id,
+                "kind": snapshot.kind,
+                "url": snapshot.url,
+                "source": snapshot.source,
+                "location": snapshot.location_id,
+                "created_at": _iso(snapshot.created_at),
+                "completed_at": _iso(snapshot.completed_at),
+            },
+            "metadata": snapshot.meta or {},
+            "artifacts": sorted(artifacts, key=lambda a: a["role"]),
+        }
+        signature = self.key.sign(canonical(body))
+        document = {
+            "manifest": body,
+            "signature": {
+                "algorithm": "Ed25519",
+                "key_id": key_id(self.key.public_key()),
+                "value": base64.b64encode(signature).decode(),
+            },
+        }
+        return json.dumps(document, indent=2, sort_keys=True).encode()
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def extension(media_type: str) -> str:
+    return _EXTENSIONS.get(media_type, "bin")
+
+
+def bundle(manifest: bytes, files: dict[str, bytes], public: dict[str, str]) -> bytes:
+    """A zip a user can keep and check offline: the manifest, every artifact named by its role,
+    and the public key."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", manifest)
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("public-key.pem", public["pem"])
+    return out.getvalue()
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    lines: list[str]
+
+
+def verify_bundle(data: bytes, public_key: Ed25519PublicKey | None = None) -> Verdict:
+    """Checks a bundle's signature (with `public_key`, else the bundled key, which only proves
+    integrity) and every artifact's SHA-256."""
+    lines: list[str] = []
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        document = json.loads(archive.read("manifest.json"))
+        body, signature = document["manifest"], document["signature"]
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        return Verdict(False, [f"not a snapshotd bundle: {error}"])
+    pinned = public_key is not None
+    if public_key is None:
+        public_key = load_public(archive.read("public-key.pem"))
+    ok = True
+    if signature.get("key_id") != key_id(public_key):
+        ok = False
+        lines.append(f"signature key {signature.get('key_id')} is not {key_id(public_key)}")
+    try:
+        public_key.verify(base64.b64decode(signature["value"]), canonical(body))
+        lines.append(f"signature: valid (Ed25519, key {signature['key_id']})")
+    except (InvalidSignature, ValueError):
+        ok = False
+        lines.append("signature: INVALID — the manifest was changed after it was signed")
+    if not pinned:
+        lines.append(
+            "note: checked with the key inside the bundle; pass --key with the instance's "
+            "published key to prove who signed it"
+        )
+    names = set(archive.namelist())
+    for artifact in body.get("artifacts", []):
+        name = f"{artifact['role']}.{extension(artifact['media_type'])}"
+        if name not in names:
+            ok = False
+            lines.append(f"{name}: missing from the bundle")
+            continue
+        actual = hashlib.sha256(archive.read(name)).hexdigest()
+        if actual != artifact["sha256"]:
+            ok = False
+            lines.append(
+                f"{name}: SHA-256 {actual} differs from the manifest's {artifact['sha256']}"
+            )
+        else:
+            lines.append(f"{name}: SHA-256 matches")
+    return Verdict(ok, lines)
