@@ -35,6 +35,7 @@ from snapshotd.engines.guard import EgressGuard
 from snapshotd.errors import CaptureFailed
 from snapshotd.services import agents, retention, webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
+from snapshotd.services.evidence import Evidence
 from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
@@ -75,6 +76,7 @@ class Worker:
         self.policy = EgressPolicy(settings.egress_allow)
         self.synthetic = Synthetic(db, self.queue, self.policy)
         self.locations = Locations(self.snapshots)
+        self.evidence = Evidence(self.locations)
         self.agent_id: int | None = None
         self.renderer = ChartRenderer()
         # One thread renders every chart of this worker: matplotlib holds the GIL anyway, and
@@ -193,6 +195,13 @@ class Worker:
         queued = self.synthetic.schedule(self.agent_id, time.time())
         return f"queued {queued} test rounds" if queued else ""
 
+    def _compare(self, snapshot_id: str) -> None:
+        """Change detection must never fail a capture that was already stored."""
+        try:
+            self.evidence.compare_with_previous(snapshot_id)
+        except Exception:
+            log.exception("snapshot %s: comparing with the previous capture failed", snapshot_id)
+
     def _locations_due(self) -> str:
         started = self.locations.due()
         return f"started {started} scheduled location captures" if started else ""
@@ -265,6 +274,8 @@ class Worker:
         try:
             result = await self._engine.capture(options)
             await asyncio.to_thread(self.snapshots.finish, claim, result)
+            if snapshot.location_id:
+                await asyncio.to_thread(self._compare, snapshot.id)
         except CaptureFailed as error:
             outcome = "failed"
             await asyncio.to_thread(self.snapshots.fail, claim, error.detail, retry=False)

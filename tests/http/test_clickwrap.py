@@ -5,6 +5,7 @@ the bad input the issue lists."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from typing import Any
 
@@ -247,3 +248,62 @@ def test_an_expired_download_link_is_gone(api: TestClient, auth: dict[str, str])
     assert api.get(expired).status_code in (403, 404, 410)
     forged = link[:-3] + "AAA"
     assert api.get(forged).status_code == 404
+
+
+def test_records_change_detection_and_the_change_webhook(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer
+) -> None:
+    location = create(
+        live_api,
+        auth,
+        name="Terms",
+        key="terms",
+        capture_url=pages.url + "/",
+        webhook_url=pages.url + "/hook",
+        change_threshold=1.0,
+    )
+    lid = location["id"]
+
+    def capture() -> dict:
+        started = live_api.post(f"/v1.1/locations/{lid}/snapshots/capture", headers=auth)
+        done = wait_done(live_api, auth, lid, started.json()["data"]["id"])
+        assert done["status"] == "success", done
+        deadline = time.monotonic() + 20  # the comparison follows the capture
+        while "change" not in done["metadata"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = live_api.get(f"/v1.1/locations/{lid}/snapshots/{done['id']}", headers=auth)
+            done = done.json()["data"]
+        return done
+
+    first = capture()
+    assert "change" not in first["metadata"]  # nothing to compare with yet
+    same = capture()
+    assert same["metadata"]["change"]["changed"] is False
+    assert same["metadata"]["change"]["changed_percent"] == 0.0
+    live_api.patch(f"/v1.1/locations/{lid}", headers=auth, json={"capture_url": pages.url + "/box"})
+    moved = capture()
+    change = moved["metadata"]["change"]
+    assert change["changed"] is True and change["changed_percent"] > 1.0
+    assert change["previous"] == same["id"]
+    diff = live_api.get(f"/api/v1/snapshots/{moved['id']}/diff", headers=auth)
+    assert diff.status_code == 200 and diff.content.startswith(b"\x89PNG")
+
+    deadline = time.monotonic() + 30
+    while not any(hit[1] == "/hook" for hit in pages.hits) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    hooks = [hit for hit in pages.hits if hit[1] == "/hook"]
+    assert len(hooks) == 1, "one change, one notification"
+    _method, _path, headers, body = hooks[0]
+    assert json.loads(body)["type"] == "location.changed"
+    assert {k.lower() for k in headers} >= {"webhook-id", "webhook-signature"}
+
+    record = live_api.get(f"/v1.1/locations/{lid}/snapshots/{moved['id']}/record", headers=auth)
+    assert record.status_code == 200 and record.headers["content-type"] == "application/pdf"
+    assert record.content.startswith(b"%PDF")
+    at = same["updated_time"]
+    in_force = live_api.get(f"/v1.1/locations/{lid}/snapshots/record/{at}", headers=auth)
+    assert in_force.status_code == 200 and same["id"] in in_force.headers["content-disposition"]
+    before = live_api.get(
+        f"/v1.1/locations/{lid}/snapshots/record/2001-01-01T00:00:00+00:00", headers=auth
+    )
+    assert before.status_code == 404

@@ -31,6 +31,7 @@ from snapshotd.http.dialects import (
 )
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
+from snapshotd.services.evidence import Evidence
 from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
@@ -105,6 +106,7 @@ def create_app(
     telemetry.watch_queue(queue.counts)
     snapshots = Snapshots(settings, db, queue, blobs)
     share_service = Shares(settings, db)
+    locations = Locations(snapshots)
     metric_store = Metrics(db)
     services = AppServices(
         settings=settings,
@@ -118,7 +120,8 @@ def create_app(
         chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
         test_snapshots=TestSnapshots(snapshots, share_service),
-        locations=Locations(snapshots),
+        locations=locations,
+        evidence=Evidence(locations),
         telemetry=telemetry,
         worker=worker,
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),

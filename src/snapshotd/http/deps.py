@@ -21,6 +21,7 @@ from snapshotd.errors import Unauthorized
 from snapshotd.services.accounts import DENIED, Principal, authenticate
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
+from snapshotd.services.evidence import Evidence
 from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
@@ -49,6 +50,7 @@ class AppServices:
     synthetic: Synthetic
     test_snapshots: TestSnapshots
     locations: Locations
+    evidence: Evidence
     telemetry: Telemetry
     worker: Worker | None
     token_requests: TokenBuckets

@@ -50,6 +50,8 @@ class LocationFields:
     application_name: str | None = None
     mobile_os: str | None = None
     capture: dict[str, Any] = field(default_factory=dict)
+    change_threshold: float | None = None
+    webhook_url: str | None = None
 
 
 class Locations:
@@ -75,6 +77,13 @@ class Locations:
                 self.snapshots.policy.check_url(fields.capture_url)
             except BadRequest as error:
                 raise BadRequest(error.detail, field="capture_url") from None
+        if fields.change_threshold is not None and not 0 <= fields.change_threshold <= 100:
+            raise BadRequest("must be a percentage from 0 to 100", field="change_threshold")
+        if fields.webhook_url:
+            try:
+                self.snapshots.policy.check_url(fields.webhook_url)
+            except BadRequest as error:
+                raise BadRequest(error.detail, field="webhook_url") from None
         if fields.capture:
             unknown = set(fields.capture) - set(CAPTURE_SETTINGS)
             if unknown:
@@ -100,6 +109,7 @@ class Locations:
             updated_at=now,
             description="",
             capture={},
+            change_threshold=0.5,
             status="draft",
             platform="desktop",
             frequency="never",
@@ -211,6 +221,8 @@ class Locations:
             application_name=source.application_name,
             mobile_os=source.mobile_os,
             capture=dict(source.capture or {}),
+            change_threshold=source.change_threshold,
+            webhook_url=source.webhook_url,
         )
         return self.create(org_id, fields, actor=actor)
 
@@ -390,6 +402,10 @@ def _apply(location: Location, fields: LocationFields) -> None:
             setattr(location, name, value)
     if fields.capture:
         location.capture = {**(location.capture or {}), **fields.capture}
+    if fields.change_threshold is not None:
+        location.change_threshold = fields.change_threshold
+    if fields.webhook_url is not None:
+        location.webhook_url = fields.webhook_url or None
 
 
 def _location(session: Any, org_id: str, location_id: str) -> Location:

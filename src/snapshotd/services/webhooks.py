@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from snapshotd.config import Settings
-from snapshotd.store.models import Organization, Snapshot
+from snapshotd.store.models import Location, Organization, Snapshot
 from snapshotd.store.queue import JobQueue
 
 WEBHOOK_JOB = "webhook"
@@ -49,6 +49,37 @@ def enqueue_event(
         session,
         WEBHOOK_JOB,
         {"url": snapshot.callback_url, "body": event_body(snapshot)},
+        org_id=snapshot.org_id,
+        max_attempts=settings.webhook_max_attempts,
+    )
+
+
+def enqueue_change(
+    session: Session,
+    queue: JobQueue,
+    snapshot: Snapshot,
+    location: Location,
+    change: dict[str, Any],
+    settings: Settings,
+) -> None:
+    """`location.changed`: a location's new capture differs from its previous one."""
+    body = {
+        "type": "location.changed",
+        "timestamp": (snapshot.completed_at or snapshot.created_at)
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "data": {
+            "location": location.id,
+            "key": location.key,
+            "snapshot": snapshot.id,
+            "url": snapshot.url,
+            **change,
+        },
+    }
+    queue.enqueue(
+        session,
+        WEBHOOK_JOB,
+        {"url": location.webhook_url, "body": body},
         org_id=snapshot.org_id,
         max_attempts=settings.webhook_max_attempts,
     )

@@ -421,6 +421,10 @@ class Location(Base):
     capture_attempts: Mapped[int] = mapped_column(default=0)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     next_capture_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Change detection: a capture differing from the previous one by more than this share of
+    # pixels is `changed`, and `webhook_url` (if any) is told.
+    change_threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
     created_by: Mapped[str] = mapped_column(String(320), default="")
     updated_by: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

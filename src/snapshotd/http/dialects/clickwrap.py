@@ -45,6 +45,7 @@ _TEXT_FIELDS = (
     "application_id",
     "application_name",
     "mobile_os",
+    "webhook_url",
 )
 
 
@@ -115,6 +116,11 @@ def _fields(body: dict[str, Any]) -> LocationFields:
     if isinstance(viewport, dict):
         capture.update({k: viewport[k] for k in ("width", "height") if k in viewport})
     fields.capture = capture
+    threshold = body.get("change_threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise BadRequest("change_threshold must be a number", field="change_threshold")
+        fields.change_threshold = float(threshold)
     return fields
 
 
@@ -150,6 +156,8 @@ def location_body(location: Location) -> dict[str, Any]:
             capture_attempts=location.capture_attempts,
             error_message=location.error_message,
             capture=location.capture or {},
+            change_threshold=location.change_threshold,
+            webhook_url=location.webhook_url,
         )
     else:
         body.update(
@@ -181,6 +189,8 @@ def _metadata(snapshot: Snapshot) -> dict[str, Any]:
         },
         "viewport": {"width": viewport.get("width"), "height": viewport.get("height")},
     }
+    if meta.get("change"):
+        body["change"] = meta["change"]  # snapshotd's change detection
     if meta.get("device"):
         body.update(
             device_model=meta["device"],
@@ -351,6 +361,37 @@ async def upload_snapshot(
         metadata=fields,
     )
     return {"data": snapshot_body(request, services, snapshot)}
+
+
+def _pdf(snapshot: Snapshot, data: bytes) -> Response:
+    disposition = f'inline; filename="{snapshot.id}-record.pdf"'
+    headers = {"Content-Disposition": disposition, "Cache-Control": "private, no-cache"}
+    return Response(data, media_type="application/pdf", headers=headers)
+
+
+@router.get(
+    "/locations/{location_id}/snapshots/record/{timestamp}",
+    summary="The PDF record of the snapshot in force at a moment",
+)
+def record_at(location_id: str, timestamp: str, services: ServicesDep, principal: User) -> Response:
+    principal.require("view")
+    moment = parse_date(timestamp, "timestamp")
+    snapshot, data = services.evidence.record(principal.org_id, location_id, at=moment)
+    return _pdf(snapshot, data)
+
+
+@router.get(
+    "/locations/{location_id}/snapshots/{snapshot_id}/record",
+    summary="The PDF record of a snapshot",
+)
+def record_of(
+    location_id: str, snapshot_id: str, services: ServicesDep, principal: User
+) -> Response:
+    principal.require("view")
+    snapshot, data = services.evidence.record(
+        principal.org_id, location_id, snapshot_id=snapshot_id
+    )
+    return _pdf(snapshot, data)
 
 
 @router.get("/locations/{location_id}/snapshots", summary="A location's snapshots")

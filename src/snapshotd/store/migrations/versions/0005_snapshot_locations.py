@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("capture_attempts", sa.Integer(), nullable=False),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("next_capture_at", sa.DateTime(), nullable=True),
+        sa.Column("change_threshold", sa.Float(), server_default="0.5", nullable=False),
+        sa.Column("webhook_url", sa.Text(), nullable=True),
         sa.Column("created_by", sa.String(length=320), nullable=False),
         sa.Column("updated_by", sa.String(length=320), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
