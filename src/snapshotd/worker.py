@@ -118,6 +118,7 @@ class Worker:
                 agents.register, self.queue.db, name, location=s.agent_location, country_id=""
             )
             self.agent_id = agent.id
+            await asyncio.to_thread(lambda: self.snapshots.signer.key)  # created on first start
             self._engine = CaptureEngine(
                 pool,
                 guard,
@@ -139,7 +140,7 @@ class Worker:
                     group.create_task(self._periodically("sweep", sweep_every, self._sweep))
                     group.create_task(self._periodically("scheduler", 1.0, self._schedule))
                     group.create_task(self._periodically("agent", 15.0, self._seen))
-                    group.create_task(self._periodically("locations", 30.0, self._locations_due))
+                    group.create_task(self._periodically("locations", 5.0, self._locations_due))
             finally:
                 unsubscribe()
                 self._chart_thread.shutdown(wait=False)
