@@ -53,7 +53,12 @@ class Settings(BaseSettings):
         1000, ge=1, description="Queued jobs beyond which new snapshots are refused with 429."
     )
     poll_interval_seconds: float = Field(
-        0.2, gt=0, le=30, description="How often an idle worker looks for new jobs."
+        0.2,
+        gt=0,
+        le=30,
+        description="How often an idle worker looks for new jobs. Workers are also woken at once "
+        "by jobs queued in their own process and, on PostgreSQL, by LISTEN/NOTIFY from any "
+        "process.",
     )
     chromium_path: str = Field(
         "/usr/lib/chromium/chromium-headless-shell",

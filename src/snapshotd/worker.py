@@ -43,6 +43,7 @@ from snapshotd.services.synthetic import PROBE_JOB, Synthetic
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
+from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
 
@@ -95,6 +96,7 @@ class Worker:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake()  # idle claim loops notice at once instead of at their next poll
 
     @property
     def stopping(self) -> bool:
@@ -129,6 +131,9 @@ class Worker:
             self._loop = asyncio.get_running_loop()
             self._work_queued = asyncio.Event()
             unsubscribe = self.queue.db.on_enqueued(self._wake)
+            listener = None
+            if self.queue.db.is_postgres:  # jobs queued by other processes and machines
+                listener = JobListener(conninfo(self.queue.db.engine), self._wake).start()
             self.ready.set()
             try:
                 async with asyncio.TaskGroup() as group:
@@ -143,6 +148,8 @@ class Worker:
                     group.create_task(self._periodically("locations", 5.0, self._locations_due))
             finally:
                 unsubscribe()
+                if listener is not None:
+                    await asyncio.to_thread(listener.stop)
                 self._chart_thread.shutdown(wait=False)
                 self.ready.clear()
                 self._loop = None

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
 from snapshotd.store.db import ENQUEUED, Database, rowcount
 from snapshotd.store.models import Job, utcnow
+from snapshotd.store.notify import CHANNEL
 
 TERMINAL = ("complete", "failed")
 
@@ -93,6 +94,9 @@ class JobQueue:
         session.flush()
         if not claimed_by:
             session.info[ENQUEUED] = True
+            if session.get_bind().dialect.name == "postgresql":
+                # Delivered at commit to every LISTENing worker (store/notify.py).
+                session.execute(text(f"NOTIFY {CHANNEL}"))
         return job
 
     def claim(self, worker_id: str, agent_id: int | None = None) -> Claim | None:
