@@ -28,7 +28,7 @@ deps: system-deps $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[postgres,dev]'
+	$(PY) -m pip install -q -e '.[postgres,s3,dev]'
 	touch $@
 
 system-deps:

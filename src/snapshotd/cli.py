@@ -73,7 +73,7 @@ def serve(
     import uvicorn
 
     from snapshotd.http.app import create_app
-    from snapshotd.store.blobs import FileBlobStore
+    from snapshotd.store.blobs import make_blob_store
     from snapshotd.worker import Worker, WorkerThreads
 
     _setup_logging()
@@ -81,7 +81,7 @@ def serve(
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
     db = _database(settings)
-    blobs = FileBlobStore(settings.blobs_dir)
+    blobs = make_blob_store(settings)
     pool = [Worker(settings, db, blobs, name=str(i)) for i in range(settings.workers)]
     threads = WorkerThreads(pool)
     try:
@@ -107,13 +107,13 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a worker alone against the configured database (for scale-out)."""
-    from snapshotd.store.blobs import FileBlobStore
+    from snapshotd.store.blobs import make_blob_store
     from snapshotd.worker import Worker
 
     _setup_logging()
     settings = _settings()
     db = _database(settings)
-    runner = Worker(settings, db, FileBlobStore(settings.blobs_dir))
+    runner = Worker(settings, db, make_blob_store(settings))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -418,8 +418,8 @@ def sweep() -> None:
     """Delete expired snapshots, share links and unreferenced blobs now (workers also do this
     every sweep_interval_seconds)."""
     from snapshotd.services.retention import sweep as run_sweep
-    from snapshotd.store.blobs import FileBlobStore
+    from snapshotd.store.blobs import make_blob_store
 
     settings = _settings()
-    report = run_sweep(settings, _database(settings), FileBlobStore(settings.blobs_dir))
+    report = run_sweep(settings, _database(settings), make_blob_store(settings))
     typer.echo(str(report))

@@ -6,6 +6,7 @@ in step. Nothing here is built at import time: the CLI or a test constructs `Set
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -132,6 +133,19 @@ class Settings(BaseSettings):
         description="A blob written this recently is never deleted by the sweeper, so a capture "
         "storing the same bytes at that moment cannot lose them.",
     )
+    blobs: str = Field(
+        "",
+        description="Where artifacts are kept: empty means the blobs folder in the data dir; "
+        "s3://bucket/prefix an S3-compatible bucket (install the `s3` extra).",
+    )
+    s3_endpoint_url: str = Field(
+        "", description="S3 endpoint, e.g. https://s3.eu-central-1.amazonaws.com; empty: AWS."
+    )
+    s3_access_key_id: str = Field("", description="S3 access key id; empty: boto3's defaults.")
+    s3_secret_access_key: str = Field(
+        "", description="S3 secret access key; empty: boto3's defaults (environment, profile)."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region name.")
     manifest_key_file: str = Field(
         "",
         description="PEM file of the Ed25519 key that signs snapshot manifests, created on first "
@@ -177,6 +191,13 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         6, ge=1, le=20, description="Deliveries tried for a callback_url before giving up."
     )
+
+    @field_validator("blobs")
+    @classmethod
+    def _check_blobs(cls, value: str) -> str:
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+            raise ValueError("blobs must be empty (the data dir) or s3://bucket/prefix")
+        return value
 
     @field_validator("egress_allow", mode="before")
     @classmethod

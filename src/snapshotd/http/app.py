@@ -39,7 +39,7 @@ from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.services.synthetic import Synthetic
 from snapshotd.services.test_snapshots import TestSnapshots
-from snapshotd.store.blobs import BlobStore, FileBlobStore
+from snapshotd.store.blobs import BlobStore, make_blob_store
 from snapshotd.store.db import Database
 from snapshotd.telemetry import Telemetry
 from snapshotd.worker import Worker, make_queue
@@ -100,7 +100,7 @@ def create_app(
     """`on_shutdown` runs (in a thread) when the server stops, before the process exits: serve
     uses it to let in-flight captures finish and close the browsers."""
     db = db or Database.from_url(settings.resolved_database_url)
-    blobs = blobs or FileBlobStore(settings.blobs_dir)
+    blobs = blobs or make_blob_store(settings)
     telemetry = telemetry or (worker.telemetry if worker else Telemetry())
     queue = make_queue(settings, db)
     telemetry.watch_queue(queue.counts)
