@@ -57,6 +57,11 @@ class AppServices:
     misses: TokenBuckets
 
 
+def public_base(request: Request, services: AppServices) -> str:
+    """The base of links handed out: SNAPSHOTD_BASE_URL, else the URL the request came to."""
+    return services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+
+
 async def get_services(request: Request) -> AppServices:
     services: AppServices = request.app.state.services
     return services

@@ -25,6 +25,7 @@ from snapshotd.http.deps import (
     client_address,
     credentials,
     principal_from,
+    public_base,
 )
 from snapshotd.http.native import artifact_response, iso
 from snapshotd.http.problems import error_headers
@@ -54,8 +55,7 @@ class ShareCreate(BaseModel):
 
 
 def share_url(request: Request, services: ServicesDep, share_id: str) -> str:
-    base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return f"{base}/s/{share_id}"
+    return f"{public_base(request, services)}/s/{share_id}"
 
 
 def share_body(request: Request, services: ServicesDep, share: Share) -> dict[str, Any]:

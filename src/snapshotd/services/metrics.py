@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, NotFound
@@ -33,7 +32,7 @@ from snapshotd.services.samples import (
     tag_filter_matches,
     wildcard,
 )
-from snapshotd.store.db import Database, rowcount
+from snapshotd.store.db import Database, insert_or_merge, on_postgres, rowcount
 from snapshotd.store.models import Measurement, Metric, MetricSeries
 
 MAX_POINTS_PER_READ = 100_000
@@ -380,10 +379,9 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 def _merge_measurements(session: Session) -> Any:
     """INSERT of measurement rows that adds to a row already stored for the same second."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (postgresql.insert if postgres else sqlite.insert)(Measurement)
+    statement = insert_or_merge(session, Measurement)
     new = statement.excluded
-    lower, upper = (func.least, func.greatest) if postgres else (func.min, func.max)
+    lower, upper = (func.least, func.greatest) if on_postgres(session) else (func.min, func.max)
     return statement.on_conflict_do_update(
         index_elements=["series_id", "time"],
         set_={
@@ -399,8 +397,6 @@ def _insert_ignoring_duplicates(
     session: Session, model: type[Any], rows: list[dict[str, Any]], unique: list[str]
 ) -> None:
     """Inserts rows, skipping any that another transaction created meanwhile."""
-    maker = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for chunk in _chunks(rows):
-        session.execute(
-            maker(model).values(list(chunk)).on_conflict_do_nothing(index_elements=unique)
-        )
+        statement = insert_or_merge(session, model).values(list(chunk))
+        session.execute(statement.on_conflict_do_nothing(index_elements=unique))

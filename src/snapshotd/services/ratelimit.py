@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, TooManyRequests
+from snapshotd.store.db import on_postgres
 from snapshotd.store.models import Organization, RateEvent, utcnow
 
 # The seeds' documented defaults; every other surface falls back to `native`.
@@ -112,7 +113,7 @@ class CreationLimits:
         now = utcnow()
         start = now - timedelta(seconds=limit.seconds)
         key = (RateEvent.org_id == org_id, RateEvent.bucket == bucket)
-        if session.get_bind().dialect.name == "postgresql":
+        if on_postgres(session):
             lock = {"key": _lock_key(org_id, bucket)}
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), lock)
         # A write first: on SQLite it takes the write lock before the count below.

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, InvalidURL, NotFound
 from snapshotd.services import agents, audit
-from snapshotd.store.db import Database
+from snapshotd.store.db import Database, insert_or_merge
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest, utcnow
 from snapshotd.store.queue import Claim, JobQueue
 
@@ -181,9 +180,8 @@ class Synthetic:
             ]
             if not rows:
                 return 0
-            maker = postgresql.insert if _is_postgres(session) else sqlite.insert
             inserted = session.execute(
-                maker(ProbeRound)
+                insert_or_merge(session, ProbeRound)
                 .values(rows)
                 .on_conflict_do_nothing(index_elements=["test_id", "round_id", "agent_id"])
                 .returning(ProbeRound.id)
@@ -277,7 +275,3 @@ def _test(session: Session, scope: Scope, test_id: int, kind: str | None) -> Syn
     ):
         raise NotFound(f"no test {test_id}")
     return test
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"

@@ -10,6 +10,7 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, CursorResult, Delete, Engine, Update, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,6 +36,15 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def on_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_or_merge(session: Session, model: Any) -> Any:
+    """The database's own INSERT, which takes ON CONFLICT (DO NOTHING / DO UPDATE)."""
+    return (postgresql.insert if on_postgres(session) else sqlite.insert)(model)
 
 
 def rowcount(executor: Session | Connection, statement: Update | Delete) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import SnapshotdError, TooManyRequests
-from snapshotd.store.db import ENQUEUED, Database, rowcount
+from snapshotd.store.db import ENQUEUED, Database, on_postgres, rowcount
 from snapshotd.store.models import Job, utcnow
 from snapshotd.store.notify import CHANNEL
 
@@ -94,7 +94,7 @@ class JobQueue:
         session.flush()
         if not claimed_by:
             session.info[ENQUEUED] = True
-            if session.get_bind().dialect.name == "postgresql":
+            if on_postgres(session):
                 # Delivered at commit to every LISTENing worker (store/notify.py).
                 session.execute(text(f"NOTIFY {CHANNEL}"))
         return job

@@ -21,7 +21,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from
+from snapshotd.http.deps import (
+    AppServices,
+    ServicesDep,
+    credentials,
+    principal_from,
+    public_base,
+)
 from snapshotd.http.dialects.thousandeyes import parse_date
 from snapshotd.http.native import artifact_response, iso
 from snapshotd.http.problems import error_headers
@@ -207,7 +213,7 @@ def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -
         expires, signature = downloads.sign(
             services.db, snapshot, "image", lifetime=DOWNLOAD_LIFETIME
         )
-        base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+        base = public_base(request, services)
         download = f"{base}/v1.1/downloads/{snapshot.id}?expires={expires}&sig={signature}"
     captured = (snapshot.meta or {}).get("captured_at") or (snapshot.meta or {}).get(
         "captured_time"

@@ -17,7 +17,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import Credentials, ServicesDep, credentials, principal_from
+from snapshotd.http.deps import (
+    Credentials,
+    ServicesDep,
+    credentials,
+    principal_from,
+    public_base,
+)
 from snapshotd.http.native import artifact_response, capture_now
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
@@ -90,7 +96,7 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
     expires, signature = await asyncio.to_thread(
         downloads.sign, services.db, snapshot, "image", lifetime=FILE_LINK_LIFETIME
     )
-    base = services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    base = public_base(request, services)
     file_url = f"{base}/create_snap/files/{snapshot.id}.png?expires={expires}&sig={signature}"
     return {"file_url": file_url, "status": "success"}
 

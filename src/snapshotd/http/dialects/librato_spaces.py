@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import NotFound
-from snapshotd.http.deps import AppServices, ServicesDep
+from snapshotd.http.deps import AppServices, ServicesDep, public_base
 from snapshotd.http.dialects.librato import (
     NO_CONTENT,
     Reader,
@@ -41,10 +41,6 @@ def _id(value: str, what: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_WHOLE:
         raise NotFound(f"no {what} {value}")
     return int(value)
-
-
-def _base(request: Request, services: AppServices) -> str:
-    return services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
 
 
 # -- spaces ---------------------------------------------------------------------------------------
@@ -182,7 +178,7 @@ def delete_chart(
 
 
 def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -> dict[str, Any]:
-    base = _base(request, services)
+    base = public_base(request, services)
     image_href = None
     if snapshot.status == "success":
         expires, signature = downloads.sign(

@@ -72,10 +72,6 @@ def scope(services: AppServices, principal: Principal, aid: str | None) -> Scope
     return Scope(principal.org_id, group.id)
 
 
-def base_url(request: Request, services: AppServices) -> str:
-    return services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-
-
 def parse_date(value: str, field: str) -> datetime:
     """ISO 8601 as the SDK sends it (`2024-01-01T00:00:00.000000+0000`), with `Z` or an offset, or
     `yyyy-MM-dd HH:mm:ss` as curl users and v6 write it; no offset means UTC."""

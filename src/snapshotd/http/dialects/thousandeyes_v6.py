@@ -23,8 +23,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import ServicesDep, credentials, principal_from
-from snapshotd.http.dialects.thousandeyes import base_url, parse_date, rate_limit_headers, scope
+from snapshotd.http.deps import ServicesDep, credentials, principal_from, public_base
+from snapshotd.http.dialects.thousandeyes import parse_date, rate_limit_headers, scope
 from snapshotd.http.problems import error_headers
 from snapshotd.services.test_snapshots import Frozen, Names
 
@@ -172,6 +172,6 @@ async def create_snapshot(request: Request, services: ServicesDep) -> Response:
         surface="thousandeyes_v6",
         names=_NAMES,
     )
-    view_url = f"{base_url(request, services)}/s/{frozen.share.id}"
+    view_url = f"{public_base(request, services)}/s/{frozen.share.id}"
     answer = {"link": link_body(frozen, view_url, principal.user_id), "test": []}
     return _answer(request, answer, 201, {})

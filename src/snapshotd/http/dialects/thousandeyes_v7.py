@@ -20,10 +20,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from
+from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from, public_base
 from snapshotd.http.dialects import te_tests
 from snapshotd.http.dialects.thousandeyes import (
-    base_url,
     hal,
     parse_date,
     parse_window,
@@ -79,7 +78,7 @@ def _agents_by_id(services: AppServices) -> dict[int, Any]:
 @router.get("/agents", summary="The agents (worker hosts) that run tests")
 def list_agents(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
     scope(services, principal, aid)
-    base = base_url(request, services)
+    base = public_base(request, services)
     body = {
         "agents": [te_tests.agent_body(a) for a in agent_service.all_agents(services.db)],
         "_links": {"self": {"href": f"{base}/v7/agents"}},
@@ -93,7 +92,7 @@ def list_agents(request: Request, services: ServicesDep, principal: V7User, aid:
 @router.get("/tests", summary="All tests of the account group")
 def list_tests(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
     tests = services.synthetic.find(scope(services, principal, aid))
-    base = base_url(request, services)
+    base = public_base(request, services)
     return hal(
         {
             "tests": [te_tests.simple_test(base, t) for t in tests],
@@ -107,7 +106,7 @@ def list_typed(
     test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
 ):
     tests = services.synthetic.find(scope(services, principal, aid), _kind(test_type))
-    base = base_url(request, services)
+    base = public_base(request, services)
     return hal(
         {
             "tests": [te_tests.unexpanded_test(base, t) for t in tests],
@@ -127,7 +126,8 @@ async def create_test(
     test = await asyncio.to_thread(
         services.synthetic.create, where, kind, fields, actor=principal.email
     )
-    body = te_tests.full_test(base_url(request, services), test, _agents_by_id(services))
+    known = await asyncio.to_thread(_agents_by_id, services)
+    body = te_tests.full_test(public_base(request, services), test, known)
     response = hal(body, status=201)
     response.headers["Location"] = body["_links"]["self"]["href"]
     return response
@@ -145,7 +145,7 @@ def get_test(
     test = services.synthetic.get(
         scope(services, principal, aid), _test_id(test_id), _kind(test_type)
     )
-    return hal(te_tests.full_test(base_url(request, services), test, _agents_by_id(services)))
+    return hal(te_tests.full_test(public_base(request, services), test, _agents_by_id(services)))
 
 
 @router.put("/tests/{test_type}/{test_id}", summary="Update a test")
@@ -164,7 +164,8 @@ async def update_test(
     test = await asyncio.to_thread(
         services.synthetic.update, where, number, kind, fields, actor=principal.email
     )
-    return hal(te_tests.full_test(base_url(request, services), test, _agents_by_id(services)))
+    known = await asyncio.to_thread(_agents_by_id, services)
+    return hal(te_tests.full_test(public_base(request, services), test, known))
 
 
 @router.delete("/tests/{test_type}/{test_id}", status_code=204, summary="Delete a test")
@@ -236,7 +237,7 @@ def test_results(
         after=_cursor(cursor),
         limit=RESULTS_PAGE,
     )
-    base = base_url(request, services)
+    base = public_base(request, services)
     known = _agents_by_id(services)
     self_href = str(request.url)
     links: dict[str, Any] = {"self": {"href": self_href}}
@@ -288,6 +289,6 @@ async def create_snapshot(
         public=public,
         surface="thousandeyes_v7",
     )
-    base = base_url(request, services)
+    base = public_base(request, services)
     view_url = f"{base}/s/{frozen.share.id}"
     return hal(te_tests.snapshot_v7(base, frozen, view_url, principal.user_id), status=201)
