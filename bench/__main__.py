@@ -16,6 +16,7 @@ import time
 from types import FrameType
 
 from bench import baseline, charts, probes, proc, report
+from bench import load as api_load
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
 from bench.run import Plan, ServeResult, serve_run
@@ -33,9 +34,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-shot-scraper", action="store_true", help="skip the shot-scraper row")
     parser.add_argument(
+        "--load-seconds", type=float, help="measured seconds per API load run (default 15)"
+    )
+    parser.add_argument(
         "--only",
-        choices=("pages", "charts", "tests"),
-        help="run only the page-capture, the chart and metric, or the synthetic test figures",
+        choices=("pages", "charts", "tests", "load"),
+        help="run only the page-capture, the chart and metric, the synthetic test, or the API "
+        "load figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[ServeResult] = []
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
+    load_result: api_load.LoadResult | None = None
     base = rerun = None
     cli = baseline.CliResult(None, "")
     try:
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             chart_result = charts.run(args.quick, _say)
         if args.only in (None, "tests"):
             probe_result = probes.run(args.quick, _say)
+        if args.only in (None, "load"):
+            load_result = api_load.run(args.quick, _say, args.load_seconds)
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
@@ -143,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if probe_result is not None:
         print(report.render(probes.rows(probe_result)))
+        print()
+    if load_result is not None:
+        print(report.render(report.load_rows(load_result)))
+        print("\n".join(load_result.notes))
         print()
     print(f"bench took {minutes:.1f} min")
     return 0

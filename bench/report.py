@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.baseline import CliResult, LoopResult
+from bench.load import LoadResult, LoadRun
 from bench.run import ServeResult
 from bench.server import Shutdown
 from bench.stats import Series
@@ -152,6 +153,52 @@ def _memory_rows(run: ServeResult) -> list[Row]:
         rows[-1].ratio = f"{growth:.2f}x"
         rows[-1].target = "<= 1.10x"
         rows[-1].met = _met(growth <= 1.10)
+    return rows
+
+
+READ_TARGET = 2000  # requests/s per API process
+P99_TARGET = 50.0  # ms
+
+
+def _load_rows(run: LoadRun, single: LoadRun | None, cpus: int) -> list[Row]:
+    """One route under load: its rate (against the 1-process run), latency and CPU cost."""
+    plural = "process" if run.processes == 1 else "processes"
+    name = f"load {run.database}, {run.processes} API {plural}: {run.route.label}"
+    rate, wrk = run.wrk.rate, run.wrk
+    errors = f", ERRORS: {wrk.error_kinds}" if wrk.errors else ""
+    row = Row(f"{name} req/s (c={run.connections}{errors})", f"{rate:,.0f}")
+    if single is not None:
+        row.baseline = f"{single.wrk.rate:,.0f} (1 proc)"
+        row.ratio = _ratio(rate, single.wrk.rate)
+    latency = Row("  p50 / p99", f"{wrk.p50_ms:.1f} / {wrk.p99_ms:.1f} ms")
+    if run.route.is_read:
+        # wrk needs a CPU of its own, so a machine with no spare one cannot show the per-process
+        # rate: the row then says so rather than failing the target.
+        fits = cpus > run.processes
+        row.target = f">= {READ_TARGET:,}/s a process"
+        row.met = _met(rate >= READ_TARGET * run.processes and not wrk.errors) if fits else "n/a"
+        latency.target = f"<= {P99_TARGET:.0f} ms p99"
+        latency.met = _met(wrk.p99_ms <= P99_TARGET)
+    cpu = f"{run.api_cpu_us:,.0f} us"
+    if run.db_cpu_us is not None:
+        cpu += f" + {run.db_cpu_us:,.0f} us PostgreSQL"
+    return [row, latency, Row("  CPU per request", cpu)]
+
+
+def load_rows(result: LoadResult) -> list[Row]:
+    rows = []
+    for run in result.runs:
+        single = next(
+            (
+                other
+                for other in result.runs
+                if other.processes == 1
+                and run.processes > 1
+                and (other.database, other.route) == (run.database, run.route)
+            ),
+            None,
+        )
+        rows += _load_rows(run, single, result.cpus)
     return rows
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts) when absent.
+# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts) when absent,
+# and wrk, the HTTP load generator behind `make bench`'s API figures.
 set -euo pipefail
-want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
+want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk wrk)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()
 for pkg in "${want[@]}"; do

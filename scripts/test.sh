@@ -39,17 +39,22 @@ cat > "$swdir/s3.json" <<JSON
 JSON
 .venv/bin/weed server -dir="$swdir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port="$mport" \
   -volume.port="$vport" -filer.port="$fport" -s3 -s3.port="$s3port" -s3.config="$swdir/s3.json" \
-  -master.volumeSizeLimitMB=64 -volume.max=200 >"$swdir/log" 2>&1 &
+  -master.volumeSizeLimitMB=64 -volume.max=200 -s3.port.iceberg=0 -s3.port.lance=0 \
+  -master.telemetry=false >"$swdir/log" 2>&1 &
 swpid=$!
 stop_all() {
   kill "$swpid" 2>/dev/null || true
   pkill -9 -f -- "-dir=$swdir" 2>/dev/null || true
-  wait "$swpid" 2>/dev/null || true
+  { wait "$swpid"; } 2>/dev/null || true
   rm -rf "$swdir"
   stop_pg
 }
 trap stop_all EXIT
 export SNAPSHOTD_TEST_S3_ENDPOINT="http://127.0.0.1:$s3port"
+for _ in $(seq 100); do  # the S3 gateway comes up a few seconds after the server starts
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3port), 1)" 2>/dev/null && break
+  sleep 0.3
+done
 
 export SNAPSHOTD_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
 export SNAPSHOTD_TEST_REQUIRE_PG=1

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from snapshotd.http.deps import REMEMBER_SECONDS
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job
 from tests.pages import PageServer
@@ -167,6 +168,103 @@ def test_serve_readme_flow(env: dict[str, str], pages: PageServer, processes: Pr
     assert body["status"] == "success", body["status_message"]
     image = httpx.get(location + "/image", headers=headers)
     assert Image.open(io.BytesIO(image.content)).size == (1280, 800)
+
+
+def serving_pid(connection: socket.socket, candidates: list[int]) -> int | None:
+    """Which of `candidates` holds the server side of `connection`, read from /proc."""
+    client_port, server_port = connection.getsockname()[1], connection.getpeername()[1]
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].rsplit(":", 1)[1], 16) == server_port
+        and int(fields[2].rsplit(":", 1)[1], 16) == client_port
+    }
+    for pid in candidates:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in {f"socket:[{inode}]" for inode in inodes}:
+                    return pid
+    return None
+
+
+def test_serve_processes_share_the_port_and_the_parent_runs_the_workers(
+    env: dict[str, str], pages: PageServer, processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    token = token_for(env)
+    port = free_port()
+    server = processes.start(env, "serve", "--port", str(port), "--processes", "2", log=log)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, limit=120)
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    # Besides the two API processes, multiprocessing keeps a resource tracker.
+    api = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(api) == 2
+    served: set[int | None] = set()
+    held = []
+    request = b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+    for _ in range(200):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held.append(connection)  # kept open, so the serving process still holds its socket
+        connection.sendall(request + b"\r\n\r\n")
+        assert connection.recv(64).startswith(b"HTTP/1.1 200")
+        served.add(serving_pid(connection, api))
+        if served == set(api):
+            break
+    for connection in held:
+        connection.close()
+    assert served == set(api)
+    # The default in-process worker runs in the parent and captures what the API processes queue.
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(
+        base + "/api/v1/snapshots",
+        headers=headers,
+        json={"url": pages.url + "/", "evidence": False},
+    )
+    assert created.status_code == 202
+    location = base + created.headers["location"]
+    deadline = time.monotonic() + 90
+    while (body := httpx.get(location, headers=headers).json())["status"] not in (
+        "success",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert body["status"] == "success", body["status_message"]
+    # The API processes redact their access log too.
+    for _ in range(4):
+        httpx.get(f"{base}/create_snap", params={"url": "file:///etc/passwd", "token": token})
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in api)
+    written = log.read_text()
+    assert "token=[redacted]" in written and token not in written
+
+
+def test_a_revoked_token_stops_working_on_every_process_within_the_bound(
+    env: dict[str, str], processes: Processes
+) -> None:
+    """API processes remember a principal for REMEMBER_SECONDS; revocation must hold after that."""
+    env["SNAPSHOTD_SHARE_MISSES_PER_MINUTE"] = "0"  # the 401s below are expected, not an attack
+    _, base, headers = start_server(env, processes, "--processes", "2", "--workers", "0")
+    for _ in range(20):  # fresh connections, so both processes remember the principal
+        assert httpx.get(base + "/api/v1/me", headers=headers).status_code == 200
+    listed = run(env, "token", "list", "--org", "acme").stdout
+    token_id = next(line.split("\t")[0] for line in listed.splitlines() if "ops@acme.test" in line)
+    assert run(env, "token", "revoke", token_id, "--org", "acme").returncode == 0
+    revoked = time.monotonic()
+    answers = []
+    while time.monotonic() < revoked + REMEMBER_SECONDS + 1:
+        answers.append((time.monotonic(), httpx.get(base + "/api/v1/me", headers=headers)))
+    late = [
+        (round(at - revoked, 2), answer.status_code)
+        for at, answer in answers
+        if at > revoked + REMEMBER_SECONDS and answer.status_code != 401
+    ]
+    assert not late
+    assert all(
+        httpx.get(base + "/api/v1/me", headers=headers).status_code == 401 for _ in range(20)
+    )
 
 
 def wait_until_claimed(db: Database, job_id: str, limit: float = 60) -> None:

@@ -21,6 +21,8 @@ def test_every_setting_is_documented_with_its_default() -> None:
             shown = ",".join(default)
         elif isinstance(default, dict):
             shown = ",".join(f"{key}={value}" for key, value in default.items())
+        elif isinstance(default, bool):
+            shown = str(default).lower()
         else:
             shown = str(default)
         assert f"`{shown or '(empty)'}`" in line, (

@@ -181,7 +181,15 @@ def _error_for(response: httpx.Response) -> SnapshotdError:
 
 def _verified(response: httpx.Response) -> bytes:
     data = response.content
-    expected = response.headers.get("X-Content-SHA256")
+    # With blobs in S3 the server answers a redirect to the bucket; the hash is on that answer.
+    expected = next(
+        (
+            each.headers["X-Content-SHA256"]
+            for each in [response, *response.history]
+            if "X-Content-SHA256" in each.headers
+        ),
+        None,
+    )
     actual = hashlib.sha256(data).hexdigest()
     # The header is always sent with artifacts; its absence means something in between rewrote
     # the response, so the bytes cannot be vouched for.
@@ -283,7 +291,8 @@ class SnapshotClient:
     ) -> bytes:
         """An artifact's bytes, checked against the server's SHA-256 before `path` is written."""
         where = f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}/{quote(artifact, safe='')}"
-        response = self._request("GET", where)
+        # httpx drops the Authorization header when a redirect leaves this server's origin.
+        response = self._request("GET", where, follow_redirects=True)
         data = _verified(response)
         if path is not None:
             Path(path).write_bytes(data)

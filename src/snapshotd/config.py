@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         "", description="S3 secret access key; empty: boto3's defaults (environment, profile)."
     )
     s3_region: str = Field("us-east-1", description="S3 region name.")
+    s3_redirect_downloads: bool = Field(
+        True,
+        description="With blobs in S3, answer artifact downloads with a redirect to a presigned "
+        "bucket URL, valid no longer than the snapshot or link (at most 5 minutes for signed-in "
+        "downloads), so the bytes bypass the API; turn off when clients cannot reach the bucket.",
+    )
     manifest_key_file: str = Field(
         "",
         description="PEM file of the Ed25519 key that signs snapshot manifests, created on first "

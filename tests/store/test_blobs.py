@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from snapshotd.config import Settings
-from snapshotd.store.blobs import BlobStore, FileBlobStore, S3BlobStore, make_blob_store
+from snapshotd.store.blobs import (
+    BlobStore,
+    FileBlobStore,
+    S3BlobStore,
+    content_disposition,
+    make_blob_store,
+)
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -39,7 +45,9 @@ def test_refuses_names_that_are_not_digests(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path)
     with pytest.raises(ValueError):
         store.open("../../etc/passwd")
-    assert store.url(store.put(b"y"), expires_in=60) is None
+    digest = store.put(b"y")
+    assert store.url(digest, expires_in=60) is None
+    assert store.url(digest, expires_in=60, media_type="text/html", filename="a.html") is None
 
 
 # -- one contract, both stores --------------------------------------------------------------------
@@ -114,19 +122,154 @@ def test_a_large_artifact_round_trips(any_blobs: BlobStore) -> None:
 def test_presigned_urls_expire() -> None:
     store = s3_store()
     digest = store.put(b"shared bytes")
-    url = store.url(digest, expires_in=2)
+    url = store.url(digest, expires_in=2, media_type="image/png", filename="snp_1.png")
     assert url is not None and httpx.get(url).content == b"shared bytes"
     time.sleep(3)
     assert httpx.get(url).status_code == 403
+
+
+def test_a_presigned_url_answers_with_the_type_and_name_asked_for() -> None:
+    store = s3_store()
+    page = b"<!doctype html><title>evidence</title>"
+    digest = store.put(page)
+    url = store.url(digest, expires_in=60, media_type="text/html", filename="snp_abc.html")
+    assert url is not None
+    answer = httpx.get(url)
+    assert answer.status_code == 200 and answer.content == page
+    assert answer.headers["content-type"] == "text/html"
+    assert answer.headers["content-disposition"] == 'attachment; filename="snp_abc.html"'
+    inline = store.url(digest, expires_in=60, media_type="application/octet-stream")
+    assert inline is not None
+    answer = httpx.get(inline)
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert "content-disposition" not in answer.headers
+    # The headers are signed: a holder of the URL cannot swap them.
+    forged = url.replace("text%2Fhtml", "image%2Fsvg%2Bxml")
+    assert forged != url and httpx.get(forged).status_code == 403
+    distant = store.url(digest, expires_in=90 * 86400)
+    assert distant is not None and "X-Amz-Expires=604800" in distant
+    assert httpx.get(distant).content == page
+
+
+def test_an_awkward_filename_cannot_break_the_header() -> None:
+    assert content_disposition("snp_1.mhtml") == 'attachment; filename="snp_1.mhtml"'
+    odd = content_disposition('a"b\\c\r\nSet-Cookie: x.html')
+    assert odd.startswith("attachment; filename=\"a_b_c__Set-Cookie: x.html\"; filename*=UTF-8''")
+    assert "\r" not in odd and "\n" not in odd
+    assert content_disposition("café.pdf") == (
+        "attachment; filename=\"caf_.pdf\"; filename*=UTF-8''caf%C3%A9.pdf"
+    )
 
 
 def test_a_put_of_stored_bytes_refreshes_the_age() -> None:
     store = s3_store()
     digest = store.put(b"again")
     time.sleep(2.2)
-    assert (store.age(digest) or 0) >= 2
+    before = store.age(digest)
+    assert before is not None and before >= 2
     store.put(b"again")
-    assert (store.age(digest) or 99) < 2
+    after = store.age(digest)
+    assert after is not None and after < 2
+
+
+def test_a_put_racing_a_sweeper_still_stores_the_bytes() -> None:
+    """A sweeper may delete an old unreferenced blob between a `put`'s HEAD and its refreshing
+    copy; the put must then store the bytes afresh rather than fail."""
+    store = s3_store()
+    data = secrets.token_bytes(64)
+    digest = store.put(data)
+    head = store._head
+
+    def head_then_sweep(name: str) -> dict[str, object] | None:
+        answer = head(name)
+        store.delete(name)
+        return answer
+
+    store._head = head_then_sweep  # type: ignore[method-assign]
+    assert store.put(data) == digest
+    del store._head
+    with store.open(digest) as handle:
+        assert handle.read() == data
+
+
+# -- scan and unfinished writes ------------------------------------------------------------------
+
+
+def test_scan_lists_every_blob_with_its_age(any_blobs: BlobStore) -> None:
+    assert list(any_blobs.scan()) == []
+    digests = {any_blobs.put(secrets.token_bytes(32)) for _ in range(12)}
+    listed = dict(any_blobs.scan())
+    assert set(listed) == digests
+    assert all(0 <= age < 60 for age in listed.values())
+    some = sorted(digests)[0]
+    for length in (1, 2, 3, 4, 5, 64):
+        start = some[:length]
+        assert {d for d, _ in any_blobs.scan(start)} == {d for d in digests if d.startswith(start)}
+    any_blobs.delete(some)
+    assert {d for d, _ in any_blobs.scan()} == digests - {some}
+    for bad in ("AB", "../", "g", "a" * 65):
+        with pytest.raises(ValueError):
+            list(any_blobs.scan(bad))
+
+
+def test_scan_skips_what_is_not_a_blob(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    digest = store.put(b"the one blob")
+    leaf = tmp_path / digest[:2] / digest[2:4]
+    other = hashlib.sha256(b"elsewhere").hexdigest()
+    (tmp_path / "README").write_text("not a blob")
+    (tmp_path / "zz").mkdir()
+    (leaf / "notes.txt").write_text("not a blob")
+    (leaf / other).write_bytes(b"a digest in the wrong folder")
+    (leaf / ".tmp-abc123").write_bytes(b"half a write")
+    (leaf / ("0" * 64)).mkdir()
+    assert list(store.scan()) == [(digest, pytest.approx(0, abs=60))]
+
+
+def test_s3_scan_skips_keys_outside_the_layout() -> None:
+    store = s3_store()
+    digest = store.put(b"the one blob")
+    other = hashlib.sha256(b"elsewhere").hexdigest()
+    for key in ("README", f"{digest[:2]}/{digest[2:4]}/notes.txt", f"{other[:2]}/xx/{other}"):
+        store.client.put_object(Bucket=store.bucket, Key=store.prefix + key, Body=b"x")
+    assert [d for d, _ in store.scan()] == [digest]
+
+
+def test_stale_temp_files_are_cleared_and_young_ones_kept(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    digest = store.put(b"a finished write")
+    leaf = tmp_path / digest[:2] / digest[2:4]
+    stale, young = leaf / ".tmp-stale", leaf / ".tmp-young"
+    stale.write_bytes(b"killed mid-write")
+    young.write_bytes(b"being written")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    assert store.clear_unfinished(600, prefix="f" if digest[0] != "f" else "0") == 0
+    assert store.clear_unfinished(600) == 1
+    assert not stale.exists() and young.exists() and store.exists(digest)
+    assert store.clear_unfinished(0) == 1 and not young.exists()
+
+
+def test_abandoned_multipart_uploads_are_aborted() -> None:
+    store = s3_store()
+    digest = hashlib.sha256(b"never finished").hexdigest()
+    upload = store.client.create_multipart_upload(Bucket=store.bucket, Key=store._key(digest))
+    store.client.upload_part(
+        Bucket=store.bucket,
+        Key=store._key(digest),
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=b"part one",
+    )
+
+    def pending() -> list[str]:
+        answer = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix)
+        return [item["UploadId"] for item in answer.get("Uploads", [])]
+
+    assert store.clear_unfinished(3600) == 0
+    assert pending() == [upload["UploadId"]]
+    assert store.clear_unfinished(0) == 1
+    assert pending() == [] and not store.exists(digest)
 
 
 def test_a_bad_blobs_setting_is_refused() -> None:

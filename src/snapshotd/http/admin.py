@@ -105,6 +105,7 @@ def update_user(
     user = accounts.set_role(
         services.db, principal.org_id, user_id, body.role, actor=principal.email
     )
+    services.principals.clear()  # this process stops honouring the old role at once
     return user_body(user)
 
 
@@ -133,6 +134,7 @@ def create_token(
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
 def revoke_token(token_id: str, principal: AdminDep, services: ServicesDep) -> Response:
     accounts.revoke_token(services.db, principal.org_id, token_id, actor=principal.email)
+    services.principals.clear()  # at once here; other processes within REMEMBER_SECONDS
     return Response(status_code=204)
 
 

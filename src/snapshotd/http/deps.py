@@ -4,21 +4,28 @@ Schemes, all resolving to one Principal (docs/auth.md): `Authorization: Bearer <
 Basic `email:token` (the form ThousandEyes v6 and Librato clients send). Every failure answers the
 same 401, and failures count against the client address's miss budget; every success counts
 against the token's request budget.
+
+A principal is remembered for REMEMBER_SECONDS after the database vouched for it, because asking
+on every request would cost a round trip and a worker thread each time: a revoked token, a changed
+role or a removed user therefore holds on every process within that bound. Token expiry is checked
+on every request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
-from snapshotd.services.accounts import DENIED, Principal, authenticate
+from snapshotd.services.accounts import DENIED, Principal, sign_in, token_digest
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
 from snapshotd.services.evidence import Evidence
@@ -31,9 +38,56 @@ from snapshotd.services.synthetic import Synthetic
 from snapshotd.services.test_snapshots import TestSnapshots
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
+from snapshotd.store.models import utcnow
 from snapshotd.store.queue import JobQueue
 from snapshotd.telemetry import Telemetry
 from snapshotd.worker import Worker
+
+REMEMBER_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str
+    email: str | None = None
+
+
+class PrincipalCache:
+    """Principals the database vouched for less than `seconds` ago, by token digest and Basic
+    email. Failures are never remembered (the miss budget meters those), nor are raw tokens."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, seconds: float = REMEMBER_SECONDS) -> None:
+        self.seconds = seconds
+        self._entries: dict[tuple[str, str | None], tuple[float, Principal]] = {}
+
+    @staticmethod
+    def _key(presented: Credentials) -> tuple[str, str | None]:
+        email = presented.email.strip().lower() if presented.email is not None else None
+        return token_digest(presented.token), email
+
+    def get(self, presented: Credentials) -> Principal | None:
+        if not presented.token:
+            return None
+        key = self._key(presented)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, principal = entry
+        expires = principal.token_expires_at
+        if time.monotonic() >= until or (expires is not None and expires <= utcnow()):
+            self._entries.pop(key, None)
+            return None
+        return principal
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def put(self, presented: Credentials, principal: Principal) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()  # forgetting is always safe: the next request asks the database
+        self._entries[self._key(presented)] = (time.monotonic() + self.seconds, principal)
 
 
 @dataclass
@@ -55,6 +109,7 @@ class AppServices:
     worker: Worker | None
     token_requests: TokenBuckets
     misses: TokenBuckets
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
 
 
 def public_base(request: Request, services: AppServices) -> str:
@@ -68,12 +123,6 @@ async def get_services(request: Request) -> AppServices:
 
 
 ServicesDep = Annotated[AppServices, Depends(get_services)]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    token: str
-    email: str | None = None
 
 
 def credentials(request: Request, *, basic: bool = True) -> Credentials:
@@ -97,25 +146,45 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def principal_from(services: AppServices, request: Request, presented: Credentials) -> Principal:
-    """Authenticates, counting a failure against the caller's address (429 once it has failed too
-    often) and a success against the token's request budget."""
-    address = client_address(request)
-    services.misses.check(address)
+def known_principal(
+    services: AppServices, request: Request, presented: Credentials
+) -> Principal | None:
+    """The remembered principal, counted against the token's request budget; None when only the
+    database can tell. Never blocks, so a coroutine may call it."""
+    services.misses.check(client_address(request))
+    principal = services.principals.get(presented)
+    if principal is not None:
+        services.token_requests.take(principal.token_id)
+    return principal
+
+
+def signed_in(services: AppServices, request: Request, presented: Credentials) -> Principal:
+    """Asks the database, counting a failure against the caller's address (429 once it has failed
+    too often) and a success against the token's request budget."""
     try:
         if not presented.token:
             raise Unauthorized(DENIED)
-        with services.db.session() as session:
-            principal = authenticate(session, presented.token, email=presented.email)
+        principal = sign_in(services.db, presented.token, email=presented.email)
     except Unauthorized:
-        services.misses.take(address)
+        services.misses.take(client_address(request))
         raise
+    services.principals.put(presented, principal)
     services.token_requests.take(principal.token_id)
     return principal
 
 
-def request_principal(request: Request, services: ServicesDep) -> Principal:
-    return principal_from(services, request, credentials(request))
+def principal_from(services: AppServices, request: Request, presented: Credentials) -> Principal:
+    return known_principal(services, request, presented) or signed_in(services, request, presented)
+
+
+async def request_principal(request: Request, services: ServicesDep) -> Principal:
+    """A coroutine, so a remembered principal costs no worker thread; only a sign-in that has to
+    ask the database runs on one."""
+    presented = credentials(request)
+    known = known_principal(services, request, presented)
+    if known is not None:
+        return known
+    return await asyncio.to_thread(signed_in, services, request, presented)
 
 
 PrincipalDep = Annotated[Principal, Depends(request_principal)]

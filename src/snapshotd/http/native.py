@@ -22,7 +22,7 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
-from snapshotd.services import manifests
+from snapshotd.services import downloads, manifests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.snapshots import Archived, parse_options
 from snapshotd.store.models import Artifact, Job, Snapshot
@@ -31,6 +31,9 @@ router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
 ARTIFACTS = ("image", "pdf", "html", "mhtml")
 CHUNK = 256 * 1024
+# A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
+# redirect, too short to be worth passing around (share links exist for that).
+DIRECT_SECONDS = 300
 
 
 class Reason(BaseModel):
@@ -221,8 +224,25 @@ def release_snapshot(
 
 
 def artifact_response(
-    request: Request, services: AppServices, org_id: str, snapshot_id: str, role: str
+    request: Request,
+    services: AppServices,
+    org_id: str,
+    snapshot_id: str,
+    role: str,
+    *,
+    direct_for: int | None = None,
 ) -> Response:
+    """The artifact's bytes, streamed. Given `direct_for` seconds and blobs in S3 (with
+    SNAPSHOTD_S3_REDIRECT_DOWNLOADS on), a 302 to a presigned bucket URL living no longer than
+    that nor the snapshot instead, so large downloads never pass through an API process."""
+    if (
+        direct_for is not None
+        and services.settings.blobs
+        and services.settings.s3_redirect_downloads
+    ):
+        redirect = _direct_redirect(services, org_id, snapshot_id, role, direct_for)
+        if redirect is not None:
+            return redirect
     artifact, stream = services.snapshots.open_artifact(org_id, snapshot_id, role)
     etag = f'"{artifact.sha256}"'
     headers = {
@@ -234,8 +254,7 @@ def artifact_response(
         stream.close()
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(artifact.size)
-    if artifact.role in ("html", "mhtml"):
-        # Captured markup is evidence to download, never a page to render on our origin.
+    if artifact.role in downloads.ATTACHMENT_ROLES:
         headers["Content-Disposition"] = f'attachment; filename="{snapshot_id}.{artifact.role}"'
         headers["Content-Security-Policy"] = "sandbox"
 
@@ -245,6 +264,29 @@ def artifact_response(
                 yield data
 
     return StreamingResponse(chunks(), media_type=artifact.media_type, headers=headers)
+
+
+def link_life(expires: int) -> int:
+    """How long a redirect from a signed link expiring at `expires` (Unix seconds) may live."""
+    return min(DIRECT_SECONDS, expires - int(time.time()))
+
+
+def _direct_redirect(
+    services: AppServices, org_id: str, snapshot_id: str, role: str, lifetime: int
+) -> Response | None:
+    snapshot = services.snapshots.get(org_id, snapshot_id)
+    artifact = next((each for each in snapshot.artifacts if each.role == role), None)
+    if artifact is None:
+        return None  # the streaming path explains why (still running, or no such artifact)
+    location = downloads.direct_url(services.blobs, snapshot, artifact, lifetime=lifetime)
+    if location is None:
+        return None
+    headers = {
+        "Location": location,
+        "Cache-Control": "no-store",
+        "X-Content-SHA256": artifact.sha256,
+    }
+    return Response(status_code=302, headers=headers)
 
 
 @router.get(
@@ -281,7 +323,9 @@ def get_artifact(
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> Response:
-    return artifact_response(request, services, principal.org_id, snapshot_id, artifact)
+    return artifact_response(
+        request, services, principal.org_id, snapshot_id, artifact, direct_for=DIRECT_SECONDS
+    )
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], summary="A job's state")

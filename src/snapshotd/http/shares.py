@@ -27,7 +27,7 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native import artifact_response, iso
+from snapshotd.http.native import artifact_response, iso, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import synthetic
 from snapshotd.services.accounts import Principal
@@ -225,7 +225,10 @@ def share_artifact(share_id: str, role: str, request: Request, services: Service
     if role not in ("image", "pdf"):
         raise NotFound("a share link serves its image and PDF only")
     share, snapshot = _visit(request, services, share_id)
-    response = artifact_response(request, services, snapshot.org_id, snapshot.id, role)
+    expires = int(share.expires_at.timestamp())
+    response = artifact_response(
+        request, services, snapshot.org_id, snapshot.id, role, direct_for=link_life(expires)
+    )
     response.headers.update(NO_STORE)
     return response
 

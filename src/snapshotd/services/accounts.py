@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -51,6 +51,7 @@ class Principal:
     email: str
     role: str
     token_id: str
+    token_expires_at: datetime | None = None
 
     def can(self, permission: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(PERMISSIONS[permission])
@@ -355,7 +356,8 @@ def list_tokens(db: Database, org_id: str) -> list[ApiToken]:
 
 
 def revoke_token(db: Database, org_id: str, token_id: str, *, actor: str) -> ApiToken:
-    """Revocation is a timestamp read on every request, so it holds at once on every process."""
+    """Revocation is a timestamp read at every sign-in; API processes remember a signed-in token
+    for at most 2 seconds (http/deps.py), so it holds on every process within that."""
     with db.session() as session:
         row = session.get(ApiToken, token_id)
         if row is None or row.org_id != org_id:
@@ -367,34 +369,64 @@ def revoke_token(db: Database, org_id: str, token_id: str, *, actor: str) -> Api
 
 
 def token_state(row: ApiToken, now: datetime | None = None) -> str:
-    now = now or utcnow()
-    if row.revoked_at is not None:
+    return _state(row.revoked_at, row.expires_at, now or utcnow())
+
+
+def _state(revoked_at: datetime | None, expires_at: datetime | None, now: datetime) -> str:
+    if revoked_at is not None:
         return "revoked"
-    if row.expires_at is not None and row.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         return "expired"
     return "active"
 
 
 # -- authentication -------------------------------------------------------------------------------
 
+# Every sign-in runs this, so it is one Core statement: no ORM objects, no organization join.
+_SIGN_IN = (
+    select(
+        ApiToken.id,
+        ApiToken.org_id,
+        ApiToken.user_id,
+        ApiToken.digest,
+        ApiToken.expires_at,
+        ApiToken.revoked_at,
+        ApiToken.last_used_at,
+        User.email,
+        User.role,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.digest == bindparam("digest"))
+)
 
-def authenticate(session: Session, token: str, *, email: str | None = None) -> Principal:
+
+def authenticate(
+    executor: Session | Connection, token: str, *, email: str | None = None
+) -> Principal:
     """The same 401 for a missing, unknown, revoked or expired token, and for a right token sent
     with the wrong email (HTTP Basic), so none of them can be told apart."""
     denied = Unauthorized(DENIED)
     if not token or len(token) > 200:
         raise denied
     digest = token_digest(token)
-    row = session.scalar(select(ApiToken).where(ApiToken.digest == digest))
+    row = executor.execute(_SIGN_IN, {"digest": digest}).first()
     now = utcnow()
     if row is None or not hmac.compare_digest(row.digest, digest):
         raise denied
-    if token_state(row, now) != "active":
+    if _state(row.revoked_at, row.expires_at, now) != "active":
         raise denied
     if email is not None and not hmac.compare_digest(
-        email.strip().lower().encode(), row.user.email.encode()
+        email.strip().lower().encode(), row.email.encode()
     ):
         raise denied
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_GRANULARITY:
-        row.last_used_at = now
-    return Principal(row.org_id, row.user_id, row.user.email, row.user.role, row.id)
+        touch = update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
+        executor.execute(touch)
+    return Principal(row.org_id, row.user_id, row.email, row.role, row.id, row.expires_at)
+
+
+def sign_in(db: Database, token: str, *, email: str | None = None) -> Principal:
+    """`authenticate` on a bare connection: a Session's bookkeeping would cost more than the
+    query itself."""
+    with db.engine.begin() as connection:
+        return authenticate(connection, token, email=email)

@@ -2,6 +2,9 @@
 
 A link carries the snapshot id, the artifact role, an expiry (Unix seconds) and an HMAC-SHA256
 of the three, keyed with the owning organization's signing key. It never outlives the snapshot.
+
+With blobs in S3, a download may instead be answered with a redirect to a presigned bucket URL
+(`direct_url`), bounded the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ import hmac
 import time
 
 from snapshotd.errors import Gone, NotFound
+from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
-from snapshotd.store.models import Organization, Snapshot
+from snapshotd.store.models import Artifact, Organization, Snapshot, utcnow
+
+# Captured markup is evidence to download, never a page for a browser to render.
+ATTACHMENT_ROLES = ("html", "mhtml")
 
 
 def _signature(key: str, snapshot_id: str, role: str, expires: int) -> str:
@@ -47,3 +54,21 @@ def verify(db: Database, snapshot_id: str, role: str, expires: int, signature: s
         if expires < time.time():
             raise Gone("this download link has expired")
         return snapshot.org_id
+
+
+def direct_url(
+    blobs: BlobStore, snapshot: Snapshot, artifact: Artifact, *, lifetime: int
+) -> str | None:
+    """A URL straight into the blob store (a presigned S3 GET), or None when the store has none
+    or the snapshot has under a second left. It lives at most `lifetime` seconds and never past
+    the snapshot's own expiry, so a redirect cannot outlive what it points at."""
+    if snapshot.expires_at is not None and not snapshot.legal_hold:
+        lifetime = min(lifetime, int((snapshot.expires_at - utcnow()).total_seconds()))
+    if lifetime < 1:
+        return None
+    filename = None
+    if artifact.role in ATTACHMENT_ROLES:
+        filename = f"{snapshot.id}.{artifact.role}"
+    return blobs.url(
+        artifact.sha256, expires_in=lifetime, media_type=artifact.media_type, filename=filename
+    )

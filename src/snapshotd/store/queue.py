@@ -145,6 +145,17 @@ class JobQueue:
             updated = rowcount(connection, update(Job).where(*self._fenced(claim)).values(**values))
         return updated == 1
 
+    def hold(self, session: Session, claim: Claim) -> None:
+        """Checks inside the caller's transaction that the claim still holds the job, or raises
+        LeaseLost. The fenced update locks the job row until that transaction ends, so the job
+        cannot be reaped and handed to another worker between this check and the caller's
+        writes: call it first in any transaction that writes on the job's behalf."""
+        now = utcnow()
+        values = {"lease_expires_at": now + self.lease, "updated_at": now}
+        held = update(Job).where(*self._fenced(claim)).values(**values)
+        if rowcount(session, held) != 1:
+            raise LeaseLost(f"job {claim.job_id} attempt {claim.attempt} no longer holds its lease")
+
     def complete(self, session: Session, claim: Claim) -> None:
         """Marks the job complete inside the caller's transaction, or raises LeaseLost."""
         now = utcnow()
@@ -174,12 +185,21 @@ class JobQueue:
         return "failed" if final else "queued"
 
     def reap(self, on_failed: Callable[[Session, list[str]], None] | None = None) -> int:
-        """Returns expired leases to the queue; jobs out of attempts fail (poison jobs)."""
+        """Returns expired leases to the queue; jobs out of attempts fail (poison jobs).
+
+        A job row locked by an open transaction is skipped, not waited for: its worker is
+        writing on the job's behalf (under `hold`, `complete` or `fail`) and may be frozen or
+        cut off with the transaction open, which must not stall reaping of every other job."""
         now = utcnow()
+        expired = (
+            select(Job.id)
+            .where(Job.state == "working", Job.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        )
         with self.db.session() as session:
             rows = session.execute(
                 update(Job)
-                .where(Job.state == "working", Job.lease_expires_at < now)
+                .where(Job.id.in_(expired), Job.state == "working")
                 .values(
                     state=case((Job.attempts >= Job.max_attempts, "failed"), else_="queued"),
                     finished_at=case((Job.attempts >= Job.max_attempts, now), else_=None),

@@ -29,7 +29,7 @@ from snapshotd.http.deps import (
     public_base,
 )
 from snapshotd.http.dialects.thousandeyes import parse_date
-from snapshotd.http.native import artifact_response, iso
+from snapshotd.http.native import artifact_response, iso, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
 from snapshotd.services.accounts import Principal
@@ -446,4 +446,6 @@ def download(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:
     org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
-    return artifact_response(request, services, org_id, snapshot_id, "image")
+    return artifact_response(
+        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
+    )

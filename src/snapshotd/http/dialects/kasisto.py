@@ -24,7 +24,7 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native import artifact_response, capture_now
+from snapshotd.http.native import artifact_response, capture_now, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
 from snapshotd.services.snapshots import parse_options
@@ -107,4 +107,6 @@ def create_snap_file(
 ) -> Response:
     snapshot_id = name.removesuffix(".png")
     org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
-    return artifact_response(request, services, org_id, snapshot_id, "image")
+    return artifact_response(
+        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
+    )

@@ -26,7 +26,7 @@ from snapshotd.http.dialects.librato import (
     query_fields,
     read_body,
 )
-from snapshotd.http.native import artifact_response, iso
+from snapshotd.http.native import artifact_response, iso, link_life
 from snapshotd.services import downloads
 from snapshotd.services.samples import MAX_WHOLE
 from snapshotd.store.models import Chart, Job, Snapshot, Space
@@ -247,7 +247,9 @@ def snapshot_image(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:
     org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
-    return artifact_response(request, services, org_id, snapshot_id, "image")
+    return artifact_response(
+        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
+    )
 
 
 def job_body(job: Job) -> dict[str, Any]:
