@@ -83,6 +83,7 @@ def serve(
     """Run the API, the web pages and in-process workers."""
     import uvicorn
 
+    from snapshotd.engines.browser import private_tmpdir
     from snapshotd.http.app import create_app
     from snapshotd.store.blobs import make_blob_store
     from snapshotd.worker import Worker, WorkerThreads
@@ -93,6 +94,8 @@ def serve(
         settings = settings.model_copy(update={"workers": workers})
     db = _database(settings)
     blobs = make_blob_store(settings)
+    if settings.workers:
+        private_tmpdir()
     pool = [Worker(settings, db, blobs, name=str(i)) for i in range(settings.workers)]
     threads = WorkerThreads(pool)
     try:
@@ -148,12 +151,14 @@ def _freeze_heap() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker alone against the configured database (for scale-out)."""
+    from snapshotd.engines.browser import private_tmpdir
     from snapshotd.store.blobs import make_blob_store
     from snapshotd.worker import Worker
 
     _setup_logging()
     settings = _settings()
     db = _database(settings)
+    private_tmpdir()
     runner = Worker(settings, db, make_blob_store(settings))
 
     async def main() -> None:

@@ -192,11 +192,5 @@ def test_the_sweep_leaves_no_unfinished_write_or_unreferenced_blob(soak: Soak) -
     assert not soak.unreferenced_blobs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker killed with its process group leaves Playwright's "
-    "playwright_chromiumdev_profile-* and playwright-artifacts-* dirs in its TMPDIR forever: "
-    "nothing in BrowserPool (engines/browser.py) or the worker removes them",
-)
 def test_killed_workers_leave_no_browser_temp_dirs(soak: Soak) -> None:
     assert not any(soak.temp_dirs.values()), f"browser temp dirs left behind: {soak.temp_dirs}"

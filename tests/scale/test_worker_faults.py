@@ -290,12 +290,6 @@ def test_worker_outlives_its_chromium(chromium_killed: ChromiumKilled) -> None:
     assert not set(outcome.relaunched) & set(outcome.killed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CaptureEngine._navigate (engines/capture.py) reports a browser that died under "
-    "page.goto as 'the page navigated more than N times' (page.is_closed() is true) and raises "
-    "CaptureFailed, which the worker fails for good instead of retrying",
-)
 def test_capture_whose_chromium_died_is_retried(chromium_killed: ChromiumKilled) -> None:
     outcome = chromium_killed
     assert outcome.first["status"] == "success", outcome.first["status_message"]

@@ -8,16 +8,23 @@ last context is done), so a long-running worker does not grow without bound.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
 log = logging.getLogger(__name__)
+
+SCRATCH_PREFIX = "snapshotd-"
 
 # Flags that keep Chromium's traffic on the egress guard and its start-up quiet on a closed network.
 BASE_ARGS = [
@@ -36,6 +43,37 @@ BASE_ARGS = [
     "--hide-scrollbars",
     "--mute-audio",
 ]
+
+
+def private_tmpdir() -> Path:
+    """Gives this process its own temp folder, `$TMPDIR/snapshotd-<pid>`, for the browser
+    driver's profiles and downloads, and removes the folders of processes that no longer exist.
+
+    The driver cleans up after itself when the worker alone dies, but not when the whole process
+    group is killed at once (an OOM kill of the cgroup, `kill -9 -PGID`); without this their
+    profiles would pile up in /tmp for good. Called once at worker start-up, before any browser.
+    """
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX)
+        if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = root / f"{SCRATCH_PREFIX}{os.getpid()}"
+    mine.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(mine)  # the driver inherits this environment when it starts
+    tempfile.tempdir = None
+    atexit.register(shutil.rmtree, mine, ignore_errors=True)
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass

@@ -37,6 +37,11 @@ MEDIA_TYPES = {
 }
 
 
+class BrowserGone(RuntimeError):
+    """The browser died under a capture. Not the page's fault, so the worker tries the job again
+    (on the relaunched browser) instead of failing it as it would a CaptureFailed."""
+
+
 class Cookie(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -301,6 +306,9 @@ class CaptureEngine:
             )
         except PlaywrightError as error:
             message = str(error).splitlines()[0].removeprefix("Page.goto: ")
+            browser = page.context.browser
+            if browser is None or not browser.is_connected():
+                raise BrowserGone(f"the browser exited during the capture ({message})") from None
             if watch.navigations > self.max_navigations or page.is_closed():
                 raise CaptureFailed(
                     f"the page navigated more than {self.max_navigations} times; stopped"
