@@ -4,13 +4,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSTEM := .venv-system-deps
 
-.PHONY: run test check bench docs-images deps system-deps clean
+.PHONY: run test soak check bench docs-images deps system-deps clean
 
 run: deps
 	$(VENV)/bin/snapshotd serve
 
 test: deps
 	bash scripts/test.sh
+
+# 1,000 captures through 2 API and 2 worker processes while workers are SIGKILLed at random.
+soak: deps
+	SNAPSHOTD_SOAK=1 bash scripts/test.sh tests/scale/test_soak.py
 
 check: deps
 	$(VENV)/bin/ruff format --check src tests bench scripts

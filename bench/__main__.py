@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import baseline, charts, probes, proc, report
+from bench import baseline, charts, probes, proc, report, scaling
 from bench import load as api_load
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
@@ -38,9 +38,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("pages", "charts", "tests", "load"),
-        help="run only the page-capture, the chart and metric, the synthetic test, or the API "
-        "load figures",
+        choices=("pages", "charts", "tests", "load", "scaling"),
+        help="run only the page-capture, the chart and metric, the synthetic test, the API "
+        "load, or the worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
     load_result: api_load.LoadResult | None = None
+    scaling_result: scaling.ScalingResult | None = None
     base = rerun = None
     cli = baseline.CliResult(None, "")
     try:
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             probe_result = probes.run(args.quick, _say)
         if args.only in (None, "load"):
             load_result = api_load.run(args.quick, _say, args.load_seconds)
+        if args.only in (None, "scaling"):
+            scaling_result = scaling.run(args.quick, _say)
     except KeyboardInterrupt:
         print("\ninterrupted; servers and processes were shut down", file=sys.stderr)
         return 130
@@ -155,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     if load_result is not None:
         print(report.render(report.load_rows(load_result)))
         print("\n".join(load_result.notes))
+        print()
+    if scaling_result is not None:
+        print(scaling.describe(scaling_result))
+        print(report.render(scaling.rows(scaling_result)))
         print()
     print(f"bench took {minutes:.1f} min")
     return 0

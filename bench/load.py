@@ -20,17 +20,16 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 from PIL import Image
 
 from bench import proc
 from bench.client import BenchFailure
+from bench.postgres import PrivatePostgres
 from bench.server import BIN, SnapshotdServer, free_port
 
 CONNECTIONS = 16  # per API process
@@ -120,55 +119,6 @@ def parse_wrk(text: str) -> WrkRun:
     )
 
 
-def _pg_bin() -> Path:
-    found = shutil.which("initdb") or max(
-        (str(p) for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")), default=None
-    )
-    if found is None:
-        raise BenchFailure("initdb not found: install PostgreSQL (scripts/system-deps.sh does)")
-    return Path(found).parent
-
-
-@contextmanager
-def private_postgres() -> Iterator[tuple[str, Path]]:
-    """A throwaway PostgreSQL on loopback: its base URL and its data dir. As root it runs as the
-    `postgres` user, since the server refuses to run as root."""
-    pg = _pg_bin()
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user and subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-    root = Path(tempfile.mkdtemp(prefix="snapshotd-bench-pg-"))
-    root.chmod(0o755)
-    if as_user:
-        shutil.chown(root, "postgres")
-    data, port = root / "data", free_port()
-    # Commits wait for no disk flush, as SQLite's WAL with synchronous=NORMAL does: the figures
-    # compare the two databases' query paths, not this machine's disk.
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-        "-c synchronous_commit=off"
-    )
-    try:
-        commands: list[list[str | Path]] = [
-            [pg / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
-            [pg / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-o", options, "start"],
-        ]
-        for command in commands:
-            subprocess.run([*as_user, *command], stdout=subprocess.DEVNULL, check=True)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}", data
-    finally:
-        subprocess.run(
-            [*as_user, pg / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _fresh_database(base_url: str, name: str) -> str:
-    with psycopg.connect(base_url.replace("+psycopg", "") + "/postgres", autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    return f"{base_url}/{name}"
-
-
 class ApiServer(SnapshotdServer):
     """`snapshotd serve --workers 0 --processes N`, pinned to `cpus` when given."""
 
@@ -243,12 +193,12 @@ def _seed(server: ApiServer) -> str:
     return snapshot_id
 
 
-def _db_cpu_seconds(data: Path | None) -> float:
+def _db_cpu_seconds(postgres: PrivatePostgres | None) -> float:
     """The PostgreSQL server's CPU, including backends that already exited: a client pool's
     overflow connections come and go during a run, each with a backend of its own."""
-    if data is None:
+    if postgres is None:
         return 0.0
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    postmaster = postgres.postmaster()
     stat = Path(f"/proc/{postmaster}/stat").read_text()
     reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
     live = sum(proc.cpu_seconds(p.pid) for p in proc.descendants(postmaster, include_root=True))
@@ -272,7 +222,7 @@ def _wrk(url: str, lua: Path, token: str, connections: int, seconds: float, cpu:
 def _measure(
     server: ApiServer,
     database: str,
-    pg_data: Path | None,
+    postgres: PrivatePostgres | None,
     seconds: float,
     cpu: int,
     say: Callable[[str], None],
@@ -289,11 +239,11 @@ def _measure(
             lua.write_text(route.lua)
             url = server.url + route.path.replace("{id}", snapshot_id)
             _wrk(url, lua, server.token, connections, WARMUP_SECONDS, cpu)
-            api_cpu, db_cpu = server.cpu_seconds(), _db_cpu_seconds(pg_data)
+            api_cpu, db_cpu = server.cpu_seconds(), _db_cpu_seconds(postgres)
             measured = _wrk(url, lua, server.token, connections, seconds, cpu)
             per_request = 1e6 / max(1, measured.requests)
             api_us = (server.cpu_seconds() - api_cpu) * per_request
-            db_us = (_db_cpu_seconds(pg_data) - db_cpu) * per_request if pg_data else None
+            db_us = (_db_cpu_seconds(postgres) - db_cpu) * per_request if postgres else None
             runs.append(
                 LoadRun(database, server.processes, route, connections, measured, api_us, db_us)
             )
@@ -316,18 +266,19 @@ def run(quick: bool, say: Callable[[str], None], seconds: float | None = None) -
         raise BenchFailure("wrk not found: install Debian's wrk (scripts/system-deps.sh does)")
     seconds = seconds or (5.0 if quick else 15.0)
     runs: list[LoadRun] = []
-    with private_postgres() as (pg_url, pg_data):
+    # Commits wait for no disk flush, as SQLite's WAL with synchronous=NORMAL does: the figures
+    # compare the two databases' query paths, not this machine's disk.
+    settings = {"max_connections": "200", "synchronous_commit": "off"}
+    with PrivatePostgres(settings) as postgres:
         for database in ("sqlite", "postgresql"):
-            on_pg = database == "postgresql"
+            pg = postgres if database == "postgresql" else None
             for processes in (1, 2):
                 cpus, wrk_cpu = _placement(processes)
-                url = _fresh_database(pg_url, f"bench_{processes}") if on_pg else ""
+                url = pg.create_database(f"bench_{processes}") if pg else ""
                 load = proc.load_average()
                 say(f"{database}: serve --workers 0 --processes {processes}; load {load:.2f}")
                 with ApiServer(processes=processes, database_url=url, cpus=cpus) as server:
-                    runs += _measure(
-                        server, database, pg_data if on_pg else None, seconds, wrk_cpu, say
-                    )
+                    runs += _measure(server, database, pg, seconds, wrk_cpu, say)
     return LoadResult(runs, _notes(seconds), len(os.sched_getaffinity(0)))
 
 

@@ -12,7 +12,6 @@ job's `finished_at`.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import resource
 import shutil
@@ -23,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,8 +31,9 @@ from sqlalchemy import func, select
 from bench import proc
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
+from bench.postgres import PrivatePostgres, check
 from bench.report import Row, render
-from bench.server import BIN, free_port
+from bench.server import BIN
 from snapshotd.config import Settings
 from snapshotd.services.accounts import ensure_org
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots, parse_options
@@ -74,12 +74,7 @@ class Usage:
         return cls(busy, ours, _tree_cpu(postmaster), own.ru_utime + own.ru_stime)
 
     def __sub__(self, start: Usage) -> Usage:
-        return Usage(
-            self.busy - start.busy,
-            self.workers - start.workers,
-            self.database - start.database,
-            self.bench - start.bench,
-        )
+        return Usage(*(now - then for now, then in zip(astuple(self), astuple(start), strict=True)))
 
     @property
     def others(self) -> float:
@@ -161,61 +156,6 @@ def _tree_cpu(root: int) -> float:
             fields = Path(f"/proc/{member.pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += sum(int(value) for value in fields[11:15])
     return ticks / CLOCK
-
-
-def _check(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
-    answer = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    if answer.returncode != 0:
-        raise BenchFailure(f"{what} failed: {(answer.stdout + answer.stderr)[-2000:]}")
-
-
-class PrivatePostgres:
-    """A throwaway PostgreSQL from the machine's initdb (as the `postgres` user when root)."""
-
-    def __init__(self) -> None:
-        found = shutil.which("initdb") or max(glob.glob("/usr/lib/postgresql/*/bin/initdb") or [""])
-        if not found:
-            raise BenchFailure("initdb not found: install PostgreSQL (`make test` needs it too)")
-        self.bin = Path(found).parent
-        self.root = Path(tempfile.mkdtemp(prefix="snapshotd-scaling-pg-"))
-        self.port = free_port()
-        self.run_as = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def version(self) -> str:
-        answer = subprocess.run(
-            [str(self.bin / "postgres"), "--version"], capture_output=True, text=True, check=False
-        )
-        return (answer.stdout.split() + ["?"] * 3)[2]  # "postgres (PostgreSQL) 15.8 (Debian …)"
-
-    def _run(self, program: str, *args: str) -> None:
-        command = [*self.run_as, str(self.bin / program), "-D", str(self.root / "data"), *args]
-        _check(command, f"PostgreSQL's {program}")
-
-    def __enter__(self) -> PrivatePostgres:
-        self.root.chmod(0o755)
-        if self.run_as:
-            shutil.chown(self.root, "postgres")
-        # The database is not what is measured: keep disk waits out of the figures.
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        try:
-            self._run("initdb", "-U", "postgres", "-A", "trust", "--no-sync")
-            self._run("pg_ctl", "-l", str(self.root / "log"), "-w", "-o", options, "start")
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def postmaster(self) -> int:
-        return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
-
-    def __exit__(self, *exc: object) -> None:
-        with suppress(BenchFailure, subprocess.SubprocessError, OSError):
-            self._run("pg_ctl", "-m", "immediate", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class PinnedWorker:
@@ -383,7 +323,9 @@ def run(
     page = build_page()
     load = proc.load_average()
     try:
-        with PrivatePostgres() as postgres, PageServer(page) as pages:
+        # The database is not what is measured: keep disk waits out of the figures.
+        postgres = PrivatePostgres({"fsync": "off"}, prefix="snapshotd-scaling-pg-")
+        with postgres, PageServer(page) as pages:
             env = {
                 **os.environ,
                 "SNAPSHOTD_DATABASE_URL": postgres.url,
@@ -391,7 +333,7 @@ def run(
                 "SNAPSHOTD_EGRESS_ALLOW": "127.0.0.1/32",
                 "SNAPSHOTD_WORKER_CONCURRENCY": str(concurrency),
             }
-            _check([str(BIN / "snapshotd"), "migrate"], "snapshotd migrate", env)
+            check([str(BIN / "snapshotd"), "migrate"], "snapshotd migrate", env)
             queue = Queue(postgres.url, root / "data", pages.url)
             try:
                 batches = [_batch(c, jobs, env, queue, postgres, say) for c in ((0,), (0, 1))]

@@ -1,4 +1,4 @@
-"""Scale and fault tests: many real processes (tests/cluster.py) behaving as one service.
+"""Scale and fault tests: many real processes (tests/cluster/) behaving as one service.
 
 The helpers below speak the native API the way a client would and read the job rows the way an
 operator would, so that each test says what it breaks and what must still hold.

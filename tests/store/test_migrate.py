@@ -1,0 +1,25 @@
+"""Several machines starting at once against one fresh PostgreSQL database all migrate it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import inspect
+
+from snapshotd.store.db import Database
+from tests.conftest import _fresh_pg_database
+
+
+def test_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
+    urls = _fresh_pg_database()
+    url = next(urls)
+    databases = [Database.from_url(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(databases)) as pool:
+            for outcome in [pool.submit(database.migrate) for database in databases]:
+                outcome.result()  # before the advisory lock, all but one raised UniqueViolation
+        assert "snapshots" in inspect(databases[0].engine).get_table_names()
+    finally:
+        for database in databases:
+            database.dispose()
+        next(urls, None)
