@@ -17,7 +17,7 @@ def test_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
     try:
         with ThreadPoolExecutor(len(databases)) as pool:
             for outcome in [pool.submit(database.migrate) for database in databases]:
-                outcome.result()  # before the advisory lock, all but one raised UniqueViolation
+                outcome.result(timeout=120)  # without the lock they fail or deadlock
         assert "snapshots" in inspect(databases[0].engine).get_table_names()
     finally:
         for database in databases:
