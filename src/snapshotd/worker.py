@@ -3,6 +3,10 @@
 A worker owns one event loop, one egress guard and one browser pool. `snapshotd serve` runs workers
 in threads beside the API; `snapshotd worker` runs one in the foreground. Stopping only sets a flag:
 in-flight jobs finish (each has its own hard deadline), then the browser and guard close.
+
+A worker outlives the parts it depends on. While the database is out of reach its loops log one
+line, back off and try again, and a finished capture waits to be saved rather than being thrown
+away; a blob store out of reach or a full disk fails the attempt, and the job is tried again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
@@ -32,7 +36,15 @@ from snapshotd.engines.capture import (
 from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.guard import EgressGuard
-from snapshotd.errors import CaptureFailed
+from snapshotd.errors import (
+    ArtifactsNotStored,
+    BlobStoreUnavailable,
+    CaptureFailed,
+    DatabaseUnavailable,
+    DiskFull,
+    OutageLog,
+    as_outage,
+)
 from snapshotd.services import agents, retention, webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
@@ -49,6 +61,9 @@ from snapshotd.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+# The longest pause between two tries of something the database refused because it was down.
+MAX_PAUSE_SECONDS = 5.0
 
 
 def make_queue(settings: Settings, db: Database) -> JobQueue:
@@ -84,6 +99,7 @@ class Worker:
         # the renderer's kept figures stay warm in it.
         self._chart_thread = concurrent.futures.ThreadPoolExecutor(1, "charts")
         self.telemetry = telemetry or Telemetry()
+        self.outages = OutageLog(log, then="will try again")
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -168,18 +184,57 @@ class Worker:
             loop.call_soon_threadsafe(event.set)
 
     async def _claim_loop(self) -> None:
-        assert self._work_queued is not None
+        poll = self.settings.poll_interval_seconds
+        pause = poll
         while not self.stopping:
+            assert self._work_queued is not None
             self._work_queued.clear()
-            claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id)
+            try:
+                claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id)
+            except Exception as error:
+                # Queued jobs wait safely in the database; this loop only has to outlast it.
+                self._trouble(error, "claiming jobs")
+                pause = min(max(pause, 0.5) * 2, MAX_PAUSE_SECONDS)
+                await self._idle(pause)
+                continue
+            self.outages.recovered(DatabaseUnavailable)
+            pause = poll
             if claim is None:
-                # Jobs queued by another process are found at the next poll.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._work_queued.wait(), self.settings.poll_interval_seconds
-                    )
+                await self._idle(poll)  # jobs queued by another process: found at the next poll
                 continue
             await self.run_claim(claim)
+
+    async def _idle(self, seconds: float) -> None:
+        """Waits `seconds`, or less when a job is queued in this process meanwhile."""
+        assert self._work_queued is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work_queued.wait(), seconds)
+
+    def _trouble(self, error: BaseException, doing: str) -> None:
+        """Logs a failure of `doing`: an outage in one line (once, not at every try), anything
+        else with its traceback, since that is a bug."""
+        outage = as_outage(error)
+        if outage is None:
+            log.error("%s failed; will try again", doing, exc_info=error)
+        else:
+            self.outages.failed(outage, doing)
+
+    async def _persist(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `write` (one of the job's database writes) in a thread, again and again while the
+        database is out of reach: the work is done and worth keeping, and the lease decides
+        whether it still may be kept (once the database is back, a lost lease cancels the job
+        through the heartbeat, or fences the write). Gives up only when the worker stops."""
+        pause = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(write, *args, **kwargs)
+            except Exception as error:
+                outage = as_outage(error)
+                if not isinstance(outage, DatabaseUnavailable) or self.stopping:
+                    raise
+                self.outages.failed(outage, "saving a job's progress")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
     async def _periodically(self, what: str, interval: float, task: Callable[[], object]) -> None:
         """Runs `task` in a thread every `interval` seconds until stopped, logging what it did."""
@@ -188,8 +243,8 @@ class Worker:
                 done = await asyncio.to_thread(task)
                 if done:
                     log.info("%s: %s", what, done)
-            except Exception:
-                log.exception("%s failed; will try again", what)
+            except Exception as error:
+                self._trouble(error, f"running the {what} task")
             deadline = time.monotonic() + interval
             while not self.stopping and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.5, interval))
@@ -257,43 +312,59 @@ class Worker:
             if not heartbeat.done() or self.stopping:
                 raise
             log.warning("job %s: lease lost while running; abandoned", claim.job_id)
-        except Exception:
-            log.exception("job %s failed unexpectedly", claim.job_id)
+        except Exception as error:
+            # The job stays claimed; when its lease expires the reaper queues it again.
+            self._trouble(error, f"running job {claim.job_id}")
         finally:
             heartbeat.cancel()
 
     async def _heartbeat(self, claim: Claim, job: asyncio.Task[Any]) -> None:
+        """Renews the lease every third of it; cancels the job once the lease is lost. A renewal
+        the database refuses is tried again at the next beat: the lease has time to spare, and
+        if it runs out meanwhile the fenced writes drop this worker's result."""
         interval = max(1.0, self.settings.job_lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
-            if not await asyncio.to_thread(self.queue.heartbeat, claim):
+            try:
+                held = await asyncio.to_thread(self.queue.heartbeat, claim)
+            except Exception as error:
+                self._trouble(error, f"renewing the lease of job {claim.job_id}")
+                continue
+            if not held:
                 job.cancel()
                 return
 
     async def _capture(self, claim: Claim) -> None:
         assert self._engine is not None and self.pool is not None
-        snapshot = await asyncio.to_thread(self.snapshots.start, claim)
+        snapshot = await self._persist(self.snapshots.start, claim)
         if snapshot is None:
-            await asyncio.to_thread(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
+            await self._persist(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
             return
         options = CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
         began, restarts = time.perf_counter(), self.pool.stats.restarts
         outcome = "success"
         try:
             result = await self._engine.capture(options)
-            await asyncio.to_thread(self.snapshots.finish, claim, result)
+            await self._persist(self.snapshots.finish, claim, result)
+            self.outages.recovered(BlobStoreUnavailable, DiskFull)
             if snapshot.location_id:
                 await asyncio.to_thread(self._compare, snapshot.id)
         except CaptureFailed as error:
             outcome = "failed"
-            await asyncio.to_thread(self.snapshots.fail, claim, error.detail, retry=False)
+            await self._persist(self.snapshots.fail, claim, error.detail, retry=False)
+        except ArtifactsNotStored as error:
+            # The blob store or the disk may be back by the next attempt; if not, the job fails
+            # with this message, which says why.
+            outcome = "error"
+            self.outages.failed(error.outage, f"storing the artifacts of job {claim.job_id}")
+            await self._persist(self.snapshots.fail, claim, error.detail, retry=True)
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as error:
             outcome = "error"
             log.exception("job %s: capture attempt %d crashed", claim.job_id, claim.attempt)
             message = f"capture crashed: {type(error).__name__}: {str(error).splitlines()[0]}"
-            await asyncio.to_thread(self.snapshots.fail, claim, message, retry=True)
+            await self._persist(self.snapshots.fail, claim, message, retry=True)
         finally:
             self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
             self.telemetry.browser_restarts.inc(self.pool.stats.restarts - restarts)
@@ -344,7 +415,12 @@ class Worker:
             self.telemetry.capture_seconds.labels("error").observe(time.perf_counter() - began)
             return
         image = CapturedArtifact("image", png, "image/png", spec.width, spec.height)
-        self.snapshots.finish(claim, CaptureResult([image], metadata))
+        try:
+            self.snapshots.finish(claim, CaptureResult([image], metadata))
+        except ArtifactsNotStored as error:
+            self.outages.failed(error.outage, f"storing the chart of job {claim.job_id}")
+            self.snapshots.fail(claim, error.detail, retry=True)
+            return
         self.telemetry.capture_seconds.labels("success").observe(time.perf_counter() - began)
 
     async def _webhook(self, claim: Claim) -> None:

@@ -1,5 +1,9 @@
 """Turning exceptions into responses: RFC 9457 problem+json for the native API, and a hook for each
-dialect to render its own product's error shape. No stack trace ever reaches a client."""
+dialect to render its own product's error shape. No stack trace ever reaches a client.
+
+When the database, the blob store or the disk fails, every route answers 503 with Retry-After in
+its surface's own shape, and the log gets one line per outage rather than a traceback per request.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import SnapshotdError
+from snapshotd.errors import OutageLog, SnapshotdError, as_outage
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +100,35 @@ def install(app: FastAPI) -> None:
         failure.title = _STATUS_ERRORS.get(error.status_code, "Error")
         return render(request, failure)
 
+    outages = OutageLog(log, then="answering 503 with Retry-After until it is back")
+
+    async def _outage(request: Request, error: Exception) -> Response:
+        outage = as_outage(error)
+        if outage is None:
+            raise error  # a bug: `_unexpected` logs it and answers 500
+        outages.failed(outage, f"answering {request.method} {request.url.path}")
+        return render(request, outage)
+
+    # Starlette re-raises whatever reaches the `Exception` handler so that the server logs it
+    # again; these classes are handled one level down, where an answer ends the matter.
+    for kind in outage_classes():
+        app.add_exception_handler(kind, _outage)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         failure = SnapshotdError("an internal error occurred; it has been logged")
         return render(request, failure)
+
+
+def outage_classes() -> list[type[Exception]]:
+    """The exception classes that may stand for an outage (`as_outage` decides for each error):
+    OS errors (a full disk), SQLAlchemy's (the database), and botocore's when S3 is in use."""
+    from sqlalchemy import exc as sa
+
+    classes: list[type[Exception]] = [OSError, sa.DBAPIError, sa.TimeoutError]
+    try:
+        from botocore import exceptions as boto
+    except ImportError:  # blobs are kept in a folder; botocore is not installed
+        return classes
+    return [*classes, boto.BotoCoreError, boto.ClientError]

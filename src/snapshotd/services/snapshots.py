@@ -16,13 +16,20 @@ from typing import Any, BinaryIO, Literal
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from snapshotd.config import Settings
 from snapshotd.engines import devices
 from snapshotd.engines.capture import CaptureOptions, CaptureResult
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.errors import BadRequest, Conflict, NotFound
+from snapshotd.errors import (
+    ArtifactsNotStored,
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    as_outage,
+)
 from snapshotd.services import audit, webhooks
 from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
@@ -227,10 +234,18 @@ class Snapshots:
             return live_snapshot(session, org_id, snapshot_id)
 
     def get_with_job(self, org_id: str, snapshot_id: str) -> tuple[Snapshot, Job | None]:
+        """The hottest read of the API: the snapshot and its job in one query, its artifacts in
+        a second."""
         with self.db.session() as session:
-            snapshot = live_snapshot(session, org_id, snapshot_id)
-            job = session.get(Job, snapshot.job_id) if snapshot.job_id else None
-            return snapshot, job
+            found = session.execute(
+                select(Snapshot, Job)
+                .outerjoin(Job, Job.id == Snapshot.job_id)
+                .where(Snapshot.id == snapshot_id)
+                .options(selectinload(Snapshot.artifacts))
+            ).first()
+            if found is None or found[0].org_id != org_id or not is_live(found[0]):
+                raise NotFound(f"no snapshot {snapshot_id}")
+            return found[0], found[1]
 
     def get_job(self, org_id: str, job_id: str) -> Job:
         with self.db.session() as session:
@@ -361,6 +376,20 @@ class Snapshots:
             return snapshot
 
     def finish(self, claim: Claim, result: CaptureResult) -> None:
+        """Stores the artifacts, then completes the job and the snapshot in one transaction.
+
+        A blob store out of reach or a full disk raises ArtifactsNotStored, which says so in
+        plain words; the database's own errors pass through unchanged, so that the caller can
+        tell "try the job again" from "try this write again"."""
+        try:
+            self._finish(claim, result)
+        except Exception as error:
+            outage = as_outage(error)
+            if outage is None or isinstance(outage, DatabaseUnavailable):
+                raise
+            raise ArtifactsNotStored(outage) from error
+
+    def _finish(self, claim: Claim, result: CaptureResult) -> None:
         stored = [(artifact, self.blobs.put(artifact.data)) for artifact in result.artifacts]
         with self.db.session() as session:
             self.queue.complete(session, claim)
