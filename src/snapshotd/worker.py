@@ -313,8 +313,14 @@ class Worker:
                 raise
             log.warning("job %s: lease lost while running; abandoned", claim.job_id)
         except Exception as error:
-            # The job stays claimed; when its lease expires the reaper queues it again.
             self._trouble(error, f"running job {claim.job_id}")
+            if as_outage(error) is None:
+                # A job this worker cannot run (a bug, or a payload it cannot use): record why, so
+                # the attempts run out with the reason instead of a silent lease expiry.
+                message = f"the job could not be run: {type(error).__name__}: {error}"
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.snapshots.fail, claim, message, retry=True)
+            # Otherwise the job stays claimed; when its lease expires the reaper queues it again.
         finally:
             heartbeat.cancel()
 

@@ -160,12 +160,6 @@ def test_frozen_worker_cannot_complete_after_its_lease(healed: Rig) -> None:
     assert victim.alive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Snapshots.start (services/snapshots.py) marks the snapshot working without "
-    "checking that the claim still holds the job, so a worker frozen between claiming and "
-    "starting turns a finished snapshot back to `working` when it wakes",
-)
 def test_worker_frozen_before_starting_cannot_undo_a_finished_snapshot(healed: Rig) -> None:
     rig = healed
     for worker in rig.cluster.workers:
@@ -370,11 +364,5 @@ def test_poison_jobs_fail_after_max_attempts_and_others_complete(poisoned: Poiso
     assert poisoned.restarts == poisoned.kills
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Worker.run_claim (worker.py) leaves a job whose handler raised (here a KeyError on "
-    "a payload without snapshot_id) claimed until its lease runs out, and the reaper then fails "
-    "it with 'the worker running this job stopped responding', which hides the cause",
-)
 def test_poison_job_failure_says_why(poisoned: Poisoned) -> None:
     assert "snapshot_id" in poisoned.unusable.error, poisoned.unusable.error

@@ -368,8 +368,11 @@ class Snapshots:
     # -- worker side --------------------------------------------------------------------------
 
     def start(self, claim: Claim) -> Snapshot | None:
-        """Marks the claimed job's snapshot working; None when the snapshot is gone."""
+        """Marks the claimed job's snapshot working; None when the snapshot is gone. Fenced like
+        every job-side write: a claim that lost its lease (its worker was frozen meanwhile) must
+        not turn a snapshot another worker already finished back to `working`."""
         with self.db.session() as session:
+            self.queue.hold(session, claim)
             snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
             if snapshot is not None:
                 snapshot.status = "working"
