@@ -2,7 +2,8 @@
 # Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts) when absent,
 # and wrk, the HTTP load generator behind `make bench`'s API figures.
 set -euo pipefail
-want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk wrk)
+want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
+want+=(wrk)  # only `make bench` needs it; the Dockerfile leaves it out
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()
 for pkg in "${want[@]}"; do

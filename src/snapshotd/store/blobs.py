@@ -266,8 +266,10 @@ class S3BlobStore:
             aws_secret_access_key=settings.s3_secret_access_key or None,
             region_name=settings.s3_region,
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
-                connect_timeout=5,
+                # A few quick tries: a dead endpoint fails the attempt in seconds, and the job's
+                # own retries provide the longer backoff.
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=3,
                 read_timeout=30,
                 s3={"addressing_style": "path"},
                 # Presigned URLs default to the legacy V2 signature, which stores (SeaweedFS

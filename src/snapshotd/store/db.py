@@ -49,7 +49,15 @@ def make_engine(url: str) -> Engine:
     # An API process runs up to 40 requests on threads at once; keeping 20 connections open (and
     # opening up to 20 more in bursts) stops a busy process from opening and closing connections
     # on every request.
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    # connect_timeout: a database host that does not answer at all fails a request in seconds,
+    # not after the operating system's TCP timeout.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=20,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def on_postgres(session: Session) -> bool:
