@@ -144,16 +144,10 @@ class ApiServer(SnapshotdServer):
 
     def _start(self) -> None:
         env = self._env()
-        created = subprocess.run(
-            [str(BIN / "snapshotd"), "token", "create", "--org", "bench"]
-            + ["--email", "b@bench.test", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        if created.returncode != 0:
-            raise BenchFailure(f"token create failed: {created.stderr.decode()[-2000:]}")
-        self.token = created.stdout.decode().strip()
+        try:
+            self.token = self._create_token(env)
+        except RuntimeError as error:
+            raise BenchFailure(str(error)) from None
         self.port = free_port()
         pin = ["taskset", "-c", ",".join(map(str, self.cpus))] if self.cpus else []
         command = [str(BIN / "snapshotd"), "serve", "--port", str(self.port)]

@@ -92,8 +92,8 @@ class SnapshotdServer:
             raise
         return self
 
-    def _start(self) -> None:
-        env = self._env()
+    def _create_token(self, env: dict[str, str]) -> str:
+        """An admin token for the bench organization, made with the CLI like an operator would."""
         created = subprocess.run(
             [str(BIN / "snapshotd"), "token", "create", "--org", "bench"]
             + ["--email", "b@bench.test", "--role", "admin"],
@@ -103,7 +103,11 @@ class SnapshotdServer:
         )
         if created.returncode != 0:
             raise RuntimeError(f"token create failed: {created.stderr.decode()[-2000:]}")
-        self.token = created.stdout.decode().strip()
+        return created.stdout.decode().strip()
+
+    def _start(self) -> None:
+        env = self._env()
+        self.token = self._create_token(env)
         self.port = free_port()
         with self.log_path.open("wb") as log:
             # Own session: a terminal Ctrl-C reaches only the bench, which then shuts this down.

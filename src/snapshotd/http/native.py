@@ -22,7 +22,7 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
-from snapshotd.services import downloads, manifests
+from snapshotd.services import downloads, holds, manifests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.snapshots import Archived, parse_options
 from snapshotd.store.models import Artifact, Job, Snapshot
@@ -192,8 +192,8 @@ def archive_snapshot(
 ) -> dict[str, Any]:
     reason = body.reason if body else ""
     return snapshot_body(
-        services.snapshots.archive(
-            principal.org_id, snapshot_id, actor=principal.email, reason=reason
+        holds.archive(
+            services.db, principal.org_id, snapshot_id, actor=principal.email, reason=reason
         )
     )
 
@@ -203,7 +203,7 @@ def unarchive_snapshot(
     snapshot_id: str, principal: ManagerDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        services.snapshots.unarchive(principal.org_id, snapshot_id, actor=principal.email)
+        holds.unarchive(services.db, principal.org_id, snapshot_id, actor=principal.email)
     )
 
 
@@ -212,8 +212,8 @@ def hold_snapshot(
     snapshot_id: str, body: Reason, principal: AdminDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        services.snapshots.hold(
-            principal.org_id, snapshot_id, actor=principal.email, reason=body.reason
+        holds.hold(
+            services.db, principal.org_id, snapshot_id, actor=principal.email, reason=body.reason
         )
     )
 
@@ -223,7 +223,7 @@ def release_snapshot(
     snapshot_id: str, principal: AdminDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        services.snapshots.release(principal.org_id, snapshot_id, actor=principal.email)
+        holds.release(services.db, principal.org_id, snapshot_id, actor=principal.email)
     )
 
 

@@ -31,7 +31,7 @@ from snapshotd.http.deps import (
 from snapshotd.http.dialects.thousandeyes import parse_date
 from snapshotd.http.native import artifact_response, iso, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.services import downloads
+from snapshotd.services import downloads, holds
 from snapshotd.services.accounts import Principal
 from snapshotd.services.locations import CAPTURE_SETTINGS, LocationFields
 from snapshotd.store.models import Location, Snapshot
@@ -432,7 +432,8 @@ async def archive_snapshot(
         raise BadRequest("archived_reason must be a string", field="archived_reason")
     await asyncio.to_thread(services.locations.snapshot, principal.org_id, location_id, snapshot_id)
     await asyncio.to_thread(
-        services.snapshots.archive,
+        holds.archive,
+        services.db,
         principal.org_id,
         snapshot_id,
         actor=principal.email,
