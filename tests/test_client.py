@@ -244,6 +244,7 @@ def test_public_names_are_pinned() -> None:
         "PermissionDeniedError",
         "RateLimitedError",
         "ServerError",
+        "Share",
         "Snapshot",
         "SnapshotClient",
         "SnapshotTimeout",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from snapshotd import cli_capture, cli_client
 from snapshotd.config import Settings
 from snapshotd.errors import SnapshotdError
 
@@ -29,10 +30,10 @@ app.add_typer(token_app, name="token")
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(group_app, name="group")
+cli_capture.register(app)
+cli_client.register(app)
 
 OPERATOR = "operator"
-
-FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".pdf": "pdf"}
 
 
 def _settings() -> Settings:
@@ -168,75 +169,6 @@ def worker() -> None:
         await runner.run()
 
     asyncio.run(main())
-
-
-@app.command()
-def capture(
-    url: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
-    width: int = 1280,
-    height: int = 800,
-    full_page: Annotated[bool, typer.Option("--full-page", help="Capture the whole page.")] = False,
-    selector: Annotated[str | None, typer.Option(help="Capture one element.")] = None,
-    device: Annotated[str | None, typer.Option(help='Emulate a device, e.g. "iPhone 13".')] = None,
-    format: Annotated[
-        str | None, typer.Option(help="png, jpeg, webp or pdf (default: from -o).")
-    ] = None,
-    wait_until: str = "load",
-    delay_ms: int = 0,
-    timeout_ms: int | None = None,
-) -> None:
-    """Capture one page to a file with a local browser; no server needed."""
-    from snapshotd.engines.browser import BrowserPool
-    from snapshotd.engines.capture import CaptureEngine
-    from snapshotd.engines.egress import EgressPolicy
-    from snapshotd.engines.guard import EgressGuard
-    from snapshotd.services.snapshots import parse_options
-
-    settings = _settings()
-    chosen = format or FORMATS.get(output.suffix.lower(), "png")
-    try:
-        options = parse_options(
-            {
-                "url": url,
-                "width": width,
-                "height": height,
-                "full_page": full_page,
-                "selector": selector,
-                "device": device,
-                "format": chosen,
-                "wait_until": wait_until,
-                "delay_ms": delay_ms,
-                "timeout_ms": timeout_ms,
-                "evidence": False,
-            }
-        )
-        policy = EgressPolicy(settings.egress_allow)
-        policy.check_url(options.url)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-
-    async def run() -> bytes:
-        async with (
-            EgressGuard(policy) as guard,
-            BrowserPool(executable=settings.chromium_path, proxy_url=guard.url, slots=1) as pool,
-        ):
-            engine = CaptureEngine(
-                pool,
-                guard,
-                default_timeout_ms=settings.capture_timeout_ms,
-                max_full_page_height=settings.max_full_page_height,
-                max_navigations=settings.max_navigations,
-            )
-            result = await engine.capture(options)
-        return result.artifacts[0].data
-
-    try:
-        data = asyncio.run(run())
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    output.write_bytes(data)
-    typer.echo(f"wrote {output} ({len(data)} bytes)", err=True)
 
 
 def _org_id(db: Database, slug: str) -> str:

@@ -5,6 +5,7 @@
         snapshot = client.wait(queued.id, timeout=60)
         png = client.download(snapshot.id, "image", path="example.png")
         print(snapshot.metadata["title"], len(png))
+        print(client.share(snapshot, expires_in=86400).url)
 
 Every non-2xx answer raises a typed error whose message is the problem+json `detail`:
 
@@ -25,6 +26,7 @@ Network failures surface as httpx's own exceptions.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import time
@@ -50,6 +52,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ServerError",
+    "Share",
     "Snapshot",
     "SnapshotClient",
     "SnapshotTimeout",
@@ -88,6 +91,36 @@ class Snapshot:
             artifacts=[dict(artifact) for artifact in body.get("artifacts") or ()],
             options=dict(body.get("options") or {}),
             job=dict(body["job"]) if body.get("job") else None,
+            raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class Share:
+    """A share link: `url` opens the snapshot's page for whoever holds it (members only when not
+    `public`) until `expires_at` or until it is revoked."""
+
+    id: str
+    url: str
+    snapshot_id: str
+    public: bool
+    state: str
+    created_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Share:
+        return cls(
+            id=body["id"],
+            url=body["url"],
+            snapshot_id=body["snapshot_id"],
+            public=bool(body.get("public", True)),
+            state=body.get("state", "active"),
+            created_at=body.get("created_at"),
+            expires_at=body.get("expires_at"),
+            revoked_at=body.get("revoked_at"),
             raw=dict(body),
         )
 
@@ -300,6 +333,30 @@ class SnapshotClient:
 
     def delete(self, snapshot_id: str | Snapshot) -> None:
         self._request("DELETE", f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}")
+
+    def share(
+        self,
+        snapshot_id: str | Snapshot,
+        *,
+        public: bool = True,
+        expires_in: int | None = None,
+    ) -> Share:
+        """A new share link; `expires_in` seconds is capped by the snapshot's own expiry."""
+        body: dict[str, Any] = {"public": public}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        where = f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}/shares"
+        return Share.from_json(self._request("POST", where, json=body).json())
+
+    def shares(self, snapshot_id: str | Snapshot) -> builtins.list[Share]:
+        """The snapshot's share links, revoked and expired ones included."""
+        where = f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}/shares"
+        return [Share.from_json(item) for item in self._request("GET", where).json()["items"]]
+
+    def revoke_share(self, share: str | Share) -> None:
+        """Revokes a link; it stops opening at once."""
+        share_id = share.id if isinstance(share, Share) else share
+        self._request("DELETE", f"/api/v1/shares/{quote(share_id, safe='')}")
 
     def capture(self, url: str, **options: Any) -> bytes:
         """Captures while the request waits and answers the image (or PDF) bytes. The options
