@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
@@ -17,6 +17,7 @@ from snapshotd.services.accounts import account_group_for, authenticate, create_
 from snapshotd.services.synthetic import Scope, Synthetic, TestFields, round_of
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job, ProbeRound
+from snapshotd.store.queue import LeaseLost
 from snapshotd.worker import make_queue
 
 NOW = 1_800_000_030.0
@@ -132,3 +133,21 @@ def test_test_settings_are_checked(synthetic: Synthetic, any_db: Database) -> No
     # An address the egress guard refuses is accepted: each round records the refusal.
     private = TestFields(url="http://10.1.2.3/", interval=60, agent_ids=[here.id])
     assert synthetic.create(scope, "http-server", private, actor="a").id
+
+
+def test_a_round_whose_lease_was_lost_is_not_started(
+    synthetic: Synthetic, any_db: Database
+) -> None:
+    here = agents.register(any_db, "host-a", location="Local", country_id="")
+    fields = TestFields(url="http://127.0.0.1/", interval=300, agent_ids=[here.id])
+    synthetic.create(scope_of(any_db), "http-server", fields, actor="ops@acme.test")
+    assert synthetic.schedule(here.id, NOW) == 1
+    claim = synthetic.queue.claim("frozen-worker", here.id)
+    assert claim is not None
+    # The lease ran out and the reaper handed the job back to the queue.
+    with any_db.session() as session:
+        session.execute(update(Job).where(Job.id == claim.job_id).values(state="queued"))
+    with pytest.raises(LeaseLost):
+        synthetic.start_round(claim)
+    with any_db.session() as session:
+        assert session.scalars(select(ProbeRound.state)).all() == ["queued"]

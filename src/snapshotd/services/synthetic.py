@@ -191,7 +191,10 @@ class Synthetic:
             return len(inserted)
 
     def start_round(self, claim: Claim) -> tuple[ProbeRound, SyntheticTest] | None:
+        """Marks the claimed round working; None when it or its test is gone. Fenced by the
+        lease (LeaseLost), so a worker frozen past it cannot reopen a round another finished."""
         with self.db.session() as session:
+            self.queue.hold(session, claim)
             probe = session.get(ProbeRound, claim.payload["round"])
             test = session.get(SyntheticTest, probe.test_id) if probe else None
             if probe is None or test is None:
