@@ -426,3 +426,21 @@ def test_tokens_never_reach_the_logs_or_the_database_file(
     for secret in (token, token.removeprefix("snap_"), share_id):
         assert secret not in written
     assert token.encode() not in stored and token.removeprefix("snap_").encode() not in stored
+
+
+def test_a_chosen_signing_key_must_exist_and_keygen_makes_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    key = tmp_path / "keys" / "manifest.pem"
+    env = {**env, "SNAPSHOTD_MANIFEST_KEY_FILE": str(key)}
+    for command in ("worker", "serve"):
+        refused = run(env, command)
+        assert refused.returncode == 1 and "snapshotd keygen" in refused.stderr
+        assert not key.exists()  # nothing was created in its place
+    made = run(env, "keygen", str(key))
+    assert made.returncode == 0 and key.stat().st_mode & 0o777 == 0o600
+    pem = key.read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    again = run(env, "keygen", str(key))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert key.read_bytes() == pem

@@ -51,6 +51,16 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _check_signing_key(settings: Settings) -> None:
+    """Fails at start, not at the first snapshot, when the manifest key cannot be had."""
+    from snapshotd.services.manifests import load_or_create_key
+
+    try:
+        load_or_create_key(settings)
+    except (RuntimeError, ValueError, OSError) as error:
+        raise _fail(f"manifest signing key: {error}") from None
+
+
 def _database(settings: Settings) -> Database:
     from snapshotd.store.db import Database
 
@@ -91,6 +101,7 @@ def serve(
 
     _setup_logging()
     settings = _settings()
+    _check_signing_key(settings)
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
     db = _database(settings)
@@ -158,6 +169,7 @@ def worker() -> None:
 
     _setup_logging()
     settings = _settings()
+    _check_signing_key(settings)
     db = _database(settings)
     private_tmpdir()
     runner = Worker(settings, db, make_blob_store(settings))
@@ -389,6 +401,19 @@ def verify(
         failed |= not verdict.ok
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def keygen(
+    file: Annotated[Path, typer.Argument(help="Where to write the key (refused if it exists).")],
+) -> None:
+    """Create an Ed25519 manifest signing key (PEM, mode 0600) for SNAPSHOTD_MANIFEST_KEY_FILE,
+    to copy to every machine of a deployment."""
+    from snapshotd.services.manifests import create_key_file
+
+    if not create_key_file(file):
+        raise _fail(f"{file} already exists; it was left as it is")
+    typer.echo(f"wrote {file}", err=True)
 
 
 @app.command()

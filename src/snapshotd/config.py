@@ -154,9 +154,10 @@ class Settings(BaseSettings):
     )
     manifest_key_file: str = Field(
         "",
-        description="PEM file of the Ed25519 key that signs snapshot manifests, created on first "
-        "use; empty means keys/manifest-ed25519.pem in the data dir. Machines of one deployment "
-        "should share it.",
+        description="PEM file of the Ed25519 key that signs snapshot manifests (make one with "
+        "`snapshotd keygen FILE`; serve and worker refuse to start when it is missing); empty "
+        "means keys/manifest-ed25519.pem in the data dir, created on first use. Machines of one "
+        "deployment must share it.",
     )
     max_upload_bytes: int = Field(
         4_194_304, ge=1024, description="Largest image a customer may upload as a snapshot."

@@ -278,6 +278,10 @@ class Cluster:
         return done.stdout
 
     def start(self) -> Self:
+        # One signing key for every service, made before any starts, as docs/deploy.md says.
+        key = Path(self.env["SNAPSHOTD_MANIFEST_KEY_FILE"])
+        if not key.exists():
+            self.cli("keygen", str(key))
         # Migrates the database before any service starts, so they never race to do it.
         self.token = self.cli(
             "token", "create", "--org", "scale", "--email", "ops@scale.test", "--role", "admin"

@@ -71,27 +71,46 @@ def key_path(settings: Settings) -> Path:
     return Path(settings.manifest_key_file or settings.data_dir / "keys" / "manifest-ed25519.pem")
 
 
+class MissingKey(RuntimeError):
+    """SNAPSHOTD_MANIFEST_KEY_FILE names a file that does not exist."""
+
+
+def create_key_file(path: Path) -> bool:
+    """Writes a new Ed25519 private key to `path` (PEM, mode 0600, atomically); False, and the
+    file untouched, when it already exists (another process may have won the race)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+
+
 def load_or_create_key(settings: Settings) -> Ed25519PrivateKey:
-    """The instance's signing key, created (mode 0600, written atomically) when missing."""
+    """The instance's signing key. The data folder's own key is created when missing; a key file
+    chosen with SNAPSHOTD_MANIFEST_KEY_FILE never is (MissingKey), since a mistyped path on one
+    machine would otherwise sign with a key no client trusts."""
     path = key_path(settings)
     with _lock:
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pem = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(pem)
-            try:
-                os.link(temporary, path)  # fails if another process won the race: use theirs
-            except FileExistsError:
-                pass
-            finally:
-                temporary.unlink()
+            if settings.manifest_key_file:
+                raise MissingKey(
+                    f"SNAPSHOTD_MANIFEST_KEY_FILE={path} does not exist: create the key once with "
+                    "`snapshotd keygen FILE` and copy it to every machine, or leave the setting "
+                    "empty to keep a key in the data folder"
+                )
+            create_key_file(path)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise RuntimeError(f"{path} does not hold an Ed25519 private key")
