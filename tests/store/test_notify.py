@@ -4,6 +4,7 @@ being killed."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -52,8 +53,9 @@ def test_a_committed_job_wakes_a_listener_on_another_connection(
 
 
 def test_the_listener_reconnects_after_its_connection_is_killed(
-    pg: Database, settings: Settings
+    pg: Database, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="snapshotd.store.notify")
     listener, woken = listening(pg)
     try:
         with pg.engine.connect() as connection:
@@ -73,6 +75,11 @@ def test_the_listener_reconnects_after_its_connection_is_killed(
         assert woken.wait(5)
     finally:
         listener.stop()
+    # One line when the connection was lost and one when it came back, no traceback.
+    lines = [r.getMessage() for r in caplog.records if r.name == "snapshotd.store.notify"]
+    assert any("unreachable" in line and "polling" in line for line in lines), lines
+    assert any("works again" in line for line in lines), lines
+    assert all("\n" not in line for line in lines), lines
 
 
 def test_an_idle_worker_on_postgresql_starts_another_process_job_at_once(

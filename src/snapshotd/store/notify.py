@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "snapshotd_jobs"
@@ -31,6 +33,7 @@ class JobListener:
         self.dsn = dsn
         self.on_notify = on_notify
         self.listening = threading.Event()
+        self._outages = OutageLog(log, then="jobs are found by polling until it is back")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="job-listener", daemon=True)
 
@@ -50,6 +53,7 @@ class JobListener:
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    self._outages.recovered(DatabaseUnavailable)
                     self.listening.set()
                     delay = 0.5
                     while not self._stop.is_set():
@@ -57,6 +61,10 @@ class JobListener:
                             self.on_notify()
             except psycopg.Error as error:
                 self.listening.clear()
-                log.warning("job listener: %s; reconnecting in %.1f s", error, delay)
+                outage = as_outage(error)
+                if outage is not None:
+                    self._outages.failed(outage, "listening for new jobs")
+                else:
+                    log.warning("job listener: %s; reconnecting", str(error).strip())
                 self._stop.wait(delay)
                 delay = min(delay * 2, 15.0)
