@@ -8,13 +8,29 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from snapshotd.errors import as_outage
+
 
 class _QueueCollector(Collector):
     def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
         self.counts = counts
 
     def collect(self) -> Iterable[Metric]:
-        counts = self.counts()
+        # Scraped during a database outage, the other metrics still answer; the queue's are
+        # left out and snapshotd_database_up says why.
+        up = GaugeMetricFamily(
+            "snapshotd_database_up", "1 when the job queue could be read from the database."
+        )
+        try:
+            counts = self.counts()
+        except Exception as error:
+            if as_outage(error) is None:
+                raise
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         depth = GaugeMetricFamily("snapshotd_queue_depth", "Jobs waiting to be claimed.")
         depth.add_metric([], counts.get("queued", 0))
         yield depth

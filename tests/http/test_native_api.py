@@ -240,6 +240,7 @@ def test_health_ready_metrics_openapi(api: TestClient) -> None:
     assert api.get("/readyz").status_code == 200
     metrics = api.get("/metrics").text
     assert "snapshotd_queue_depth" in metrics and "snapshotd_capture_seconds" in metrics
+    assert "snapshotd_database_up 1.0" in metrics
     spec = api.get("/openapi.json").json()
     assert "/api/v1/snapshots" in spec["paths"]
     assert api.get("/docs").status_code == 200

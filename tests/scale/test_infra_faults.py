@@ -102,6 +102,9 @@ def test_a_postgres_restart_under_load_loses_no_snapshot(tmp_path: Path, pages: 
         try:
             assert_no_route_fails(client, routes)
             assert_unavailable(client.get("/readyz"))
+            metrics = client.get("/metrics")  # still scraped, without the queue's gauges
+            assert metrics.status_code == 200 and "snapshotd_database_up 0.0" in metrics.text
+            assert "snapshotd_queue_depth" not in metrics.text
             native = client.get("/api/v1/snapshots")
             assert_unavailable(native)
             assert native.headers["content-type"] == PROBLEM
