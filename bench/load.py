@@ -4,7 +4,9 @@
 PostgreSQL started here from the machine's own binaries. No worker runs, so nothing is captured:
 the figures are the API's alone. The routes are GET /api/v1/snapshots/{id} (an uploaded snapshot,
 status success, two artifacts) and POST /api/v1/snapshots (202, queued; creation limits are off
-and the queue is allowed to grow, as measuring them is not the point here).
+and the queue is allowed to grow, as measuring them is not the point here). The API runs as
+docs/deploy.md sets it up, without an access log (the load balancer keeps one); one more run of
+the read on SQLite with the access log on shows what it costs.
 
 wrk is closed-loop: CONNECTIONS per API process each send their next request when the previous
 answer arrives, so latency is measured at the highest rate the server sustains. wrk is pinned to
@@ -75,6 +77,7 @@ class LoadRun:
     wrk: WrkRun
     api_cpu_us: float  # CPU of every serve process per request
     db_cpu_us: float | None  # CPU of the PostgreSQL server per request
+    access_log: bool = False
 
 
 @dataclass
@@ -122,11 +125,19 @@ def parse_wrk(text: str) -> WrkRun:
 class ApiServer(SnapshotdServer):
     """`snapshotd serve --workers 0 --processes N`, pinned to `cpus` when given."""
 
-    def __init__(self, *, processes: int, database_url: str, cpus: list[int] | None) -> None:
+    def __init__(
+        self,
+        *,
+        processes: int,
+        database_url: str,
+        cpus: list[int] | None,
+        access_log: bool = False,
+    ) -> None:
         super().__init__(concurrency=1)
         self.processes = processes
         self.database_url = database_url
         self.cpus = cpus
+        self.access_log = access_log
 
     def __enter__(self) -> ApiServer:
         super().__enter__()
@@ -137,6 +148,7 @@ class ApiServer(SnapshotdServer):
             **super()._env(),
             "SNAPSHOTD_WORKERS": "0",
             "SNAPSHOTD_QUEUE_MAX_LENGTH": "1000000000",
+            "SNAPSHOTD_ACCESS_LOG": str(self.access_log).lower(),
         }
         if self.database_url:
             env["SNAPSHOTD_DATABASE_URL"] = self.database_url
@@ -220,6 +232,7 @@ def _measure(
     seconds: float,
     cpu: int,
     say: Callable[[str], None],
+    routes: tuple[Route, ...] = ROUTES,
 ) -> list[LoadRun]:
     try:
         snapshot_id = _seed(server)
@@ -228,7 +241,7 @@ def _measure(
     connections = CONNECTIONS * server.processes
     runs = []
     with tempfile.TemporaryDirectory(prefix="snapshotd-bench-wrk-") as scratch:
-        for route in ROUTES:
+        for route in routes:
             lua = Path(scratch) / "route.lua"
             lua.write_text(route.lua)
             url = server.url + route.path.replace("{id}", snapshot_id)
@@ -238,9 +251,9 @@ def _measure(
             per_request = 1e6 / max(1, measured.requests)
             api_us = (server.cpu_seconds() - api_cpu) * per_request
             db_us = (_db_cpu_seconds(postgres) - db_cpu) * per_request if postgres else None
-            runs.append(
-                LoadRun(database, server.processes, route, connections, measured, api_us, db_us)
-            )
+            run = LoadRun(database, server.processes, route, connections, measured, api_us, db_us)
+            run.access_log = server.access_log
+            runs.append(run)
             say(
                 f"{database} x{server.processes} {route.label}: {measured.rate:,.0f}/s, "
                 f"p99 {measured.p99_ms:.1f} ms, {measured.errors} errors"
@@ -273,6 +286,10 @@ def run(quick: bool, say: Callable[[str], None], seconds: float | None = None) -
                 say(f"{database}: serve --workers 0 --processes {processes}; load {load:.2f}")
                 with ApiServer(processes=processes, database_url=url, cpus=cpus) as server:
                     runs += _measure(server, database, pg, seconds, wrk_cpu, say)
+    cpus, wrk_cpu = _placement(1)
+    say("sqlite: serve --workers 0 with the access log on")
+    with ApiServer(processes=1, database_url="", cpus=cpus, access_log=True) as server:
+        runs += _measure(server, "sqlite", None, seconds, wrk_cpu, say, routes=ROUTES[:1])
     return LoadResult(runs, _notes(seconds), len(os.sched_getaffinity(0)))
 
 

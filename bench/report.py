@@ -163,12 +163,13 @@ P99_TARGET = 50.0  # ms
 def _load_rows(run: LoadRun, single: LoadRun | None, cpus: int) -> list[Row]:
     """One route under load: its rate (against the 1-process run), latency and CPU cost."""
     plural = "process" if run.processes == 1 else "processes"
-    name = f"load {run.database}, {run.processes} API {plural}: {run.route.label}"
+    logged = ", access log on" if run.access_log else ""
+    name = f"load {run.database}, {run.processes} API {plural}{logged}: {run.route.label}"
     rate, wrk = run.wrk.rate, run.wrk
     errors = f", ERRORS: {wrk.error_kinds}" if wrk.errors else ""
     row = Row(f"{name} req/s (c={run.connections}{errors})", f"{rate:,.0f}")
     if single is not None:
-        row.baseline = f"{single.wrk.rate:,.0f} (1 proc)"
+        row.baseline = f"{single.wrk.rate:,.0f} ({'log off' if run.access_log else '1 proc'})"
         row.ratio = _ratio(rate, single.wrk.rate)
     latency = Row("  p50 / p99", f"{wrk.p50_ms:.1f} / {wrk.p99_ms:.1f} ms")
     if run.route.is_read:
@@ -188,12 +189,14 @@ def _load_rows(run: LoadRun, single: LoadRun | None, cpus: int) -> list[Row]:
 def load_rows(result: LoadResult) -> list[Row]:
     rows = []
     for run in result.runs:
+        # Compared with one process, or (the access log run) with the same run without the log.
         single = next(
             (
                 other
                 for other in result.runs
                 if other.processes == 1
-                and run.processes > 1
+                and (run.processes > 1 or run.access_log)
+                and not other.access_log
                 and (other.database, other.route) == (run.database, run.route)
             ),
             None,

@@ -444,3 +444,18 @@ def test_a_chosen_signing_key_must_exist_and_keygen_makes_one(
     again = run(env, "keygen", str(key))
     assert again.returncode == 1 and "already exists" in again.stderr
     assert key.read_bytes() == pem
+
+
+def test_the_access_log_can_be_turned_off(
+    env: dict[str, str], processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    port = free_port()
+    quiet = {**env, "SNAPSHOTD_ACCESS_LOG": "false"}
+    processes.start(quiet, "serve", "--port", str(port), "--workers", "0", log=log)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    assert httpx.get(base + "/api/v1/snapshots/snp_nowhere").status_code == 401
+    time.sleep(0.5)
+    written = log.read_text()
+    assert "Uvicorn running" in written and "snp_nowhere" not in written

@@ -121,7 +121,13 @@ def serve(
             # that dies, and on SIGTERM stops them all before the workers here are stopped.
             target = f"{__name__}:{api_process_app.__name__}"
             uvicorn.run(
-                target, factory=True, workers=processes, host=host, port=port, log_level="info"
+                target,
+                factory=True,
+                workers=processes,
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=settings.access_log,
             )
             return
         application = create_app(
@@ -133,7 +139,9 @@ def serve(
             on_shutdown=threads.stop,
         )
         _freeze_heap()
-        uvicorn.run(application, host=host, port=port, log_level="info")
+        uvicorn.run(
+            application, host=host, port=port, log_level="info", access_log=settings.access_log
+        )
     finally:
         threads.stop()
 

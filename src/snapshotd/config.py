@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=0, le=64, description="Worker threads that `snapshotd serve` runs (0: API only)."
     )
+    access_log: bool = Field(
+        True,
+        description="`snapshotd serve` logs one line per HTTP request. It costs about a fifth of "
+        "an API process's capacity on the busiest reads: turn it off where the load balancer "
+        "logs requests.",
+    )
     worker_concurrency: int = Field(
         2, ge=1, le=16, description="Captures one worker runs at once, each in its own context."
     )
