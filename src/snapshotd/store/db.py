@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -14,12 +14,15 @@ from sqlalchemy import (
     CursorResult,
     Delete,
     Engine,
+    Executable,
+    Row,
     Update,
     create_engine,
     event,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -85,6 +88,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._reader: Engine | None = None
         self._listeners: list[Callable[[], None]] = []
 
     def on_enqueued(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -113,6 +117,33 @@ class Database:
                 for listener in list(self._listeners):
                     listener()
 
+    def read(self, query: Executable, params: Mapping[str, Any]) -> Sequence[Row[Any]]:
+        """The rows of one SELECT, run outside any transaction: the fast path for the hottest
+        reads. On PostgreSQL its connections come from a pool of their own, in autocommit (no
+        BEGIN and ROLLBACK round trips) and without a ping per checkout: a connection the server
+        has dropped (a restart, an idle timeout) is replaced and the read tried once more."""
+        for attempt in (1, 2):
+            try:
+                with self._reading_engine().connect() as connection:
+                    return connection.execute(query, params).all()
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _reading_engine(self) -> Engine:
+        if self._reader is None:
+            self._reader = self.engine
+            if self.is_postgres:
+                self._reader = create_engine(
+                    self.engine.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_size=10,
+                    max_overflow=10,
+                    connect_args={"connect_timeout": 5},
+                )
+        return self._reader
+
     def migrate(self) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -128,3 +159,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._reader not in (None, self.engine):
+            self._reader.dispose()
