@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.http import admin, native, problems, redact, shares
+from snapshotd.http import admin, console, native, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects import (
     clickwrap,
@@ -150,6 +150,7 @@ def create_app(
     app.include_router(librato_spaces.router)
     app.include_router(thousandeyes_v6.router)
     app.include_router(thousandeyes_v7.router)
+    app.include_router(console.router)
     problems.register_renderer(app, "/create_snap", kasisto.render_error)
     problems.register_renderer(app, "/v1.1/", clickwrap.render_error)
     problems.register_renderer(app, "/v1/", librato.render_error)

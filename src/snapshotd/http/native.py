@@ -24,7 +24,14 @@ from snapshotd.http.deps import (
 )
 from snapshotd.services import downloads, holds, manifests
 from snapshotd.services.accounts import Principal
+from snapshotd.services.snapshot_reads import (
+    ArtifactView,
+    JobView,
+    SnapshotView,
+    read_snapshot,
+)
 from snapshotd.services.snapshots import Archived, parse_options
+from snapshotd.services.thumbnails import evidence_artifacts
 from snapshotd.store.models import Artifact, Job, Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
@@ -51,7 +58,7 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def job_body(job: Job) -> dict[str, Any]:
+def job_body(job: Job | JobView) -> dict[str, Any]:
     return {
         "id": job.id,
         "state": job.state,
@@ -66,7 +73,9 @@ def job_body(job: Job) -> dict[str, Any]:
     }
 
 
-def artifact_body(snapshot: Snapshot, artifact: Artifact) -> dict[str, Any]:
+def artifact_body(
+    snapshot: Snapshot | SnapshotView, artifact: Artifact | ArtifactView
+) -> dict[str, Any]:
     return {
         "role": artifact.role,
         "media_type": artifact.media_type,
@@ -78,7 +87,10 @@ def artifact_body(snapshot: Snapshot, artifact: Artifact) -> dict[str, Any]:
     }
 
 
-def snapshot_body(snapshot: Snapshot, job: Job | None = None) -> dict[str, Any]:
+def snapshot_body(
+    snapshot: Snapshot | SnapshotView, job: Job | JobView | None = None
+) -> dict[str, Any]:
+    artifacts: list[Artifact | ArtifactView] = evidence_artifacts(snapshot.artifacts)
     body: dict[str, Any] = {
         "id": snapshot.id,
         "kind": snapshot.kind,
@@ -87,7 +99,7 @@ def snapshot_body(snapshot: Snapshot, job: Job | None = None) -> dict[str, Any]:
         "url": snapshot.url,
         "options": snapshot.options,
         "metadata": snapshot.meta,
-        "artifacts": [artifact_body(snapshot, artifact) for artifact in snapshot.artifacts],
+        "artifacts": [artifact_body(snapshot, artifact) for artifact in artifacts],
         "created_at": iso(snapshot.created_at),
         "completed_at": iso(snapshot.completed_at),
         "expires_at": iso(snapshot.expires_at),
@@ -129,9 +141,10 @@ def create_snapshot(
         callback_url=body.callback_url,
         actor=principal.email,
     )
-    snapshot, job = services.snapshots.get_with_job(principal.org_id, snapshot.id)
-    response.headers["Location"] = f"/api/v1/snapshots/{snapshot.id}"
-    return snapshot_body(snapshot, job)
+    # Read back with its job: an in-process worker may already have started it.
+    created = read_snapshot(services.db, principal.org_id, snapshot.id)
+    response.headers["Location"] = f"/api/v1/snapshots/{created.id}"
+    return snapshot_body(created, created.job)
 
 
 @router.get("/snapshots", summary="List snapshots, newest first")
@@ -172,12 +185,15 @@ def list_snapshots(
 async def get_snapshot(
     snapshot_id: str, principal: PrincipalDep, services: ServicesDep
 ) -> Response:
-    # The most frequent request: the read runs on a thread, and the body is rendered straight to
-    # JSON (FastAPI's generic encoder would walk it again).
-    snapshot, job = await asyncio.to_thread(
-        services.snapshots.get_with_job, principal.org_id, snapshot_id
-    )
-    return JSONResponse(snapshot_body(snapshot, job))
+    # The most frequent request (see services/snapshot_reads.py); the body is rendered straight
+    # to JSON, as FastAPI's generic encoder would walk it again.
+    if services.db.is_postgres:
+        snapshot = await asyncio.to_thread(
+            read_snapshot, services.db, principal.org_id, snapshot_id
+        )
+    else:
+        snapshot = read_snapshot(services.db, principal.org_id, snapshot_id)
+    return JSONResponse(snapshot_body(snapshot, snapshot.job))
 
 
 @router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
@@ -307,7 +323,7 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 def bundle_of(services: AppServices, org_id: str, snapshot_id: str) -> bytes:
     snapshot = services.snapshots.get(org_id, snapshot_id)
     files, manifest = {}, None
-    for artifact in snapshot.artifacts:
+    for artifact in evidence_artifacts(snapshot.artifacts):
         with services.blobs.open(artifact.sha256) as stream:
             data = stream.read()
         if artifact.role == manifests.MANIFEST_ROLE:

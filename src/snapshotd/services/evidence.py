@@ -19,6 +19,7 @@ from snapshotd.engines import diff, records
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services import webhooks
 from snapshotd.services.locations import Locations
+from snapshotd.services.thumbnails import evidence_artifacts
 from snapshotd.store.models import Artifact, Location, Snapshot, utcnow
 
 
@@ -64,7 +65,9 @@ class Evidence:
         if image is not None and image.media_type in ("image/png", "image/jpeg"):
             with self.snapshots.blobs.open(image.sha256) as stream:
                 data = stream.read()
-        rows = [(a.role, a.media_type, a.size, a.sha256) for a in snapshot.artifacts]
+        rows = [
+            (a.role, a.media_type, a.size, a.sha256) for a in evidence_artifacts(snapshot.artifacts)
+        ]
         pdf = records.evidence_pdf(
             title=f"Snapshot record: {location.name}",
             facts=evidence_facts(location, snapshot),

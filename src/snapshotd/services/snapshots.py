@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, delete, or_, select, update
@@ -33,6 +33,7 @@ from snapshotd.errors import (
 from snapshotd.services import audit, webhooks
 from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
+from snapshotd.services.thumbnails import THUMBNAIL_ROLE
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
@@ -44,7 +45,14 @@ CAPTURE_JOB = "capture"
 Archived = Literal["exclude", "include", "only"]
 
 
-def is_live(snapshot: Snapshot, now: datetime | None = None) -> bool:
+class Expiring(Protocol):
+    @property
+    def legal_hold(self) -> bool: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def is_live(snapshot: Expiring, now: datetime | None = None) -> bool:
     """A snapshot under legal hold never expires; any other is gone from its `expires_at` on."""
     if snapshot.legal_hold or snapshot.expires_at is None:
         return True
@@ -380,7 +388,8 @@ class Snapshots:
         """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
         rows = session.scalars(
             select(Artifact).where(
-                Artifact.snapshot_id == snapshot.id, Artifact.role != MANIFEST_ROLE
+                Artifact.snapshot_id == snapshot.id,
+                Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
             )
         )
         listed = [

@@ -1,0 +1,100 @@
+"""The console's new-capture form: the same options and service as `POST /api/v1/snapshots`.
+
+A rejected request (a bad URL, a refused destination, a full queue, a ceiling) is shown inline
+next to the form as it was filled in; an accepted one goes to the snapshot's page, which follows
+the capture live until its image is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from snapshotd.engines import devices
+from snapshotd.errors import EgressDenied, InvalidURL, SnapshotdError
+from snapshotd.http.console.session import ConsoleForm, ConsoleRoute, ConsoleUser, Visit, render
+from snapshotd.http.deps import ServicesDep
+from snapshotd.services.snapshots import parse_options
+
+router = APIRouter(route_class=ConsoleRoute)
+
+FIELDS = ("url", "width", "height", "device", "selector", "format", "wait_until", "delay_ms")
+FORMATS = ("png", "jpeg", "webp", "pdf")
+WAITS = (
+    ("load", "Page loaded (load)"),
+    ("domcontentloaded", "Document parsed (domcontentloaded)"),
+    ("networkidle", "Network quiet (networkidle)"),
+)
+DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "load"}
+
+
+@functools.cache
+def device_names() -> tuple[str, ...]:
+    """Playwright's device list, read once per process (it starts the driver to ask)."""
+    return tuple(sorted(devices.descriptors()))
+
+
+def options_from(form: dict[str, str]) -> dict[str, Any]:
+    """The capture options a filled-in form asks for; empty fields keep their defaults."""
+    raw: dict[str, Any] = {key: form[key].strip() for key in FIELDS if form.get(key, "").strip()}
+    raw["full_page"] = bool(form.get("full_page"))
+    return raw
+
+
+def _field_of(error: SnapshotdError | None) -> str:
+    """The form field an error is about; a refused URL names none but is the URL's fault."""
+    if error is None:
+        return ""
+    if error.field:
+        return error.field.split(".")[0]
+    return "url" if isinstance(error, (InvalidURL, EgressDenied)) else ""
+
+
+async def _page(
+    request: Request,
+    visit: Visit,
+    values: dict[str, str],
+    *,
+    error: SnapshotdError | None = None,
+) -> Response:
+    context = {
+        "nav": "new",
+        "values": values,
+        "devices": await asyncio.to_thread(device_names),
+        "formats": FORMATS,
+        "waits": WAITS,
+        "error": error.detail if error else "",
+        "error_field": _field_of(error),
+    }
+    status = error.status if error else 200
+    return render(request, "console/new.html", context, visit=visit, status_code=status)
+
+
+@router.get("/new", include_in_schema=False)
+async def new_capture_form(request: Request, visit: ConsoleUser) -> Response:
+    visit.principal.require("upload")
+    return await _page(request, visit, dict(DEFAULTS))
+
+
+@router.post("/new", include_in_schema=False)
+async def new_capture(request: Request, visit: ConsoleForm, services: ServicesDep) -> Response:
+    principal = visit.principal
+    principal.require("upload")
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
+    try:
+        options = parse_options(options_from(form))
+        snapshot = await asyncio.to_thread(
+            services.snapshots.create_page,
+            principal.org_id,
+            options,
+            surface="console",
+            actor=principal.email,
+        )
+    except SnapshotdError as error:
+        return await _page(request, visit, values, error=error)
+    return RedirectResponse(f"/console/snapshots/{snapshot.id}?done=queued", status_code=303)

@@ -1,0 +1,110 @@
+"""The console's synthetic test pages: the tests of the user's account groups, and one test with
+its recent rounds and the snapshots frozen from it, with their share links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http.console import views
+from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
+from snapshotd.http.deps import ServicesDep, public_base
+from snapshotd.services import agents, console_reads
+from snapshotd.services.samples import MAX_WHOLE
+from snapshotd.services.shares import share_state
+
+router = APIRouter(route_class=ConsoleRoute)
+
+ROUNDS = 50
+TYPES = {"http-server": "HTTP server", "page-load": "Page load"}
+Text = Annotated[str, Query(max_length=20)]
+
+
+def interval(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 3600 else f"{seconds // 3600} h"
+
+
+@router.get("/tests", include_in_schema=False)
+def tests_page(request: Request, visit: ConsoleUser, services: ServicesDep) -> Response:
+    items = console_reads.tests_of(services.db, visit.principal)
+    context = {"nav": "tests", "rows": items, "types": TYPES, "interval": interval}
+    return render(request, "console/tests.html", context, visit=visit)
+
+
+def _result_row(found: console_reads.Round) -> dict[str, Any]:
+    result = found.result
+    error = result.get("error_type")
+    details = result.get("error_details")
+    if found.state != "done":
+        outcome = "Running" if found.state == "working" else "Queued"
+    else:
+        outcome = "Error" if error else "OK"
+    code = result.get("response_code")
+    return {
+        "round": found.round_id,
+        "time": views.when(_at(found.round_id)),
+        "agent": found.agent,
+        "outcome": outcome,
+        "ok": outcome == "OK",
+        "code": code if code is not None else "",
+        "response": _ms(result.get("response_time")),
+        "total": _ms(result.get("total_time") or result.get("page_load_time")),
+        "error": f"{error}: {details}" if error and details else (error or ""),
+    }
+
+
+def _at(round_id: int) -> datetime:
+    return datetime.fromtimestamp(round_id, UTC)
+
+
+def _ms(value: object) -> str:
+    return f"{float(value):,.0f}" if isinstance(value, int | float) else ""
+
+
+@router.get("/tests/{test_id}", include_in_schema=False)
+def test_page(
+    test_id: str, request: Request, visit: ConsoleUser, services: ServicesDep, before: Text = ""
+) -> Response:
+    if not (test_id.isascii() and test_id.isdigit()) or not 0 < int(test_id) <= MAX_WHOLE:
+        raise NotFound(f"no test {test_id}")
+    if before and not (before.isascii() and before.isdigit()):
+        raise BadRequest("before must be a round id (a whole number)", field="before")
+    principal = visit.principal
+    test = console_reads.synthetic_test(services.db, principal, int(test_id))
+    rounds = console_reads.rounds(services.db, test.id, before=int(before or 0), limit=ROUNDS)
+    older = None
+    if len(rounds) == ROUNDS and rounds[0].round_id != rounds[-1].round_id:
+        # The page may have cut the last round's agents short: that round starts the next page.
+        last = rounds[-1].round_id
+        rounds = [r for r in rounds if r.round_id != last]
+        older = last + 1
+    base = public_base(request, services)
+    snapshots = [
+        {
+            "card": views.card(snapshot, None),
+            "shares": [
+                {"row": share, "state": share_state(share), "url": f"{base}/s/{share.id}"}
+                for share in shares
+            ],
+        }
+        for snapshot, shares in console_reads.window_snapshots(
+            services.db, principal.org_id, test.id
+        )
+    ]
+    names = {agent.id: agent.name for agent in agents.all_agents(services.db)}
+    context = {
+        "nav": "tests",
+        "test": test,
+        "type": TYPES.get(test.type, test.type),
+        "interval": interval(test.interval),
+        "agents": [names.get(a, f"agent {a}") for a in test.agent_ids or []],
+        "rounds": [_result_row(r) for r in rounds],
+        "older": older,
+        "paged": bool(before),
+        "snapshots": snapshots,
+        "when": views.when,
+    }
+    return render(request, "console/test.html", context, visit=visit)

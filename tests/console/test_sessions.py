@@ -1,0 +1,224 @@
+"""Console sign-in, sessions and CSRF, through the ASGI app (no browser needed)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from snapshotd.services.accounts import list_tokens, revoke_token
+from snapshotd.store.blobs import FileBlobStore
+from snapshotd.store.db import Database
+from snapshotd.store.models import ConsoleSession, Snapshot, utcnow
+from tests.console.conftest import ADMIN, add_snapshot, csrf_of, org_id_of, sign_in
+
+
+def _signed_out(client: TestClient, path: str = "/console") -> bool:
+    answer = client.get(path, follow_redirects=False)
+    return answer.status_code == 303 and answer.headers["location"].startswith("/console/sign-in")
+
+
+def test_pages_redirect_to_sign_in_and_back(client: TestClient, admin_token: str) -> None:
+    answer = client.get("/console/new?x=1", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/sign-in?next=/console/new%3Fx%3D1"
+    form = client.get(answer.headers["location"])
+    assert 'name="next" value="/console/new?x=1"' in form.text
+    landed = client.post(
+        "/console/sign-in",
+        data={"token": admin_token, "csrf": csrf_of(form.text), "next": "/console/new?x=1"},
+        follow_redirects=False,
+    )
+    assert landed.status_code == 303 and landed.headers["location"] == "/console/new?x=1"
+
+
+def test_session_cookie_is_http_only_lax_on_console_path_and_stored_hashed(
+    client: TestClient, db: Database, admin_token: str
+) -> None:
+    form = client.get("/console/sign-in")
+    answer = client.post(
+        "/console/sign-in",
+        data={"token": admin_token, "csrf": csrf_of(form.text)},
+        follow_redirects=False,
+    )
+    cookie = next(
+        value
+        for key, value in answer.headers.multi_items()
+        if key == "set-cookie" and value.startswith("snapshotd_console=")
+    )
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here; https requests get Secure
+    secret = cookie.split(";")[0].split("=", 1)[1]
+    with db.session() as session:
+        ids = list(session.scalars(select(ConsoleSession.id)))
+        row = session.get(ConsoleSession, ids[0])
+        assert row is not None
+        life = row.expires_at - row.created_at
+    assert ids == [hashlib.sha256(secret.encode()).hexdigest()]
+    assert life == timedelta(hours=12)
+
+
+def test_https_sign_in_sets_a_secure_cookie(
+    db: Database, admin_token: str, client: TestClient
+) -> None:
+    secure = TestClient(client.app, base_url="https://console.test")
+    form = secure.get("/console/sign-in")
+    answer = secure.post(
+        "/console/sign-in",
+        data={"token": admin_token, "csrf": csrf_of(form.text)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert "Secure" in answer.headers["set-cookie"]
+
+
+def test_email_must_own_the_token_and_failures_show_inline(
+    client: TestClient, admin_token: str
+) -> None:
+    for token, email in (("snap_wrong", ""), (admin_token, "someone@else.test")):
+        form = client.get("/console/sign-in")
+        answer = client.post(
+            "/console/sign-in",
+            data={"token": token, "email": email, "csrf": csrf_of(form.text)},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 401
+        assert "was not accepted" in answer.text and 'aria-invalid="true"' in answer.text
+    assert _signed_out(client)
+    sign_in(client, admin_token, ADMIN.upper())
+    assert not _signed_out(client)
+
+
+def test_sign_in_form_needs_its_own_token(client: TestClient, admin_token: str) -> None:
+    client.get("/console/sign-in")
+    forged = client.post(
+        "/console/sign-in", data={"token": admin_token, "csrf": "guess"}, follow_redirects=False
+    )
+    assert forged.status_code == 403
+    assert _signed_out(client)
+
+
+def test_posts_without_a_valid_csrf_token_or_from_another_site_change_nothing(
+    client: TestClient, db: Database, blobs: FileBlobStore, admin_token: str
+) -> None:
+    csrf = sign_in(client, admin_token)
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    archive = f"/console/snapshots/{snapshot_id}/archive"
+    assert client.post(archive, data={}).status_code == 403
+    assert client.post(archive, data={"csrf": "0" * 64}).status_code == 403
+    cross = client.post(archive, data={"csrf": csrf}, headers={"Origin": "https://evil.test"})
+    assert cross.status_code == 403
+    referred = client.post(
+        archive, data={"csrf": csrf}, headers={"Referer": "https://evil.test/page"}
+    )
+    assert referred.status_code == 403
+    assert "security token" in client.post(archive, data={}).text
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is None
+    same_site = client.post(
+        archive,
+        data={"csrf": csrf},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert same_site.status_code == 303
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is not None
+
+
+def test_sign_out_ends_the_session_everywhere(
+    client: TestClient, db: Database, admin_token: str
+) -> None:
+    csrf = sign_in(client, admin_token)
+    stolen = dict(client.cookies)
+    out = client.post("/console/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and "signed_out" in out.headers["location"]
+    assert _signed_out(client)
+    replay = TestClient(client.app, base_url="http://testserver", cookies=stolen)
+    assert _signed_out(replay)
+    with db.session() as session:
+        assert session.scalar(select(ConsoleSession.id)) is None
+
+
+def test_revoking_the_token_ends_its_session(
+    client: TestClient, db: Database, admin_token: str
+) -> None:
+    sign_in(client, admin_token)
+    org_id = org_id_of(db)
+    token_id = list_tokens(db, org_id)[0].id
+    revoke_token(db, org_id, token_id, actor="test")
+    assert _signed_out(client)
+    assert _signed_out(client, "/console/sign-in") is False  # the sign-in page shows again
+
+
+def test_an_expired_session_redirects_to_sign_in(
+    client: TestClient, db: Database, admin_token: str
+) -> None:
+    sign_in(client, admin_token)
+    with db.session() as session:
+        session.execute(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert _signed_out(client)
+    # A new sign-in sweeps the expired row away.
+    sign_in(client, admin_token)
+    with db.session() as session:
+        assert len(list(session.scalars(select(ConsoleSession.id)))) == 1
+
+
+def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
+    client: TestClient, db: Database, blobs: FileBlobStore, viewer_token: str
+) -> None:
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    csrf = sign_in(client, viewer_token)
+    grid = client.get("/console").text
+    page = client.get(f"/console/snapshots/{snapshot_id}").text
+    assert "New capture" not in grid and 'href="/console/new"' not in grid
+    assert page.count('method="post"') == 1  # sign out only
+    for action in ("Archive", "Create share link", "Place legal hold", "Delete"):
+        assert action not in page
+    for path in ("archive", "hold", "delete", "shares"):
+        refused = client.post(f"/console/snapshots/{snapshot_id}/{path}", data={"csrf": csrf})
+        assert refused.status_code == 403, path
+        assert "viewer" in refused.text
+    assert client.get("/console/new").status_code == 403
+    capture = client.post("/console/new", data={"csrf": csrf, "url": "http://127.0.0.1/"})
+    assert capture.status_code == 403
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is None and not snapshot.legal_hold
+        assert len(list(session.scalars(select(Snapshot.id)))) == 1
+
+
+def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> None:
+    for target in ("https://evil.test/", "//evil.test/", "/api/v1/snapshots", "/console\\@x"):
+        form = client.get("/console/sign-in", params={"next": target})
+        landed = client.post(
+            "/console/sign-in",
+            data={"token": admin_token, "csrf": csrf_of(form.text), "next": target},
+            follow_redirects=False,
+        )
+        assert landed.headers["location"] == "/console", target
+        client.cookies.clear()
+
+
+def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore) -> None:
+    from snapshotd.services import browse, console_sessions
+    from snapshotd.services.accounts import create_token
+    from snapshotd.services.accounts import sign_in as token_sign_in
+
+    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
+    principal = token_sign_in(any_db, token)
+    secret = console_sessions.open_session(any_db, principal)
+    assert console_sessions.principal_for(any_db, secret) == principal
+    assert console_sessions.principal_for(any_db, secret + "x") is None
+    console_sessions.close_session(any_db, secret)
+    assert console_sessions.principal_for(any_db, secret) is None
+
+    org = principal.org_id
+    wanted = add_snapshot(any_db, blobs, org, url="https://a.example/Report_100%")
+    add_snapshot(any_db, blobs, org, url="https://a.example/Report-1000")
+    found = browse.search(any_db, org, browse.Filters(search="report_100%"))
+    assert [item.id for item in found.items] == [wanted]
