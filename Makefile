@@ -26,6 +26,7 @@ bench: deps
 
 docs-images: deps
 	$(PY) scripts/chart_examples.py docs/images
+	$(PY) scripts/console_images.py docs/images
 
 deps: system-deps $(STAMP)
 
