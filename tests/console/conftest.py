@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright.sync_api import Page
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
@@ -49,6 +50,19 @@ def sign_in(client: TestClient, token: str, email: str = "") -> str:
     page = client.get("/console")
     assert page.status_code == 200, page.text
     return csrf_of(page.text)
+
+
+def csp_refusals(page: Page) -> list[str]:
+    """Collects what the page's Content-Security-Policy makes Chromium refuse (an inline script,
+    style or handler would be), so a test can check the console works under it."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return refused
 
 
 def org_id_of(db: Database, slug: str = "acme") -> str:

@@ -15,7 +15,7 @@ from snapshotd.services.accounts import create_token
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker
-from tests.console.conftest import ADMIN, VIEWER
+from tests.console.conftest import ADMIN, VIEWER, csp_refusals
 from tests.pages import PageServer
 from tests.servers import serving
 
@@ -59,6 +59,7 @@ def test_capture_share_revoke_and_sign_out(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
     page = context.new_page()
+    refused = csp_refusals(page)
     sign_in(page, server, token, ADMIN)
 
     # A capture, followed live on its page until the image is there.
@@ -124,6 +125,7 @@ def test_capture_share_revoke_and_sign_out(
     page.goto(detail_url)
     expect(page).to_have_url(re.compile(r"/console/sign-in\?next=/console/snapshots/"))
     context.close()
+    assert refused == []
 
 
 def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(

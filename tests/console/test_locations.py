@@ -20,7 +20,15 @@ from snapshotd.services.accounts import create_token
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
-from tests.console.conftest import ADMIN, add_snapshot, csrf_of, org_id_of, png, sign_in
+from tests.console.conftest import (
+    ADMIN,
+    add_snapshot,
+    csp_refusals,
+    csrf_of,
+    org_id_of,
+    png,
+    sign_in,
+)
 from tests.servers import serving
 
 PERCENT = re.compile(r"<strong data-percent>([\d.]+) %</strong>")
@@ -249,6 +257,7 @@ def test_compare_modes_switch_from_the_keyboard_in_chromium(
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=settings.chromium_path)
             page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            refused = csp_refusals(page)
             page.goto(f"{base}/console/locations/{location_id}")
             page.get_by_label("Email").fill(ADMIN)
             page.get_by_label("API token").fill(admin_token)
@@ -288,3 +297,4 @@ def test_compare_modes_switch_from_the_keyboard_in_chromium(
             page.keyboard.press("ArrowLeft")
             expect(side).to_be_visible()
             browser.close()
+        assert refused == []

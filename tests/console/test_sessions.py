@@ -179,7 +179,7 @@ def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
     assert page.count('method="post"') == 1  # sign out only
     for action in ("Archive", "Create share link", "Place legal hold", "Delete"):
         assert action not in page
-    for path in ("archive", "hold", "delete", "shares"):
+    for path in ("archive", "unarchive", "hold", "release", "delete", "shares", "shares/x/revoke"):
         refused = client.post(f"/console/snapshots/{snapshot_id}/{path}", data={"csrf": csrf})
         assert refused.status_code == 403, path
         assert "viewer" in refused.text
@@ -193,7 +193,18 @@ def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
 
 
 def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> None:
-    for target in ("https://evil.test/", "//evil.test/", "/api/v1/snapshots", "/console\\@x"):
+    for target in (
+        "https://evil.test/",
+        "//evil.test/",
+        "/api/v1/snapshots",
+        "/console\\@x",
+        "/consolex",
+        "/console/../api/v1/snapshots",
+        "/console/%2E%2e/api/v1/snapshots",
+        "/console/./../x",
+        "/console/\t/../x",
+        "http://testserver/console",
+    ):
         form = client.get("/console/sign-in", params={"next": target})
         landed = client.post(
             "/console/sign-in",

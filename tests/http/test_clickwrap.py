@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from snapshotd.services.accounts import create_token
 from snapshotd.store.db import Database
+from snapshotd.store.models import Snapshot, utcnow
 from tests.pages import PageServer
 
 
@@ -185,6 +187,28 @@ def test_uploads_must_be_real_images(
     expected = 1 if status == 201 else 0
     listed = api.get(f"/v1.1/locations/{location['id']}/snapshots", headers=auth).json()
     assert listed["total_count"] == expected
+
+
+def test_an_expired_snapshot_is_not_listed(
+    api: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    location = create(api, auth, name="App", key="app", application_id="a", application_name="A")
+    base = f"/v1.1/locations/{location['id']}/snapshots"
+    kept, gone = (
+        api.post(
+            f"{base}/upload", headers=auth, files={"file": ("f.png", png(), "image/png")}
+        ).json()["data"]["id"]
+        for _ in range(2)
+    )
+    with db.session() as session:
+        expired = session.get(Snapshot, gone)
+        assert expired is not None
+        expired.expires_at = utcnow() - timedelta(seconds=1)
+
+    assert api.get(f"{base}/{gone}", headers=auth).status_code == 404
+    listed = api.get(base, headers=auth).json()
+    assert [each["id"] for each in listed["data"]] == [kept]
+    assert listed["total_count"] == 1
 
 
 def test_a_decompression_bomb_and_an_oversized_upload_are_refused(

@@ -33,7 +33,7 @@ class Timeline:
     older: str | None  # the `before` cursor of the next page, when there is one
 
 
-def _has_image(snapshot: Snapshot) -> bool:
+def has_image(snapshot: Snapshot) -> bool:
     return any(a.role == "image" and a.media_type.startswith("image/") for a in snapshot.artifacts)
 
 
@@ -59,8 +59,8 @@ def timeline(
     items = rows[:limit]
     previous: dict[str, str] = {}
     for index, snapshot in enumerate(items):
-        if _has_image(snapshot):
-            earlier = next((s for s in rows[index + 1 :] if _has_image(s)), None)
+        if has_image(snapshot):
+            earlier = next((s for s in rows[index + 1 :] if has_image(s)), None)
             if earlier is not None:
                 previous[snapshot.id] = earlier.id
     older = items[-1].id if len(rows) > limit else None
@@ -69,7 +69,7 @@ def timeline(
 
 def comparable(db: Database, org_id: str, location_id: str, *, limit: int = 100) -> list[Snapshot]:
     """The location's most recent live captures that have an image, newest first."""
-    return [s for s in timeline(db, org_id, location_id, limit=limit).items if _has_image(s)]
+    return [s for s in timeline(db, org_id, location_id, limit=limit).items if has_image(s)]
 
 
 # -- charts ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from snapshotd.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from snapshotd.services import audit
-from snapshotd.services.snapshots import Snapshots, parse_options
+from snapshotd.services.snapshots import Snapshots, live_clause, parse_options
 from snapshotd.store.models import Artifact, Location, Snapshot, utcnow
 
 TYPES = ("web", "mobile_app")
@@ -252,8 +252,14 @@ class Locations:
     def snapshots_of(
         self, org_id: str, location_id: str, *, page: int, per_page: int
     ) -> tuple[list[Snapshot], int]:
+        """The location's live snapshots, newest first: an expired one, which a read by id
+        answers 404, is not listed either."""
         self.get(org_id, location_id)
-        scope = (Snapshot.org_id == org_id, Snapshot.location_id == location_id)
+        scope = (
+            Snapshot.org_id == org_id,
+            Snapshot.location_id == location_id,
+            live_clause(utcnow()),
+        )
         with self.db.session() as session:
             total = session.scalar(select(func.count()).select_from(Snapshot).where(*scope)) or 0
             query = select(Snapshot).where(*scope).order_by(Snapshot.id.desc())

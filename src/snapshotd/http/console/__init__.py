@@ -18,8 +18,7 @@ from snapshotd.http.console import (
     snapshots,
     tests_pages,
 )
-
-PREFIX = "/console"
+from snapshotd.http.console.session import PREFIX
 
 router = APIRouter(tags=["console"])
 for part in (signin, snapshots, actions, capture, locations, charts, tests_pages):

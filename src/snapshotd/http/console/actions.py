@@ -7,24 +7,33 @@ After it, the browser is sent back to a page that says what happened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from snapshotd.http.console.session import ConsoleForm, ConsoleRoute, ConsoleUser, render
-from snapshotd.http.deps import ServicesDep
+from snapshotd.http.console import views
+from snapshotd.http.console.session import (
+    ConsoleForm,
+    ConsoleRoute,
+    ConsoleUser,
+    Visit,
+    render,
+)
+from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.services import holds
 
 router = APIRouter(route_class=ConsoleRoute)
 
 Reason = Annotated[str, Form(max_length=2000)]
-# Share link lifetimes offered by the form, in seconds; 0 means "as long as the snapshot".
-SHARE_LIVES = {
-    0: "As long as the snapshot",
-    86_400: "1 day",
-    604_800: "7 days",
-    2_592_000: "30 days",
+
+# What each archive or hold form does and the least role it needs, by the message it leads to.
+HOLD_CHANGES: dict[str, tuple[str, Callable[..., object]]] = {
+    "archived": ("manage", holds.archive),
+    "unarchived": ("manage", holds.unarchive),
+    "held": ("admin", holds.hold),
+    "released": ("admin", holds.release),
 }
 
 
@@ -41,7 +50,7 @@ def create_share(
     expires_in: Annotated[int, Form(ge=0)] = 0,
 ) -> Response:
     visit.principal.require("share")
-    lifetime = expires_in if expires_in in SHARE_LIVES else 0
+    lifetime = expires_in if expires_in in views.SHARE_LIVES else 0
     services.shares.create(
         visit.principal, snapshot_id, public=bool(public), expires_in=lifetime or None
     )
@@ -57,44 +66,39 @@ def revoke_share(
     return _back(snapshot_id, "revoked")
 
 
+def _change(
+    visit: Visit, services: AppServices, snapshot_id: str, done: str, **how: str
+) -> Response:
+    """Archives, holds or lifts either, with the role the API asks for, and says so after."""
+    principal = visit.principal
+    permission, change = HOLD_CHANGES[done]
+    principal.require(permission)
+    change(services.db, principal.org_id, snapshot_id, actor=principal.email, **how)
+    return _back(snapshot_id, done)
+
+
 @router.post("/snapshots/{snapshot_id}/archive", include_in_schema=False)
 def archive(
     snapshot_id: str, visit: ConsoleForm, services: ServicesDep, reason: Reason = ""
 ) -> Response:
-    principal = visit.principal
-    principal.require("manage")
-    holds.archive(
-        services.db, principal.org_id, snapshot_id, actor=principal.email, reason=reason.strip()
-    )
-    return _back(snapshot_id, "archived")
+    return _change(visit, services, snapshot_id, "archived", reason=reason.strip())
 
 
 @router.post("/snapshots/{snapshot_id}/unarchive", include_in_schema=False)
 def unarchive(snapshot_id: str, visit: ConsoleForm, services: ServicesDep) -> Response:
-    principal = visit.principal
-    principal.require("manage")
-    holds.unarchive(services.db, principal.org_id, snapshot_id, actor=principal.email)
-    return _back(snapshot_id, "unarchived")
+    return _change(visit, services, snapshot_id, "unarchived")
 
 
 @router.post("/snapshots/{snapshot_id}/hold", include_in_schema=False)
 def hold(
     snapshot_id: str, visit: ConsoleForm, services: ServicesDep, reason: Reason = ""
 ) -> Response:
-    principal = visit.principal
-    principal.require("admin")
-    holds.hold(
-        services.db, principal.org_id, snapshot_id, actor=principal.email, reason=reason.strip()
-    )
-    return _back(snapshot_id, "held")
+    return _change(visit, services, snapshot_id, "held", reason=reason.strip())
 
 
 @router.post("/snapshots/{snapshot_id}/release", include_in_schema=False)
 def release(snapshot_id: str, visit: ConsoleForm, services: ServicesDep) -> Response:
-    principal = visit.principal
-    principal.require("admin")
-    holds.release(services.db, principal.org_id, snapshot_id, actor=principal.email)
-    return _back(snapshot_id, "released")
+    return _change(visit, services, snapshot_id, "released")
 
 
 @router.get("/snapshots/{snapshot_id}/delete", include_in_schema=False)

@@ -16,6 +16,7 @@ router = APIRouter(route_class=ConsoleRoute)
 STATIC = Path(__file__).parents[1] / "static"
 _NAME = re.compile(r"^[a-z0-9-]+\.(css|js|svg)$")
 MEDIA_TYPES = {"css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}
+EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -30,6 +31,8 @@ def static_file(name: str) -> Response:
     )
 
 
-@router.get("/{rest:path}", include_in_schema=False)
+# Every method: a POST to a console address that takes none gets the console's page, not the
+# API's problem+json 405.
+@router.api_route("/{rest:path}", methods=list(EVERY_METHOD), include_in_schema=False)
 def nowhere(rest: str) -> Response:
     raise NotFound("there is no console page at this address")

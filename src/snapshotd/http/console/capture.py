@@ -16,7 +16,14 @@ from fastapi.responses import RedirectResponse
 
 from snapshotd.engines import devices
 from snapshotd.errors import EgressDenied, InvalidURL, SnapshotdError
-from snapshotd.http.console.session import ConsoleForm, ConsoleRoute, ConsoleUser, Visit, render
+from snapshotd.http.console.session import (
+    ConsoleForm,
+    ConsoleRoute,
+    ConsoleUser,
+    Visit,
+    form_text,
+    render,
+)
 from snapshotd.http.deps import ServicesDep
 from snapshotd.services.snapshots import parse_options
 
@@ -84,7 +91,7 @@ async def new_capture_form(request: Request, visit: ConsoleUser) -> Response:
 async def new_capture(request: Request, visit: ConsoleForm, services: ServicesDep) -> Response:
     principal = visit.principal
     principal.require("upload")
-    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
     try:
         options = parse_options(options_from(form))

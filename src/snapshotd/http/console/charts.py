@@ -12,12 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from snapshotd.errors import BadRequest, NotFound
+from snapshotd.errors import BadRequest
 from snapshotd.http.console import views
+from snapshotd.http.console.params import known_id, page_number
 from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import ServicesDep
 from snapshotd.services import console_reads
-from snapshotd.services.samples import MAX_WHOLE
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -34,12 +34,6 @@ Width = Annotated[int | None, Query(ge=200, le=2000)]
 Height = Annotated[int | None, Query(ge=150, le=1200)]
 
 
-def _id(value: str, what: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_WHOLE:
-        raise NotFound(f"no {what} {value}")
-    return int(value)
-
-
 def _window(value: str) -> str:
     if not value:
         return "1h"
@@ -52,7 +46,7 @@ def _window(value: str) -> str:
 def spaces_page(
     request: Request, visit: ConsoleUser, services: ServicesDep, q: Text = "", page: Text = ""
 ) -> Response:
-    number = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10**6 else 1
+    number = page_number(page)
     items, found, total = services.spaces.find(
         visit.principal.org_id, name=q.strip(), offset=(number - 1) * PER_PAGE, length=PER_PAGE
     )
@@ -73,7 +67,7 @@ def space_page(
     space_id: str, request: Request, visit: ConsoleUser, services: ServicesDep, window: Text = ""
 ) -> Response:
     org_id = visit.principal.org_id
-    number = _id(space_id, "space")
+    number = known_id(space_id, "space")
     space, _ids = services.spaces.get(org_id, number)
     error, chosen = "", "1h"
     try:
@@ -112,8 +106,8 @@ async def chart_image(
         console_reads.render_chart,
         services.chart_snapshots,
         visit.principal.org_id,
-        _id(space_id, "space"),
-        _id(chart_id, "chart"),
+        known_id(space_id, "space"),
+        known_id(chart_id, "chart"),
         seconds=min(seconds, services.settings.chart_max_duration_seconds),
         width=width or services.settings.chart_width,
         height=height or services.settings.chart_height,

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
 from snapshotd.http.console import views
+from snapshotd.http.console.params import page_number
 from snapshotd.http.console.session import (
     PAGE_HEADERS,
     ConsoleForm,
     ConsoleRoute,
     ConsoleUser,
     Visit,
+    form_text,
     render,
 )
 from snapshotd.http.deps import AppServices, ServicesDep
@@ -46,19 +49,11 @@ SOURCES = {
 }
 
 
-def _page_number(raw: str) -> int:
-    if not raw:
-        return 1
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100_000:
-        raise BadRequest("page must be a whole number from 1 to 100000", field="page")
-    return int(raw)
-
-
 @router.get("/locations", include_in_schema=False)
 def locations_page(
     request: Request, visit: ConsoleUser, services: ServicesDep, page: Id = ""
 ) -> Response:
-    number = _page_number(page)
+    number = page_number(page)
     items, total = services.locations.find(visit.principal.org_id, page=number, per_page=PER_PAGE)
     context = {
         "nav": "locations",
@@ -179,7 +174,7 @@ async def save_location(
     principal = visit.principal
     principal.require("manage")
     location = await asyncio.to_thread(services.locations.get, principal.org_id, location_id)
-    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "webhook_url")}
     try:
         fields = fields_from(form, location)
@@ -260,7 +255,7 @@ def compare_page(
         "percent": f"{found.changed_percent:g}",
         "pixels": found.changed_pixels,
         "recorded": found.recorded,
-        "diff": f"/console/locations/{location_id}/compare/diff?a={a}&b={b}",
+        "diff": f"/console/locations/{location_id}/compare/diff?{urlencode({'a': a, 'b': b})}",
         "threshold": location.change_threshold,
         "changed": found.changed_percent > location.change_threshold,
     }

@@ -9,34 +9,39 @@ Errors are rendered as console pages by `ConsoleRoute`; a missing session redire
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import Forbidden, SnapshotdError
+from snapshotd.errors import Forbidden, OutageLog, SnapshotdError, as_outage
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.problems import error_headers
 from snapshotd.services import console_sessions
 from snapshotd.services.accounts import Principal
 
+PREFIX = "/console"
 COOKIE = "snapshotd_console"
-COOKIE_PATH = "/console"
+COOKIE_PATH = PREFIX
 SIGN_IN = "/console/sign-in"
 CSRF_FIELD = "csrf"
 
+log = logging.getLogger(__name__)
+_outages = OutageLog(log, then="answering 503 with Retry-After until it is back")
 templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "default-src 'self'; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     ),
     "Cache-Control": "no-store",
@@ -68,10 +73,17 @@ class Visit:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console path on this site, never elsewhere."""
-    if not target or not target.startswith("/console") or target.startswith("//"):
+    """Where to go after signing in: a console path on this site, never elsewhere. Browsers
+    resolve dot segments (`..`, `%2e%2e`) and read a backslash as a slash, so those are refused
+    rather than trusted to stay below /console."""
+    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return "/console"
-    return target if "\\" not in target else "/console"
+    parts = urlsplit(target)
+    inside = parts.path == PREFIX or parts.path.startswith(f"{PREFIX}/")
+    dots = any(segment in (".", "..") for segment in unquote(parts.path).split("/"))
+    if parts.scheme or parts.netloc or not inside or dots:
+        return "/console"
+    return target
 
 
 def sign_in_redirect(path: str) -> RedirectResponse:
@@ -110,8 +122,35 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
     return response
 
 
+def _invalid(error: RequestValidationError) -> SnapshotdError:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+    failure = SnapshotdError(f"{where}: {first.get('msg', 'invalid')}")
+    failure.status, failure.title = 400, "Invalid request"
+    return failure
+
+
+def _refused(error: StarletteHTTPException) -> SnapshotdError:
+    """An error the framework raised itself, such as a body it could not parse."""
+    failure = SnapshotdError(str(error.detail))
+    failure.status, failure.title = error.status_code, "Request refused"
+    return failure
+
+
+def _unexpected(request: Request, error: Exception) -> SnapshotdError:
+    """A failure no page expected: an outage (503, logged once while it lasts) or a bug (500,
+    logged with its traceback). Either way the visitor gets a console page, not problem+json."""
+    doing = f"{request.method} {request.url.path}"
+    outage = as_outage(error)
+    if outage is not None:
+        _outages.failed(outage, f"answering {doing}")
+        return outage
+    log.exception("unhandled error on %s", doing)
+    return SnapshotdError("an internal error occurred; it has been logged")
+
+
 class ConsoleRoute(APIRoute):
-    """Renders the errors of console routes as console pages instead of problem+json."""
+    """Renders every error of a console route as a console page instead of problem+json."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -124,11 +163,11 @@ class ConsoleRoute(APIRoute):
             except SnapshotdError as error:
                 return render_error(request, error)
             except RequestValidationError as invalid:
-                first = invalid.errors()[0]
-                where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-                failure = SnapshotdError(f"{where}: {first.get('msg', 'invalid')}")
-                failure.status, failure.title = 400, "Invalid request"
-                return render_error(request, failure)
+                return render_error(request, _invalid(invalid))
+            except StarletteHTTPException as refused:
+                return render_error(request, _refused(refused))
+            except Exception as error:
+                return render_error(request, _unexpected(request, error))
 
         return console_handler
 
@@ -175,3 +214,8 @@ async def checked_form(request: Request, visit: ConsoleUser, services: ServicesD
 
 
 ConsoleForm = Annotated[Visit, Depends(checked_form)]
+
+
+async def form_text(request: Request) -> dict[str, str]:
+    """A posted form's text fields (files are left out), for forms re-shown as filled in."""
+    return {key: value for key, value in (await request.form()).items() if isinstance(value, str)}

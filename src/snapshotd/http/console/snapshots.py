@@ -15,7 +15,6 @@ from snapshotd.http.deps import AppServices, ServicesDep, public_base
 from snapshotd.http.native import DIRECT_SECONDS, artifact_response, bundle_of
 from snapshotd.services import browse, thumbnails
 from snapshotd.services.manifests import MANIFEST_ROLE
-from snapshotd.services.shares import share_state
 from snapshotd.services.snapshots import KINDS, STATUSES
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -102,10 +101,7 @@ def snapshot_page(
     org_id = visit.principal.org_id
     snapshot, job = services.snapshots.get_with_job(org_id, snapshot_id)
     base = public_base(request, services)
-    shares = [
-        {"row": share, "state": share_state(share), "url": f"{base}/s/{share.id}"}
-        for share in services.shares.list(org_id, snapshot_id)
-    ]
+    shares = views.share_rows(base, services.shares.list(org_id, snapshot_id))
     files = thumbnails.evidence_artifacts(snapshot.artifacts)
     context: dict[str, Any] = {
         "nav": "snapshots",
@@ -117,6 +113,7 @@ def snapshot_page(
         "manifest": any(a.role == MANIFEST_ROLE for a in files),
         "facts": views.facts(snapshot),
         "shares": shares,
+        "share_lives": views.SHARE_LIVES,
         "notice": views.DONE_MESSAGES.get(done, ""),
         "when": views.when,
     }

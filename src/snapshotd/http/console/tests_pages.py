@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.console import views
+from snapshotd.http.console.params import cursor, known_id
 from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import ServicesDep, public_base
 from snapshotd.services import agents, console_reads
-from snapshotd.services.samples import MAX_WHOLE
-from snapshotd.services.shares import share_state
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -68,13 +66,11 @@ def _ms(value: object) -> str:
 def test_page(
     test_id: str, request: Request, visit: ConsoleUser, services: ServicesDep, before: Text = ""
 ) -> Response:
-    if not (test_id.isascii() and test_id.isdigit()) or not 0 < int(test_id) <= MAX_WHOLE:
-        raise NotFound(f"no test {test_id}")
-    if before and not (before.isascii() and before.isdigit()):
-        raise BadRequest("before must be a round id (a whole number)", field="before")
     principal = visit.principal
-    test = console_reads.synthetic_test(services.db, principal, int(test_id))
-    rounds = console_reads.rounds(services.db, test.id, before=int(before or 0), limit=ROUNDS)
+    test = console_reads.synthetic_test(services.db, principal, known_id(test_id, "test"))
+    rounds = console_reads.rounds(
+        services.db, test.id, before=cursor(before, "before"), limit=ROUNDS
+    )
     older = None
     if len(rounds) == ROUNDS and rounds[0].round_id != rounds[-1].round_id:
         # The page may have cut the last round's agents short: that round starts the next page.
@@ -85,10 +81,7 @@ def test_page(
     snapshots = [
         {
             "card": views.card(snapshot, None),
-            "shares": [
-                {"row": share, "state": share_state(share), "url": f"{base}/s/{share.id}"}
-                for share in shares
-            ],
+            "shares": views.share_rows(base, shares),
         }
         for snapshot, shares in console_reads.window_snapshots(
             services.db, principal.org_id, test.id

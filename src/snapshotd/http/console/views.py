@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from snapshotd.store.models import Job, Snapshot
+from snapshotd.services.console_reads import has_image
+from snapshotd.services.shares import share_state
+from snapshotd.store.models import Job, Share, Snapshot
 
 LIVE = ("queued", "working")
 STATUS_LABELS = {
@@ -24,6 +26,13 @@ DONE_MESSAGES = {
     "revoked": "The share link is revoked.",
     "deleted": "The snapshot was deleted.",
     "queued": "The capture is queued.",
+}
+# Share link lifetimes offered by the form, in seconds; 0 means "as long as the snapshot".
+SHARE_LIVES = {
+    0: "As long as the snapshot",
+    86_400: "1 day",
+    604_800: "7 days",
+    2_592_000: "30 days",
 }
 
 
@@ -60,10 +69,6 @@ def source(snapshot: Snapshot) -> str:
 def title(snapshot: Snapshot) -> str:
     meta_title = (snapshot.meta or {}).get("title")
     return str(meta_title) if snapshot.kind == "page" and meta_title else source(snapshot)
-
-
-def has_image(snapshot: Snapshot) -> bool:
-    return any(a.role == "image" and a.media_type.startswith("image/") for a in snapshot.artifacts)
 
 
 def live_status(snapshot: Snapshot, job: Job | None) -> dict[str, Any]:
@@ -122,3 +127,11 @@ def facts(snapshot: Snapshot) -> list[tuple[str, str]]:
         ("Expires", "never (legal hold)" if snapshot.legal_hold else when(snapshot.expires_at)),
     ]
     return [(label, value) for label, value in rows if value]
+
+
+def share_rows(base_url: str, shares: list[Share]) -> list[dict[str, Any]]:
+    """Share links as the pages list them: the row, its state, and the address to copy."""
+    return [
+        {"row": share, "state": share_state(share), "url": f"{base_url}/s/{share.id}"}
+        for share in shares
+    ]
