@@ -8,6 +8,8 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from snapshotd.config import Settings
+from snapshotd.http.app import create_app
 from snapshotd.services.accounts import list_tokens, revoke_token
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
@@ -233,3 +235,18 @@ def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore)
     add_snapshot(any_db, blobs, org, url="https://a.example/Report-1000")
     found = browse.search(any_db, org, browse.Filters(search="report_100%"))
     assert [item.id for item in found.items] == [wanted]
+
+
+def test_a_nul_character_is_a_bad_request_on_both_databases(
+    any_db: Database, blobs: FileBlobStore, settings: Settings
+) -> None:
+    """PostgreSQL refuses NUL in text: the console answers its own 400 page, never a 500."""
+    from snapshotd.services.accounts import create_token
+
+    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
+    with TestClient(create_app(settings, db=any_db, blobs=blobs)) as client:
+        sign_in(client, token)
+        for path in ("/console?q=a%00b", "/console/snapshots/snp_%00", "/console/locations/l%00"):
+            answer = client.get(path)
+            assert answer.status_code < 500, (path, answer.status_code)
+            assert "text/html" in answer.headers["content-type"]

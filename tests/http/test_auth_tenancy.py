@@ -352,3 +352,31 @@ def test_retention_per_organization_and_kind(
     with any_db.session() as session:
         session.execute(update(Snapshot).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert client.get(f"/api/v1/snapshots/{made['id']}", headers=bearer(acme)).status_code == 404
+
+
+# -- values the database cannot hold ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/snapshots/snp_%00x", None),
+        ("GET", "/api/v1/snapshots?status=su%00ccess", None),
+        ("POST", "/api/v1/snapshots", {"url": "https://example.org/a\u0000b"}),
+        ("GET", "/s/abc%00def", None),
+        ("GET", "/v1.1/locations/loc%00x", None),
+    ],
+)
+def test_a_nul_character_is_a_bad_request_on_both_databases(
+    settings: Settings,
+    any_db: Database,
+    blobs: FileBlobStore,
+    acme: str,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
+    """PostgreSQL refuses NUL in text; that is the request's fault (4xx), never a 500."""
+    with TestClient(create_app(settings, db=any_db, blobs=blobs)) as client:
+        answer = client.request(method, path, headers=bearer(acme), json=body)
+    assert 400 <= answer.status_code < 500, answer.text

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from snapshotd.engines import devices
 from snapshotd.engines.browser import BrowserPool
@@ -53,6 +53,9 @@ class Cookie(BaseModel):
     http_only: bool = False
 
 
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
 class CaptureOptions(BaseModel):
     """What a client may ask of one page capture. Ceilings from settings are applied by services."""
 
@@ -77,6 +80,13 @@ class CaptureOptions(BaseModel):
     color_scheme: Literal["light", "dark", "no-preference"] | None = None
     timeout_ms: int | None = Field(None, ge=1000, le=600_000)
     evidence: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _trimmed(cls, url: str) -> str:
+        # What a browser does to a URL before anything else: leading and trailing spaces and
+        # control characters go, so the one stored is the one navigated to.
+        return url.strip(_C0_AND_SPACE)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import OutageLog, SnapshotdError, as_outage
+from snapshotd.errors import BadRequest, OutageLog, SnapshotdError, as_outage
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ def install(app: FastAPI) -> None:
     async def _outage(request: Request, error: Exception) -> Response:
         outage = as_outage(error)
         if outage is None:
+            if refused_value(error):
+                return render(request, BadRequest("a value in the request cannot be stored"))
             raise error  # a bug: `_unexpected` logs it and answers 500
         outages.failed(outage, f"answering {request.method} {request.url.path}")
         return render(request, outage)
@@ -119,6 +121,14 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         failure = SnapshotdError("an internal error occurred; it has been logged")
         return render(request, failure)
+
+
+def refused_value(error: Exception) -> bool:
+    """The database refused a value itself (PostgreSQL takes no NUL in text, nor numbers out of
+    a column's range): the request's fault, not the server's."""
+    from sqlalchemy import exc as sa
+
+    return isinstance(error, sa.DataError)
 
 
 def outage_classes() -> list[type[Exception]]:

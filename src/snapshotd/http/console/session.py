@@ -23,9 +23,9 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import Forbidden, OutageLog, SnapshotdError, as_outage
+from snapshotd.errors import BadRequest, Forbidden, OutageLog, SnapshotdError, as_outage
 from snapshotd.http.deps import ServicesDep
-from snapshotd.http.problems import error_headers
+from snapshotd.http.problems import error_headers, refused_value
 from snapshotd.services import console_sessions
 from snapshotd.services.accounts import Principal
 
@@ -145,6 +145,8 @@ def _unexpected(request: Request, error: Exception) -> SnapshotdError:
     if outage is not None:
         _outages.failed(outage, f"answering {doing}")
         return outage
+    if refused_value(error):
+        return BadRequest("a value in the request cannot be stored")
     log.exception("unhandled error on %s", doing)
     return SnapshotdError("an internal error occurred; it has been logged")
 
