@@ -236,6 +236,9 @@ def test_full_queue_answers_429_with_retry_after(settings, db, blobs, auth) -> N
 
 
 def test_health_ready_metrics_openapi(api: TestClient) -> None:
+    home = api.get("/", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/console"
+    assert "snapshotd token create" in api.get("/").text  # the console's sign-in page
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/readyz").status_code == 200
     metrics = api.get("/metrics").text

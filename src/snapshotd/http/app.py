@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
@@ -161,6 +161,11 @@ def create_app(
     @app.get("/.well-known/snapshotd-manifest-key", summary="The key that signs manifests")
     def manifest_key() -> dict[str, str]:
         return services.snapshots.signer.public()
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """People who open the server's address in a browser land on the console."""
+        return RedirectResponse("/console", status_code=303)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
