@@ -57,19 +57,21 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        # FastAPI turns most errors raised while reading a body into 400; HTTPException passes.
-        too_large = HTTPException(413, f"request body is larger than {limit} bytes")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         received = 0
+
+        def too_large() -> HTTPException:
+            # FastAPI turns most errors raised while reading a body into 400; this one passes.
+            return HTTPException(413, f"request body is larger than {limit} bytes")
 
         async def limited() -> Message:
             nonlocal received
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise too_large
+                raise too_large()
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise too_large
+                raise too_large()
             return message
 
         await self.app(scope, limited, send)
