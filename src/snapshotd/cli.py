@@ -61,12 +61,10 @@ def _check_signing_key(settings: Settings) -> None:
         raise _fail(f"manifest signing key: {error}") from None
 
 
-def _database(settings: Settings) -> Database:
-    from snapshotd.store.db import Database
+def _database(settings: Settings, *, wait: bool = False) -> Database:
+    from snapshotd.store.db import open_database
 
-    db = Database.from_url(settings.resolved_database_url)
-    db.migrate()
-    return db
+    return open_database(settings.resolved_database_url, wait=wait)
 
 
 @app.command()
@@ -104,7 +102,7 @@ def serve(
     _check_signing_key(settings)
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
-    db = _database(settings)
+    db = _database(settings, wait=True)
     blobs = make_blob_store(settings)
     if settings.workers:
         private_tmpdir()
@@ -178,7 +176,7 @@ def worker() -> None:
     _setup_logging()
     settings = _settings()
     _check_signing_key(settings)
-    db = _database(settings)
+    db = _database(settings, wait=True)
     private_tmpdir()
     runner = Worker(settings, db, make_blob_store(settings))
 

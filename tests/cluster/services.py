@@ -287,24 +287,27 @@ class Cluster:
             "token", "create", "--org", "scale", "--email", "ops@scale.test", "--role", "admin"
         ).strip()
         apis, workers = self._counts
-        started = [self._add("api") for _ in range(apis)]
-        started += [self._add("worker") for _ in range(workers)]
+        started = [self.launch("api") for _ in range(apis)]
+        started += [self.launch("worker") for _ in range(workers)]
         self._census.start()
         for service in started:
             service.wait_ready()
         return self
 
-    def _add(self, kind: Literal["api", "worker"], env: Mapping[str, str] | None = None) -> Service:
+    def launch(
+        self, kind: Literal["api", "worker"], env: Mapping[str, str] | None = None
+    ) -> Service:
+        """Starts one more service without waiting for it to be ready."""
         group = self.apis if kind == "api" else self.workers
         service = Service(kind, f"{kind}{len(group)}", {**self.env, **(env or {})}, self.root)
         group.append(service)
         return service.start()
 
     def add_worker(self, env: Mapping[str, str] | None = None) -> Service:
-        return self._add("worker", env).wait_ready()
+        return self.launch("worker", env).wait_ready()
 
     def add_api(self, env: Mapping[str, str] | None = None) -> Service:
-        return self._add("api", env).wait_ready()
+        return self.launch("api", env).wait_ready()
 
     def client(self, api: int = 0, **options: Any) -> httpx.Client:
         options.setdefault("timeout", 30)

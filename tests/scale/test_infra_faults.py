@@ -147,6 +147,30 @@ def test_a_postgres_restart_under_load_loses_no_snapshot(tmp_path: Path, pages: 
     assert 1 <= outage_lines(worker, "the database is unreachable") <= 3
 
 
+def test_an_api_and_a_worker_started_before_the_database_wait_for_it(
+    tmp_path: Path, pages: PageServer
+) -> None:
+    with (
+        Postgres() as postgres,
+        Cluster(tmp_path, database_url=postgres.url, apis=0, workers=0) as cluster,
+    ):
+        postgres.stop()
+        api, worker = cluster.launch("api"), cluster.launch("worker")
+        wait_until(
+            "both to say they wait for the database",
+            lambda: all(outage_lines(s, "the database is unreachable") for s in (api, worker)),
+        )
+        assert api.alive and worker.alive
+        postgres.start()
+        api.wait_ready()
+        worker.wait_ready()
+        with cluster.client() as client:
+            finished = wait_terminal(client, create_snapshot(client, capture(pages.url)), 120)
+        assert finished["status"] == "success", finished["status_message"]
+        for service in (api, worker):
+            assert "database works again" in service.log_text()
+
+
 def test_captures_fail_plainly_while_s3_is_down_and_succeed_once_it_is_back(
     tmp_path: Path, pages: PageServer
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any fixed 64-bit number; held while one process migrates a PostgreSQL database.
@@ -161,3 +165,28 @@ class Database:
         self.engine.dispose()
         if self._reader not in (None, self.engine):
             self._reader.dispose()
+
+
+def open_database(url: str, *, wait: bool = False) -> Database:
+    """The database at `url`, migrated. With `wait` (a server or worker starting), a database
+    that cannot be reached yet is waited for, with one log line when the wait starts and one when
+    it ends, rather than the process exiting for its supervisor to restart it."""
+    from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
+
+    waiting = OutageLog(log, then="waiting for it before starting")
+    delay = 1.0
+    while True:
+        db = Database.from_url(url)
+        try:
+            db.migrate()
+        except Exception as error:
+            outage = as_outage(error)
+            if not wait or outage is None:
+                raise
+            db.dispose()
+            waiting.failed(outage, "applying migrations")
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+            continue
+        waiting.recovered(DatabaseUnavailable)
+        return db
