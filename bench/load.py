@@ -251,9 +251,18 @@ def _measure(
             per_request = 1e6 / max(1, measured.requests)
             api_us = (server.cpu_seconds() - api_cpu) * per_request
             db_us = (_db_cpu_seconds(postgres) - db_cpu) * per_request if postgres else None
-            run = LoadRun(database, server.processes, route, connections, measured, api_us, db_us)
-            run.access_log = server.access_log
-            runs.append(run)
+            runs.append(
+                LoadRun(
+                    database,
+                    server.processes,
+                    route,
+                    connections,
+                    measured,
+                    api_us,
+                    db_us,
+                    access_log=server.access_log,
+                )
+            )
             say(
                 f"{database} x{server.processes} {route.label}: {measured.rate:,.0f}/s, "
                 f"p99 {measured.p99_ms:.1f} ms, {measured.errors} errors"

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import os
-import secrets
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
@@ -15,9 +13,9 @@ from snapshotd.services.accounts import create_token
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker, WorkerThreads
+from tests.cluster import fresh_database
 from tests.pages import PageServer
-
-PG_URL = os.environ.get("SNAPSHOTD_TEST_PG_URL", "")
+from tests.servers import serving
 
 
 @pytest.fixture(scope="session")
@@ -52,37 +50,15 @@ def db(settings: Settings) -> Iterator[Database]:
     database.dispose()
 
 
-def _fresh_pg_database() -> Iterator[str]:
-    if not PG_URL:
-        if os.environ.get("SNAPSHOTD_TEST_REQUIRE_PG"):
-            pytest.fail("SNAPSHOTD_TEST_PG_URL is not set")
-        pytest.skip("PostgreSQL tests run under `make test`, which starts a server")
-    name = f"t_{secrets.token_hex(6)}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
     """The same contract, run against both metadata databases."""
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([settings.resolved_database_url])
-    else:
-        urls = _fresh_pg_database()
-    url = next(urls)
-    database = Database.from_url(url)
-    database.migrate()
-    yield database
-    database.dispose()
-    next(urls, None)
+    sqlite = contextlib.nullcontext(settings.resolved_database_url)
+    with sqlite if request.param == "sqlite" else fresh_database() as url:
+        database = Database.from_url(url)
+        database.migrate()
+        yield database
+        database.dispose()
 
 
 @pytest.fixture
@@ -114,6 +90,22 @@ def live_api(
     app = create_app(settings, db=db, blobs=blobs, worker=worker)
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture
+def live_url(
+    settings: Settings, db: Database, blobs: FileBlobStore, worker: Worker
+) -> Iterator[str]:
+    """`live_api` on a real uvicorn server, for clients that speak HTTP over a socket."""
+    with serving(create_app(settings, db=db, blobs=blobs, worker=worker)) as url:
+        yield url
+
+
+@pytest.fixture
+def queued_url(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[str]:
+    """No worker: snapshots stay queued."""
+    with serving(create_app(settings, db=db, blobs=blobs)) as url:
+        yield url
 
 
 @pytest.fixture

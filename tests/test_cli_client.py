@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +17,7 @@ from typer.testing import CliRunner
 
 from snapshotd.cli import app
 from snapshotd.client import NotFoundError, SnapshotClient
-from snapshotd.config import Settings
-from snapshotd.http.app import create_app
-from snapshotd.store.blobs import FileBlobStore
-from snapshotd.store.db import Database
-from snapshotd.worker import Worker
 from tests.pages import PageServer
-from tests.servers import serving
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -184,20 +177,6 @@ def test_server_commands_need_a_server_and_a_token(local: Env) -> None:
 
 
 # -- through a server -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def live_url(
-    settings: Settings, db: Database, blobs: FileBlobStore, worker: Worker
-) -> Iterator[str]:
-    with serving(create_app(settings, db=db, blobs=blobs, worker=worker)) as url:
-        yield url
-
-
-@pytest.fixture
-def queued_url(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[str]:
-    with serving(create_app(settings, db=db, blobs=blobs)) as url:
-        yield url
 
 
 def test_capture_ls_get_and_share_through_a_server(

@@ -31,26 +31,10 @@ from snapshotd.services.accounts import create_token
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot as SnapshotRow
-from snapshotd.worker import Worker
 from tests.pages import PageServer
 from tests.servers import serving
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def live_url(
-    settings: Settings, db: Database, blobs: FileBlobStore, worker: Worker
-) -> Iterator[str]:
-    with serving(create_app(settings, db=db, blobs=blobs, worker=worker)) as url:
-        yield url
-
-
-@pytest.fixture
-def queued_url(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[str]:
-    """No worker: snapshots stay queued."""
-    with serving(create_app(settings, db=db, blobs=blobs)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -40,17 +40,6 @@ TokenOption = Annotated[
     ),
 ]
 
-# What `get` names a file after when -o is not given.
-EXTENSIONS = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/webp": "webp",
-    "application/pdf": "pdf",
-    "text/html": "html",
-    "multipart/related": "mhtml",
-    "application/json": "json",
-}
-
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
@@ -158,8 +147,10 @@ def get(
         sys.stdout.buffer.flush()
         return
     if output is None:
-        extension = EXTENSIONS.get(str(described.get("media_type", "")), role)
-        output = Path(f"{snapshot.id}.{extension}")
+        from snapshotd.services.manifests import extension
+
+        suffix = extension(str(described.get("media_type", "")), default=role)
+        output = Path(f"{snapshot.id}.{suffix}")
     try:
         output.write_bytes(data)
     except OSError as error:

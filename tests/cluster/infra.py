@@ -121,8 +121,8 @@ def fresh_database() -> Iterator[str]:
     if not server:
         if os.environ.get("SNAPSHOTD_TEST_REQUIRE_PG"):
             pytest.fail("SNAPSHOTD_TEST_PG_URL is not set")
-        pytest.skip("needs the PostgreSQL server that scripts/test.sh starts")
-    name = f"scale_{secrets.token_hex(6)}"
+        pytest.skip("PostgreSQL tests run under `make test`, which starts a server")
+    name = f"t_{secrets.token_hex(6)}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))

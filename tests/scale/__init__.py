@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from sqlalchemy import Engine, select
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.store.models import Artifact, Job
 from tests.cluster import Cluster, Service
+from tests.cluster.processes import wait_for
 
 T = TypeVar("T")
 TERMINAL = ("success", "failed")
@@ -25,14 +26,10 @@ TERMINAL = ("success", "failed")
 def wait_until(what: str, check: Callable[[], T | None], timeout: float = 90) -> T:
     """Polls `check` until it returns something truthy; deadlines are generous because the
     machine may be shared."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
+    try:
+        return cast(T, wait_for(what, check, timeout))
+    except TimeoutError as late:
+        raise AssertionError(str(late)) from None
 
 
 def create_snapshot(client: httpx.Client, body: dict[str, Any], timeout: float = 60) -> str:

@@ -7,12 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import inspect
 
 from snapshotd.store.db import Database
-from tests.conftest import _fresh_pg_database
+from tests.cluster import fresh_database
 
 
 def test_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
-    urls = _fresh_pg_database()
-    url = next(urls)
+    with fresh_database() as url:
+        migrate_at_once(url)
+
+
+def migrate_at_once(url: str) -> None:
     databases = [Database.from_url(url) for _ in range(4)]
     try:
         with ThreadPoolExecutor(len(databases)) as pool:
@@ -22,4 +25,3 @@ def test_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
     finally:
         for database in databases:
             database.dispose()
-        next(urls, None)

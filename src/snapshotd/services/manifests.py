@@ -172,8 +172,9 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def extension(media_type: str) -> str:
-    return _EXTENSIONS.get(media_type, "bin")
+def extension(media_type: str, default: str = "bin") -> str:
+    """The file extension artifacts of `media_type` are named with (in bundles, downloads)."""
+    return _EXTENSIONS.get(media_type, default)
 
 
 def bundle(manifest: bytes, files: dict[str, bytes], public: dict[str, str]) -> bytes:
