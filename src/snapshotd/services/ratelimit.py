@@ -128,7 +128,10 @@ class CreationLimits:
                 .limit(1)
             )
             wait = (freeing + timedelta(seconds=limit.seconds) - now) if freeing else timedelta()
-            decision = Decision(bucket, limit, 0, max(1, math.ceil(wait.total_seconds())))
+            # An event a concurrent request wrote after this one read the clock can end a hair
+            # past the window; a wait is never longer than the window itself.
+            seconds = min(limit.seconds, math.ceil(wait.total_seconds()))
+            decision = Decision(bucket, limit, 0, max(1, seconds))
             raise RateLimited(
                 f"rate limit reached: {limit.count} snapshots per {limit.seconds} s for this "
                 f"organization on this API; try again in {decision.reset} s",
