@@ -29,6 +29,7 @@ from snapshotd.http.dialects import (
     thousandeyes_v6,
     thousandeyes_v7,
 )
+from snapshotd.http.fast_read import FastSnapshotRead
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.charts import Spaces
 from snapshotd.services.evidence import Evidence
@@ -141,6 +142,7 @@ def create_app(
     app.state.services = services
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(FastSnapshotRead, services=services)  # outermost: it skips the rest
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
     app.include_router(shares.router)
     app.include_router(native.router)

@@ -127,7 +127,12 @@ ServicesDep = Annotated[AppServices, Depends(get_services)]
 
 def credentials(request: Request, *, basic: bool = True) -> Credentials:
     """The token (and, for Basic, the email) a request presents; empty when there is none."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return credentials_from(request.headers.get("authorization", ""), basic=basic)
+
+
+def credentials_from(authorization: str, *, basic: bool = True) -> Credentials:
+    """The credentials in an Authorization header's value."""
+    scheme, _, value = authorization.partition(" ")
     scheme, value = scheme.lower(), value.strip()
     if scheme == "bearer" and value:
         return Credentials(value)
