@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         True,
-        description="`snapshotd serve` logs one line per HTTP request. It costs about a fifth of "
-        "an API process's capacity on the busiest reads: turn it off where the load balancer "
+        description="`snapshotd serve` logs one line per HTTP request. It costs about a quarter "
+        "of an API process's capacity on the busiest reads: turn it off where the load balancer "
         "logs requests.",
     )
     worker_concurrency: int = Field(
@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Requests one API token may make per minute to one API process (a token "
         "bucket; 0: no limit). Protects the API from a runaway client.",
+    )
+    console_session_hours: int = Field(
+        12,
+        ge=1,
+        le=720,
+        description="How long a web console sign-in lasts, however much it is used; never longer "
+        "than the token it was made with.",
     )
     share_misses_per_minute: int = Field(
         60,

@@ -7,6 +7,7 @@
     ├── Unauthorized (401)
     ├── Forbidden (403)
     ├── NotFound (404)
+    ├── MethodNotAllowed (405)
     ├── Conflict (409)
     ├── Gone (410)
     ├── PayloadTooLarge (413)
@@ -84,6 +85,11 @@ class Forbidden(SnapshotdError):
 class NotFound(SnapshotdError):
     status = 404
     title = "Not found"
+
+
+class MethodNotAllowed(SnapshotdError):
+    status = 405
+    title = "Method not allowed"
 
 
 class Conflict(SnapshotdError):

@@ -182,6 +182,26 @@ def test_any_method_to_an_unknown_address_gets_the_console_404_page(
     assert "there is no console page at this address" in answer.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/console/snapshots/snp_x", "GET"),
+        ("DELETE", "/console/new", "GET, POST"),
+        ("GET", "/console/sign-out", "POST"),
+    ],
+)
+def test_a_wrong_method_on_a_console_page_gets_the_console_405_page(
+    client: TestClient, admin_token: str, method: str, path: str, allow: str
+) -> None:
+    sign_in(client, admin_token)
+    answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == allow
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["content-security-policy"] == PAGE_HEADERS["Content-Security-Policy"]
+    assert "Method not allowed" in answer.text
+
+
 def test_an_unexpected_failure_is_a_console_page(
     client: TestClient, admin_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,6 +60,24 @@ def test_session_cookie_is_http_only_lax_on_console_path_and_stored_hashed(
         life = row.expires_at - row.created_at
     assert ids == [hashlib.sha256(secret.encode()).hexdigest()]
     assert life == timedelta(hours=12)
+    assert "Max-Age=43200" in cookie
+
+
+def test_the_session_life_is_a_setting(
+    settings: Settings, db: Database, blobs: FileBlobStore, admin_token: str
+) -> None:
+    short = settings.model_copy(update={"console_session_hours": 2})
+    with TestClient(create_app(short, db=db, blobs=blobs)) as client:
+        form = client.get("/console/sign-in")
+        answer = client.post(
+            "/console/sign-in",
+            data={"token": admin_token, "csrf": csrf_of(form.text)},
+            follow_redirects=False,
+        )
+    assert "Max-Age=7200" in answer.headers["set-cookie"]
+    with db.session() as session:
+        row = session.scalars(select(ConsoleSession)).one()
+        assert row.expires_at - row.created_at == timedelta(hours=2)
 
 
 def test_https_sign_in_sets_a_secure_cookie(
@@ -224,7 +242,7 @@ def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore)
 
     token = create_token(any_db, org="acme", email=ADMIN, role="manager")
     principal = token_sign_in(any_db, token)
-    secret = console_sessions.open_session(any_db, principal)
+    secret = console_sessions.open_session(any_db, principal, timedelta(hours=1))
     assert console_sessions.principal_for(any_db, secret) == principal
     assert console_sessions.principal_for(any_db, secret + "x") is None
     console_sessions.close_session(any_db, secret)

@@ -3,7 +3,8 @@ only its SHA-256, the API token it was opened with, and an absolute expiry.
 
 A session is checked against its token on every request (one joined query), so revoking the token,
 its expiry, or a change of the user's role takes effect on the console's next request. Sessions are
-not extended by use: LIFE after sign-in the visitor signs in again.
+not extended by use: `life` after sign-in (SNAPSHOTD_CONSOLE_SESSION_HOURS) the visitor signs in
+again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from snapshotd.services.accounts import Principal
 from snapshotd.store.db import Database
 from snapshotd.store.models import ApiToken, ConsoleSession, User, utcnow
 
-LIFE = timedelta(hours=12)
 _SECRET_BYTES = 32
 
 _LOOKUP = (
@@ -53,12 +53,12 @@ def csrf_matches(secret: str, presented: str) -> bool:
     return hmac.compare_digest(csrf_token(secret).encode(), presented.encode())
 
 
-def open_session(db: Database, principal: Principal) -> str:
+def open_session(db: Database, principal: Principal, life: timedelta) -> str:
     """A new session for a signed-in principal; returns the secret for the cookie. Expired
     sessions of every visitor are removed on the way, which keeps the table small."""
     secret = secrets.token_urlsafe(_SECRET_BYTES)
     now = utcnow()
-    expires = now + LIFE
+    expires = now + life
     if principal.token_expires_at is not None:
         expires = min(expires, principal.token_expires_at)
     with db.session() as session:

@@ -1,4 +1,4 @@
-"""The console's stylesheet and script, and its page for addresses that lead nowhere."""
+"""The console's stylesheet, scripts and icons."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ router = APIRouter(route_class=ConsoleRoute)
 STATIC = Path(__file__).parents[1] / "static"
 _NAME = re.compile(r"^[a-z0-9-]+\.(css|js|svg)$")
 MEDIA_TYPES = {"css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}
-EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -29,10 +28,3 @@ def static_file(name: str) -> Response:
         media_type=MEDIA_TYPES[name.rsplit(".", 1)[1]],
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
-
-
-# Every method: a POST to a console address that takes none gets the console's page, not the
-# API's problem+json 405.
-@router.api_route("/{rest:path}", methods=list(EVERY_METHOD), include_in_schema=False)
-def nowhere(rest: str) -> Response:
-    raise NotFound("there is no console page at this address")

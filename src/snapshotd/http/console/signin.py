@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
@@ -114,7 +115,8 @@ def sign_in(
         return _form(
             request, services, next_path=target, email=email, error=error.detail, status_code=429
         )
-    secret = console_sessions.open_session(services.db, principal)
+    life = timedelta(hours=services.settings.console_session_hours)
+    secret = console_sessions.open_session(services.db, principal, life)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -123,7 +125,7 @@ def sign_in(
         httponly=True,
         samesite="lax",
         secure=_secure(request, services),
-        max_age=int(console_sessions.LIFE.total_seconds()),
+        max_age=int(life.total_seconds()),
     )
     response.delete_cookie(FORM_COOKIE, path=SIGN_IN)
     return response
