@@ -38,7 +38,7 @@ def nowhere(request: Request, rest: str) -> Response:
         for part in PAGES
         for route in part.router.routes
         if isinstance(route, APIRoute) and route.path_regex.match(path)
-        for method in route.methods
+        for method in route.methods or ()
     }
     if allowed:
         raise MethodNotAllowed(
