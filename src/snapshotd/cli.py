@@ -6,15 +6,13 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from snapshotd import cli_capture, cli_client
+from snapshotd import cli_accounts, cli_capture, cli_client
 from snapshotd.config import Settings
-from snapshotd.errors import SnapshotdError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -22,18 +20,9 @@ if TYPE_CHECKING:
     from snapshotd.store.db import Database
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Point-in-time snapshots.")
-token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
-org_app = typer.Typer(no_args_is_help=True, help="Organizations.")
-user_app = typer.Typer(no_args_is_help=True, help="Users.")
-group_app = typer.Typer(no_args_is_help=True, help="Account groups (ThousandEyes aid).")
-app.add_typer(token_app, name="token")
-app.add_typer(org_app, name="org")
-app.add_typer(user_app, name="user")
-app.add_typer(group_app, name="group")
 cli_capture.register(app)
 cli_client.register(app)
-
-OPERATOR = "operator"
+cli_accounts.register(app)
 
 
 def _settings() -> Settings:
@@ -187,202 +176,6 @@ def worker() -> None:
         await runner.run()
 
     asyncio.run(main())
-
-
-def _org_id(db: Database, slug: str) -> str:
-    from snapshotd.services.accounts import find_org
-
-    with db.session() as session:
-        return find_org(session, slug).id
-
-
-def _pairs(values: list[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        key, equals, setting = value.partition("=")
-        if not equals or not key or not setting:
-            raise _fail(f"{what} is KEY=VALUE, not {value!r}")
-        pairs[key.strip()] = setting.strip()
-    return pairs
-
-
-@org_app.command("create")
-def org_create(
-    slug: Annotated[str, typer.Argument(help="Lower-case letters, digits and dashes.")],
-    name: Annotated[str, typer.Option(help="Display name.")] = "",
-) -> None:
-    """Create an organization (with its default account group)."""
-    from snapshotd.services.accounts import ensure_org
-
-    db = _database(_settings())
-    try:
-        with db.session() as session:
-            org = ensure_org(session, slug, name=name)
-            typer.echo(org.id)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-
-
-@org_app.command("set")
-def org_set(
-    slug: str,
-    retention: Annotated[
-        list[str] | None, typer.Option(help="KIND=DAYS, e.g. page=90 (repeatable).")
-    ] = None,
-    rate_limit: Annotated[
-        list[str] | None,
-        typer.Option(help="SURFACE=COUNT/SECONDS, e.g. thousandeyes_v7=10/300 (repeatable)."),
-    ] = None,
-) -> None:
-    """Change an organization's retention per kind and snapshot-creation rate limits."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        org_id = _org_id(db, slug)
-        if retention:
-            days = _pairs(retention, "--retention")
-            if not all(value.isascii() and value.isdigit() for value in days.values()):
-                raise _fail("--retention days must be whole numbers")
-            accounts.set_retention(
-                db, org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
-            )
-        if rate_limit:
-            accounts.set_rate_limits(db, org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-
-
-@user_app.command("create")
-def user_create(
-    org: Annotated[str, typer.Option(help="Organization slug.")],
-    email: Annotated[str, typer.Option(help="The user's email.")],
-    role: Annotated[str, typer.Option(help="viewer, uploader, manager or admin.")] = "viewer",
-) -> None:
-    """Add a user to an organization; prints the user id."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        user = accounts.add_user(db, _org_id(db, org), email, role, actor=OPERATOR)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    typer.echo(user.id)
-
-
-@token_app.command("create")
-def token_create(
-    org: Annotated[str, typer.Option(help="Organization slug (created if missing).")],
-    email: Annotated[str, typer.Option(help="User email (created if missing).")],
-    role: Annotated[str, typer.Option(help="viewer, uploader, manager or admin.")] = "admin",
-    name: Annotated[str, typer.Option(help="A label for the token.")] = "",
-    expires_in_days: Annotated[
-        int | None, typer.Option(help="Days until the token stops working.")
-    ] = None,
-) -> None:
-    """Create an API token; prints only the token, which is never stored or shown again."""
-    from snapshotd.services.accounts import create_token
-
-    try:
-        token = create_token(
-            _database(_settings()),
-            org=org,
-            email=email,
-            role=role,
-            name=name,
-            expires_in_days=expires_in_days,
-        )
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    sys.stdout.write(token + "\n")
-
-
-@token_app.command("list")
-def token_list(org: Annotated[str, typer.Option(help="Organization slug.")]) -> None:
-    """List an organization's tokens (id, state, user, name, last use); never their secrets."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        rows = accounts.list_tokens(db, _org_id(db, org))
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    for row in rows:
-        used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
-        state = accounts.token_state(row)
-        typer.echo(f"{row.id}\t{state}\t{row.user.email}\t{row.user.role}\t{row.name}\t{used}")
-
-
-@token_app.command("revoke")
-def token_revoke(
-    token_id: str, org: Annotated[str, typer.Option(help="Organization slug.")]
-) -> None:
-    """Revoke a token by id; every API process refuses it within 2 seconds."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        accounts.revoke_token(db, _org_id(db, org), token_id, actor=OPERATOR)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    typer.echo(f"revoked {token_id}", err=True)
-
-
-@group_app.command("create")
-def group_create(
-    org: Annotated[str, typer.Option(help="Organization slug.")],
-    name: Annotated[str, typer.Option(help="Group name.")],
-) -> None:
-    """Create an account group; prints its aid."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        group = accounts.new_account_group(db, _org_id(db, org), name, actor=OPERATOR)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    typer.echo(str(group.id))
-
-
-@group_app.command("add")
-def group_add(
-    org: Annotated[str, typer.Option(help="Organization slug.")],
-    aid: Annotated[int, typer.Option(help="The account group id.")],
-    email: Annotated[str, typer.Option(help="The user to add.")],
-) -> None:
-    """Add a user to an account group."""
-    from snapshotd.services import accounts
-
-    db = _database(_settings())
-    try:
-        org_id = _org_id(db, org)
-        user = accounts.find_user(db, org_id, email)
-        accounts.join_account_group(db, org_id, aid, user.id, actor=OPERATOR)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-
-
-@app.command()
-def audit(
-    org: Annotated[str, typer.Option(help="Organization slug.")],
-    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
-    limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 50,
-) -> None:
-    """Print an organization's audit log, newest first."""
-    from snapshotd.services import audit as audit_log
-
-    db = _database(_settings())
-    try:
-        page = audit_log.query(db, _org_id(db, org), action=action, limit=limit)
-    except SnapshotdError as error:
-        raise _fail(error.detail) from None
-    for event in page.items:
-        when = event.at.isoformat(timespec="seconds")
-        detail = " ".join(f"{k}={v}" for k, v in event.detail.items())
-        typer.echo(
-            f"{when}\t{event.actor}\t{event.action}\t{event.target_type}\t{event.target_id}"
-            f"\t{detail}"
-        )
 
 
 @app.command()

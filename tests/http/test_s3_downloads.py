@@ -18,9 +18,9 @@ from PIL import Image
 from snapshotd.client import SnapshotClient
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.store.blobs import S3BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Snapshot, utcnow
+from snapshotd.store.s3 import S3BlobStore
 from tests.servers import serving
 from tests.store.test_blobs import S3_ENDPOINT, s3_store
 

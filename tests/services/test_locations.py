@@ -13,6 +13,7 @@ from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, Conflict
 from snapshotd.services.accounts import create_token, ensure_org
 from snapshotd.services.evidence import Evidence
+from snapshotd.services.location_uploads import upload
 from snapshotd.services.locations import LocationFields, Locations
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
@@ -73,8 +74,10 @@ def test_uploads_records_and_manifests(
         actor="a",
     )
     assert app.location_type == "mobile_app" and app.mobile_os == "ios"
-    first = locations.upload(acme, app.id, png("#ff0000"), actor="a", metadata={"app_version": "2"})
-    second = locations.upload(acme, app.id, png("#00ff00"), actor="a")
+    first = upload(
+        locations, acme, app.id, png("#ff0000"), actor="a", metadata={"app_version": "2"}
+    )
+    second = upload(locations, acme, app.id, png("#00ff00"), actor="a")
     roles = {a.role: a for a in first.artifacts}
     assert set(roles) == {"image", "manifest"} and first.source == "customer_provided"
     with blobs.open(roles["manifest"].sha256) as stream:

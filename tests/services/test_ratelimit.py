@@ -20,7 +20,8 @@ from sqlalchemy import update
 from snapshotd.config import Settings
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import BadRequest, TooManyRequests
-from snapshotd.services.accounts import create_token, ensure_org, set_rate_limits
+from snapshotd.services.accounts import create_token, ensure_org
+from snapshotd.services.org_settings import set_rate_limits
 from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore

@@ -13,10 +13,10 @@ from snapshotd.config import Settings
 from snapshotd.store.blobs import (
     BlobStore,
     FileBlobStore,
-    S3BlobStore,
     content_disposition,
     make_blob_store,
 )
+from snapshotd.store.s3 import S3BlobStore
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:

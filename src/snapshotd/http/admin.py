@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
 from snapshotd.http.native import iso
-from snapshotd.services import accounts, audit
+from snapshotd.services import accounts, audit, org_settings
 from snapshotd.store.models import AccountGroup, ApiToken, Organization, User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -172,7 +172,7 @@ def get_org(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
 
 @router.patch("/org", summary="Change the organization's retention per snapshot kind")
 def update_org(body: OrgUpdate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    org = accounts.set_retention(
+    org = org_settings.set_retention(
         services.db, principal.org_id, body.retention_days, actor=principal.email
     )
     return _org_body(org)

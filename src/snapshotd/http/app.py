@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.http import admin, console, native, problems, redact, shares
+from snapshotd.http import admin, console, native, native_files, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects import (
     clickwrap,
@@ -146,6 +146,7 @@ def create_app(
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
     app.include_router(shares.router)
     app.include_router(native.router)
+    app.include_router(native_files.router)
     app.include_router(admin.router)
     app.include_router(kasisto.router)
     app.include_router(clickwrap.router)

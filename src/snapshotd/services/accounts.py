@@ -13,15 +13,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from snapshotd.services import audit
-from snapshotd.services.ratelimit import Limit
-from snapshotd.services.snapshots import KINDS
 from snapshotd.store.db import Database
 from snapshotd.store.models import AccountGroup, ApiToken, Membership, Organization, User, utcnow
 
@@ -114,38 +111,6 @@ def join_account_group(
     with db.session() as session:
         add_member(session, org_id, group_id, user_id)
         audit.record(session, org_id, actor, "added", "account_group", str(group_id), user=user_id)
-
-
-def set_retention(db: Database, org_id: str, days: dict[str, int], *, actor: str) -> Organization:
-    """Per-kind retention for the organization's new snapshots (existing ones keep theirs)."""
-    unknown = sorted(set(days) - set(KINDS))
-    if unknown:
-        raise BadRequest(f"unknown snapshot kind {unknown[0]!r}", field="retention_days")
-    if any(not 1 <= value <= 36_500 for value in days.values()):
-        raise BadRequest("retention is 1 to 36500 days", field="retention_days")
-    return _merge_org_setting(db, org_id, "retention_days", days, actor=actor)
-
-
-def set_rate_limits(
-    db: Database, org_id: str, limits: dict[str, str], *, actor: str
-) -> Organization:
-    """The operator's override of the instance's creation limits for one organization."""
-    for value in limits.values():
-        Limit.parse(value)
-    return _merge_org_setting(db, org_id, "rate_limits", limits, actor=actor)
-
-
-def _merge_org_setting(
-    db: Database, org_id: str, name: str, values: dict[str, Any], *, actor: str
-) -> Organization:
-    """Merges `values` into the organization's `name` overrides, recorded in the audit log."""
-    with db.session() as session:
-        org = session.get(Organization, org_id)
-        if org is None:
-            raise NotFound(f"no organization {org_id}")
-        setattr(org, name, {**getattr(org, name), **values})
-        audit.record(session, org_id, actor, "updated", "organization", org_id, **{name: values})
-        return org
 
 
 def create_account_group(session: Session, org_id: str, name: str) -> AccountGroup:

@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import Select, select
 
 from snapshotd.errors import BadRequest
-from snapshotd.services.snapshots import KINDS, STATUSES, live_clause
+from snapshotd.services.liveness import live_clause
+from snapshotd.services.snapshots import KINDS, STATUSES
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job, Location, Snapshot, utcnow
 

@@ -4,7 +4,7 @@ of expiry and deletion. Each change is audited; doing it twice changes nothing."
 from __future__ import annotations
 
 from snapshotd.services import audit
-from snapshotd.services.snapshots import live_snapshot
+from snapshotd.services.liveness import live_snapshot
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot, utcnow
 

@@ -4,26 +4,23 @@ A location starts as a draft, is published (then captured on its `frequency`, or
 and may be archived; only drafts can be deleted, and a key can change only while a draft. A web
 location is captured by Chromium like any page snapshot: `platform` ios or android emulates a
 phone; snapshotd's own capture settings (`selector`, `width`, `height`, `full_page`) live in
-`capture`. A mobile-app location is captured on the device and uploaded. Uploads are checked to be
-a real PNG or JPEG within the size and pixel limits before anything is stored.
+`capture`. A mobile-app location is captured on the device and uploaded (`location_uploads`).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from snapshotd.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit
-from snapshotd.services.snapshots import Snapshots, live_clause, parse_options
-from snapshotd.store.models import Artifact, Location, Snapshot, utcnow
+from snapshotd.services.liveness import live_clause
+from snapshotd.services.snapshots import Snapshots, parse_options
+from snapshotd.store.models import Location, Snapshot, utcnow
 
 TYPES = ("web", "mobile_app")
 PLATFORMS = ("desktop", "ios", "android")
@@ -32,7 +29,6 @@ MOBILE_OS = ("ios", "android")
 DEVICES = {"ios": "iPhone 15", "android": "Pixel 7"}
 PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=30)}
 CAPTURE_SETTINGS = ("selector", "width", "height", "full_page")
-UPLOAD_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
 @dataclass
@@ -273,86 +269,6 @@ class Locations:
         if snapshot.location_id != location_id:
             raise NotFound(f"no snapshot {snapshot_id} at location {location_id}")
         return snapshot
-
-    def upload(
-        self,
-        org_id: str,
-        location_id: str,
-        data: bytes,
-        *,
-        actor: str,
-        captured_at: datetime | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Snapshot:
-        """Stores a customer's own capture, after checking it is a PNG or JPEG within limits."""
-        location = self.get(org_id, location_id)
-        if location.status == "archived":
-            raise BadRequest("this location is archived; uploads are closed", field="id")
-        if captured_at is not None and captured_at > utcnow() + timedelta(seconds=60):
-            raise BadRequest("must be in the past", field="captured_time")
-        media_type, width, height = self._check_image(data)
-        digest = self.snapshots.blobs.put(data)
-        with self.db.session() as session:
-            snapshot = self.snapshots.create(
-                session,
-                org_id,
-                "upload",
-                None,
-                options={"captured_time": (captured_at or utcnow()).isoformat()},
-                surface="clickwrap",
-                actor=actor,
-                location_id=location.id,
-                source="customer_provided",
-            )
-            snapshot.meta = {
-                **(metadata or {}),
-                "captured_time": (captured_at or utcnow()).isoformat().replace("+00:00", "Z"),
-            }
-            session.add(
-                Artifact(
-                    snapshot_id=snapshot.id,
-                    role="image",
-                    sha256=digest,
-                    size=len(data),
-                    media_type=media_type,
-                    width=width,
-                    height=height,
-                )
-            )
-            session.flush()
-            self.snapshots.seal(session, snapshot)
-        return self.snapshots.get(org_id, snapshot.id)
-
-    def _check_image(self, data: bytes) -> tuple[str, int, int]:
-        limit = self.settings.max_upload_bytes
-        if len(data) > limit:
-            raise PayloadTooLarge(f"the image is larger than {limit} bytes", field="file")
-        if not data:
-            raise BadRequest("send the image file", field="file")
-        most = self.settings.max_upload_pixels
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as image:
-                    kind, (width, height) = image.format or "", image.size
-                    if width * height > most:
-                        raise BadRequest(
-                            f"the image has {width}x{height} pixels; at most {most} are accepted",
-                            field="file",
-                        )
-                    image.verify()
-        except BadRequest:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise BadRequest(
-                f"the image has too many pixels to decode safely; at most {most} are accepted",
-                field="file",
-            ) from None
-        except Exception:
-            raise BadRequest("the file is not a readable PNG or JPEG image", field="file") from None
-        if kind not in UPLOAD_FORMATS:
-            raise BadRequest("the image must be a PNG or JPEG", field="file")
-        return UPLOAD_FORMATS[kind], width, height
 
     # -- schedule -----------------------------------------------------------------------------
 

@@ -49,8 +49,9 @@ from sqlalchemy import delete, exists, select
 
 from snapshotd.config import Settings
 from snapshotd.services import audit
+from snapshotd.services.blob_gc import delete_unreferenced
+from snapshotd.services.liveness import live_clause
 from snapshotd.services.metrics import Metrics
-from snapshotd.services.snapshots import delete_unreferenced, live_clause
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database, rowcount
 from snapshotd.store.models import Artifact, RateEvent, Share, Snapshot, utcnow

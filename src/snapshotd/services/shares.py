@@ -17,7 +17,7 @@ from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, Gone, NotFound
 from snapshotd.services import audit
 from snapshotd.services.accounts import Principal
-from snapshotd.services.snapshots import is_live, live_snapshot
+from snapshotd.services.liveness import is_live, live_snapshot
 from snapshotd.store.db import Database
 from snapshotd.store.models import Share, Snapshot, utcnow
 

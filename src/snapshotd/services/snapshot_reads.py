@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 
 from snapshotd.errors import NotFound
-from snapshotd.services.snapshots import is_live
+from snapshotd.services.liveness import is_live
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Snapshot
 

@@ -1,4 +1,5 @@
-"""Snapshot use-cases: create, read, list, delete, and the worker's start/finish/fail.
+"""Snapshot use-cases: create, read, list and delete; the worker's start/finish/fail come from
+`SnapshotJobs`.
 
 Every query is scoped by organization here, so no route can forget it: another organization's
 snapshot is simply not found.
@@ -8,71 +9,35 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from snapshotd.config import Settings
 from snapshotd.engines import devices
-from snapshotd.engines.capture import CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CaptureOptions
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.errors import (
-    ArtifactsNotStored,
-    BadRequest,
-    Conflict,
-    DatabaseUnavailable,
-    NotFound,
-    as_outage,
-)
-from snapshotd.services import audit, webhooks
-from snapshotd.services.manifests import MANIFEST_ROLE, Signer
+from snapshotd.errors import BadRequest, Conflict, NotFound
+from snapshotd.services import audit
+from snapshotd.services.blob_gc import delete_unreferenced
+from snapshotd.services.liveness import is_live, live_clause, live_snapshot
+from snapshotd.services.manifests import Signer
 from snapshotd.services.ratelimit import CreationLimits
-from snapshotd.services.thumbnails import THUMBNAIL_ROLE
+from snapshotd.services.snapshot_jobs import SnapshotJobs
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
-from snapshotd.store.queue import Claim, JobQueue
+from snapshotd.store.queue import JobQueue
 
 STATUSES = ("queued", "working", "success", "failed")
 KINDS = ("page", "chart", "test_window", "upload")
 CAPTURE_JOB = "capture"
 Archived = Literal["exclude", "include", "only"]
-
-
-class Expiring(Protocol):
-    @property
-    def legal_hold(self) -> bool: ...
-    @property
-    def expires_at(self) -> datetime | None: ...
-
-
-def is_live(snapshot: Expiring, now: datetime | None = None) -> bool:
-    """A snapshot under legal hold never expires; any other is gone from its `expires_at` on."""
-    if snapshot.legal_hold or snapshot.expires_at is None:
-        return True
-    return snapshot.expires_at > (now or utcnow())
-
-
-def live_snapshot(session: Session, org_id: str, snapshot_id: str) -> Snapshot:
-    """The organization's snapshot if it is live, with its artifacts loaded; else NotFound."""
-    snapshot = session.get(Snapshot, snapshot_id)
-    if snapshot is None or snapshot.org_id != org_id or not is_live(snapshot):
-        raise NotFound(f"no snapshot {snapshot_id}")
-    snapshot.artifacts  # noqa: B018 — load before the session closes
-    return snapshot
-
-
-def live_clause(now: datetime) -> ColumnElement[bool]:
-    """`is_live` as SQL, for listings and the sweeper."""
-    return or_(
-        Snapshot.legal_hold.is_(True), Snapshot.expires_at.is_(None), Snapshot.expires_at > now
-    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +55,7 @@ def parse_options(raw: dict[str, Any]) -> CaptureOptions:
         raise BadRequest(f"{where}: {first['msg']}", field=where) from None
 
 
-class Snapshots:
+class Snapshots(SnapshotJobs):
     def __init__(self, settings: Settings, db: Database, queue: JobQueue, blobs: BlobStore) -> None:
         self.settings = settings
         self.db = db
@@ -329,135 +294,6 @@ class Snapshots:
             session.delete(snapshot)
             audit.record(session, org_id, actor, "deleted", "snapshot", snapshot_id)
         delete_unreferenced(self.db, self.blobs, digests, self.settings.blob_grace_seconds)
-
-    # -- worker side --------------------------------------------------------------------------
-
-    def start(self, claim: Claim) -> Snapshot | None:
-        """Marks the claimed job's snapshot working; None when the snapshot is gone. Fenced like
-        every job-side write: a claim that lost its lease (its worker was frozen meanwhile) must
-        not turn a snapshot another worker already finished back to `working`."""
-        with self.db.session() as session:
-            self.queue.hold(session, claim)
-            snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
-            if snapshot is not None:
-                snapshot.status = "working"
-            return snapshot
-
-    def finish(self, claim: Claim, result: CaptureResult) -> None:
-        """Stores the artifacts, then completes the job and the snapshot in one transaction.
-
-        A blob store out of reach or a full disk raises ArtifactsNotStored, which says so in
-        plain words; the database's own errors pass through unchanged, so that the caller can
-        tell "try the job again" from "try this write again"."""
-        try:
-            self._finish(claim, result)
-        except Exception as error:
-            outage = as_outage(error)
-            if outage is None or isinstance(outage, DatabaseUnavailable):
-                raise
-            raise ArtifactsNotStored(outage) from error
-
-    def _finish(self, claim: Claim, result: CaptureResult) -> None:
-        stored = [(artifact, self.blobs.put(artifact.data)) for artifact in result.artifacts]
-        with self.db.session() as session:
-            self.queue.complete(session, claim)
-            snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
-            if snapshot is None:
-                return
-            session.execute(delete(Artifact).where(Artifact.snapshot_id == snapshot.id))
-            for artifact, digest in stored:
-                session.add(
-                    Artifact(
-                        snapshot_id=snapshot.id,
-                        role=artifact.role,
-                        sha256=digest,
-                        size=len(artifact.data),
-                        media_type=artifact.media_type,
-                        width=artifact.width,
-                        height=artifact.height,
-                    )
-                )
-            snapshot.status, snapshot.status_message = "success", ""
-            snapshot.meta = result.metadata
-            snapshot.completed_at = utcnow()
-            session.flush()
-            self.seal(session, snapshot)
-            webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
-
-    def seal(self, session: Session, snapshot: Snapshot) -> None:
-        """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
-        rows = session.scalars(
-            select(Artifact).where(
-                Artifact.snapshot_id == snapshot.id,
-                Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
-            )
-        )
-        listed = [
-            {
-                "role": a.role,
-                "media_type": a.media_type,
-                "size": a.size,
-                "sha256": a.sha256,
-                "width": a.width,
-                "height": a.height,
-            }
-            for a in rows
-        ]
-        data = self.signer.manifest(snapshot, listed)
-        session.execute(
-            delete(Artifact).where(
-                Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
-            )
-        )
-        session.add(
-            Artifact(
-                snapshot_id=snapshot.id,
-                role=MANIFEST_ROLE,
-                sha256=self.blobs.put(data),
-                size=len(data),
-                media_type="application/json",
-            )
-        )
-
-    def fail(self, claim: Claim, message: str, *, retry: bool) -> str:
-        with self.db.session() as session:
-            state = self.queue.fail(session, claim, message, retry=retry)
-            snapshot = session.get(Snapshot, claim.payload.get("snapshot_id", ""))
-            if snapshot is not None:
-                if state == "failed":
-                    snapshot.status, snapshot.completed_at = "failed", utcnow()
-                    snapshot.status_message = message
-                    webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
-                else:
-                    snapshot.status = "queued"
-                    snapshot.status_message = f"attempt {claim.attempt} failed: {message}; retrying"
-        return state
-
-    def fail_reaped(self, session: Session, job_ids: Sequence[str]) -> None:
-        """Called by the reaper, in its transaction, for jobs that ran out of attempts."""
-        snapshots = session.scalars(select(Snapshot).where(Snapshot.job_id.in_(job_ids)))
-        for snapshot in snapshots:
-            snapshot.status, snapshot.completed_at = "failed", utcnow()
-            snapshot.status_message = (
-                "gave up: the worker running this capture stopped responding too many times"
-            )
-            webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
-
-
-def delete_unreferenced(db: Database, blobs: BlobStore, digests: set[str], grace: int) -> int:
-    """Deletes the blobs among `digests` that no artifact refers to and that were not written in
-    the last `grace` seconds (a capture storing the same bytes writes the blob before its row)."""
-    if not digests:
-        return 0
-    with db.session() as session:
-        used = set(session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(digests))))
-    removed = 0
-    for digest in digests - used:
-        age = blobs.age(digest)
-        if age is not None and age >= grace:
-            blobs.delete(digest)
-            removed += 1
-    return removed
 
 
 def _stored(options: CaptureOptions) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import AppServices, ServicesDep, public_base
-from snapshotd.http.native import DIRECT_SECONDS, artifact_response, bundle_of
+from snapshotd.http.native_files import DIRECT_SECONDS, artifact_response, bundle_of
 from snapshotd.services import browse, thumbnails
 from snapshotd.services.manifests import MANIFEST_ROLE
 from snapshotd.services.snapshots import KINDS, STATUSES

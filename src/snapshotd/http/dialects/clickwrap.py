@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,25 +20,18 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import (
-    AppServices,
-    ServicesDep,
-    credentials,
-    principal_from,
-    public_base,
-)
+from snapshotd.http.deps import ServicesDep, credentials, principal_from
+from snapshotd.http.dialects.clickwrap_bodies import collection, location_body, snapshot_body
 from snapshotd.http.dialects.thousandeyes import parse_date
-from snapshotd.http.native import artifact_response, iso, link_life
+from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.services import downloads, holds
+from snapshotd.services import downloads, holds, location_uploads
 from snapshotd.services.accounts import Principal
 from snapshotd.services.locations import CAPTURE_SETTINGS, LocationFields
-from snapshotd.store.models import Location, Snapshot
+from snapshotd.store.models import Snapshot
 
 router = APIRouter(prefix="/v1.1", tags=["clickwrap"])
 
-DOWNLOAD_LIFETIME = 3600
-_STATUS = {"queued": "processing", "working": "processing", "success": "success"}
 _TEXT_FIELDS = (
     "key",
     "name",
@@ -70,11 +62,6 @@ async def _principal(request: Request, services: ServicesDep) -> Principal:
 User = Annotated[Principal, Depends(_principal)]
 
 
-def _number(text: str | None) -> int | None:
-    """Clickwrap's integer ids, as stable numbers standing for snapshotd's string ids."""
-    return None if not text else zlib.crc32(text.encode())
-
-
 def _page(request: Request) -> tuple[int, int]:
     values = []
     for name, default, most in (("page", 1, 1_000_000), ("per_page", 25, 100)):
@@ -83,17 +70,6 @@ def _page(request: Request) -> tuple[int, int]:
             raise BadRequest(f"{name} must be a whole number from 1 to {most}", field=name)
         values.append(int(raw))
     return values[0], values[1]
-
-
-def _collection(items: list[dict[str, Any]], page: int, per_page: int, total: int):
-    return {
-        "count": len(items),
-        "has_more": page * per_page < total,
-        "page": page,
-        "per_page": per_page,
-        "total_count": total,
-        "data": items,
-    }
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -130,117 +106,6 @@ def _fields(body: dict[str, Any]) -> LocationFields:
     return fields
 
 
-# -- bodies ---------------------------------------------------------------------------------------
-
-
-def location_body(location: Location) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": location.id,
-        "account": _number(location.org_id),
-        "site": _number(location.org_id),
-        "key": location.key,
-        "name": location.name,
-        "description": location.description,
-        "status": location.status,
-        "published": location.status != "draft",
-        "published_by": _number(location.published_by),
-        "published_time": iso(location.published_at),
-        "archived": location.status == "archived",
-        "archived_reason": location.archived_reason,
-        "last_acceptance": None,
-        "created_by": _number(location.created_by),
-        "created_time": iso(location.created_at),
-        "updated_by": _number(location.updated_by),
-        "updated_time": iso(location.updated_at),
-        "location_type": location.location_type,
-    }
-    if location.location_type == "web":
-        body.update(
-            capture_url=location.capture_url,
-            platform=location.platform,
-            frequency=location.frequency,
-            capture_attempts=location.capture_attempts,
-            error_message=location.error_message,
-            capture=location.capture or {},
-            change_threshold=location.change_threshold,
-            webhook_url=location.webhook_url,
-        )
-    else:
-        body.update(
-            application_id=location.application_id,
-            application_name=location.application_name,
-            mobile_os=location.mobile_os,
-            frequency=location.frequency,
-        )
-    return body
-
-
-def _metadata(snapshot: Snapshot) -> dict[str, Any]:
-    meta = snapshot.meta or {}
-    if snapshot.kind == "upload":
-        return meta
-    agent = meta.get("user_agent") or {}
-    browser, system = agent.get("browser") or {}, agent.get("os") or {}
-    viewport = meta.get("viewport") or {}
-    body: dict[str, Any] = {
-        "captured_time": meta.get("captured_at"),
-        "page_url": meta.get("final_url") or snapshot.url,
-        "selector": meta.get("selector"),
-        "useragent": {
-            "browser": {
-                "name": browser.get("name"),
-                "major": str(browser.get("version") or "").split(".")[0] or None,
-            },
-            "os": {"name": system.get("name"), "version": system.get("version")},
-        },
-        "viewport": {"width": viewport.get("width"), "height": viewport.get("height")},
-    }
-    if meta.get("change"):
-        body["change"] = meta["change"]  # snapshotd's change detection
-    if meta.get("device"):
-        body.update(
-            device_model=meta["device"],
-            device_os=system.get("name"),
-            resolution=f"{viewport.get('width')}x{viewport.get('height')}",
-        )
-    return body
-
-
-def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -> dict[str, Any]:
-    image = next((a for a in snapshot.artifacts if a.role == "image"), None)
-    download = None
-    if image is not None:
-        expires, signature = downloads.sign(
-            services.db, snapshot, "image", lifetime=DOWNLOAD_LIFETIME
-        )
-        base = public_base(request, services)
-        download = f"{base}/v1.1/downloads/{snapshot.id}?expires={expires}&sig={signature}"
-    captured = (snapshot.meta or {}).get("captured_at") or (snapshot.meta or {}).get(
-        "captured_time"
-    )
-    return {
-        "id": snapshot.id,
-        "status": _STATUS.get(snapshot.status, "failure"),
-        "status_message": snapshot.status_message or None,
-        "source": snapshot.source or "triggered",
-        "snapshot_location": snapshot.location_id,
-        "account": _number(snapshot.org_id),
-        "site": _number(snapshot.org_id),
-        "is_manual": snapshot.kind == "upload",
-        "is_test": False,
-        "archived": snapshot.archived_at is not None,
-        "archived_by": _number(snapshot.archived_by),
-        "archived_reason": snapshot.archived_reason,
-        "captured_time": captured,
-        "created_time": iso(snapshot.created_at),
-        "updated_time": iso(snapshot.completed_at or snapshot.created_at),
-        "expiration_time": iso(snapshot.expires_at),
-        "image_path": f"{image.sha256}.{image.media_type.split('/')[-1]}" if image else None,
-        "snapshot_download_url": download,
-        "metadata": _metadata(snapshot),
-    }
-
-
 # -- locations ------------------------------------------------------------------------------------
 
 
@@ -249,7 +114,7 @@ def list_locations(request: Request, services: ServicesDep, principal: User) -> 
     principal.require("view")
     page, per_page = _page(request)
     items, total = services.locations.find(principal.org_id, page=page, per_page=per_page)
-    return _collection([location_body(i) for i in items], page, per_page, total)
+    return collection([location_body(i) for i in items], page, per_page, total)
 
 
 @router.post("/locations", status_code=201, summary="Create a snapshot location")
@@ -358,7 +223,8 @@ async def upload_snapshot(
     captured = fields.pop("captured_time", None)
     when: datetime | None = parse_date(captured, "captured_time") if captured else None
     snapshot = await asyncio.to_thread(
-        services.locations.upload,
+        location_uploads.upload,
+        services.locations,
         principal.org_id,
         location_id,
         data,
@@ -410,7 +276,7 @@ def list_snapshots(
         principal.org_id, location_id, page=page, per_page=per_page
     )
     bodies = [snapshot_body(request, services, s) for s in items]
-    return _collection(bodies, page, per_page, total)
+    return collection(bodies, page, per_page, total)
 
 
 @router.get("/locations/{location_id}/snapshots/{snapshot_id}", summary="A snapshot")

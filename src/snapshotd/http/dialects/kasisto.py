@@ -24,7 +24,8 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native import artifact_response, capture_now, link_life
+from snapshotd.http.native import capture_now
+from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads
 from snapshotd.services.snapshots import parse_options

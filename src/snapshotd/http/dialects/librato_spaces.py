@@ -26,7 +26,8 @@ from snapshotd.http.dialects.librato import (
     query_fields,
     read_body,
 )
-from snapshotd.http.native import artifact_response, iso, link_life
+from snapshotd.http.native import iso
+from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.services import downloads
 from snapshotd.services.samples import MAX_WHOLE
 from snapshotd.store.models import Chart, Job, Snapshot, Space
