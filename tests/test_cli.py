@@ -459,3 +459,16 @@ def test_the_access_log_can_be_turned_off(
     time.sleep(0.5)
     written = log.read_text()
     assert "Uvicorn running" in written and "snp_nowhere" not in written
+
+
+def test_a_worker_metrics_address_it_cannot_serve_on_is_refused(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        refused = run({**env, "SNAPSHOTD_WORKER_METRICS_ADDRESS": address}, "worker")
+    assert refused.returncode == 1
+    assert f"cannot serve metrics on {address}" in refused.stderr
+    malformed = run({**env, "SNAPSHOTD_WORKER_METRICS_ADDRESS": "9101"}, "worker")
+    assert malformed.returncode == 1 and "Traceback" not in malformed.stderr
+    assert "error: SNAPSHOTD_WORKER_METRICS_ADDRESS: give HOST:PORT" in malformed.stderr

@@ -26,7 +26,7 @@ cli_accounts.register(app)
 
 
 def _settings() -> Settings:
-    return Settings()
+    return cli_client.settings_from_env()
 
 
 def _setup_logging() -> None:
@@ -168,6 +168,12 @@ def worker() -> None:
     db = _database(settings, wait=True)
     private_tmpdir()
     runner = Worker(settings, db, make_blob_store(settings))
+    if settings.worker_metrics_address:
+        try:
+            runner.telemetry.serve(settings.worker_metrics_address)
+        except OSError as error:
+            address = settings.worker_metrics_address
+            raise _fail(f"cannot serve metrics on {address}: {error.strerror}") from None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

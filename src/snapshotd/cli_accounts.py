@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from snapshotd.cli_client import fail
-from snapshotd.config import Settings
+from snapshotd.cli_client import fail, settings_from_env
 from snapshotd.errors import SnapshotdError
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ OPERATOR = "operator"
 def _database() -> Database:
     from snapshotd.store.db import open_database
 
-    return open_database(Settings().resolved_database_url)
+    return open_database(settings_from_env().resolved_database_url)
 
 
 def _org_id(db: Database, slug: str) -> str:

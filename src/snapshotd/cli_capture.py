@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from snapshotd.cli_batch import FORMATS, InputError, Plan, Row, plan, read_rows
-from snapshotd.cli_client import USAGE, ServerOption, TokenOption, connected, fail, show_rows
+from snapshotd.cli_client import (
+    USAGE,
+    ServerOption,
+    TokenOption,
+    connected,
+    fail,
+    settings_from_env,
+    show_rows,
+)
 from snapshotd.errors import SnapshotdError
 
 if TYPE_CHECKING:
@@ -257,8 +265,6 @@ def capture(
 ) -> None:
     """Capture pages to files, with a local browser or, given --server, on a snapshotd server.
     Exits 1 if any capture failed."""
-    from snapshotd.config import Settings
-
     rows = [Row(url=url) for url in urls or ()]
     if from_file is not None:
         rows += _read(from_file)
@@ -279,7 +285,7 @@ def capture(
         "delay_ms": delay_ms,
         "timeout_ms": timeout_ms,
     }
-    settings = None if server else Settings()
+    settings = None if server else settings_from_env()
     if settings is not None:
         defaults["evidence"] = False  # only the image is kept: no HTML or MHTML to make
     plans = plan(rows, defaults, out_dir=out_dir, output=output)

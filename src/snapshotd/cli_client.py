@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from snapshotd.config import Settings, SettingsError, load_settings
+
 if TYPE_CHECKING:
     from snapshotd.client import Snapshot, SnapshotClient
 
@@ -44,6 +46,14 @@ TokenOption = Annotated[
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def settings_from_env() -> Settings:
+    """The settings from the environment; a wrong variable ends the command with its name."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise fail(str(error)) from None
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     )
     queue_max_length: int = Field(
         1000, ge=1, description="Queued jobs beyond which new snapshots are refused with 429."
+    )
+    worker_metrics_address: str = Field(
+        "",
+        description="HOST:PORT where `snapshotd worker` serves its Prometheus metrics (capture "
+        "times and outcomes, browser relaunches) at /metrics; empty: none. Bind 127.0.0.1 for a "
+        "scraper on the same machine, or the machine's private address for one elsewhere.",
     )
     poll_interval_seconds: float = Field(
         0.2,
@@ -219,6 +225,15 @@ class Settings(BaseSettings):
             raise ValueError("blobs must be empty (the data dir) or s3://bucket/prefix")
         return value
 
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _check_metrics_address(cls, value: str) -> str:
+        if value:
+            host, colon, port = value.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError("give HOST:PORT, e.g. 127.0.0.1:9101")
+        return value
+
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -255,3 +270,19 @@ class Settings(BaseSettings):
     @property
     def blobs_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+
+class SettingsError(ValueError):
+    """Environment variables that do not make valid settings, named in plain words."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; SettingsError says which variables are wrong and how."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for each in error.errors():
+            name = "SNAPSHOTD_" + str(each["loc"][0]).upper() if each["loc"] else "settings"
+            problems.append(f"{name}: {each['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("; ".join(problems)) from None

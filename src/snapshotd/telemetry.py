@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -58,3 +58,10 @@ class Telemetry:
 
     def watch_queue(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueCollector(counts))
+
+    def serve(self, address: str) -> None:
+        """Serves this registry at http://HOST:PORT/metrics from a daemon thread, for processes
+        without an API of their own (`snapshotd worker`). Raises OSError when the address cannot
+        be bound."""
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), host.strip("[]"), registry=self.registry)

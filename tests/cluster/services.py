@@ -64,7 +64,9 @@ class Service:
         # An agent row of its own tells when this worker is up (see `wait_ready`).
         self.env.setdefault("SNAPSHOTD_AGENT_NAME", f"agent-{name}-{secrets.token_hex(3)}")
         self.tag_prefix = f"{env.get(TAG_VARIABLE, 'snapshotd')}/{name}/"
-        self.port = free_port() if kind == "api" else 0
+        self.port = free_port()  # the API's, or the worker's metrics
+        if kind == "worker":
+            self.env.setdefault("SNAPSHOTD_WORKER_METRICS_ADDRESS", f"127.0.0.1:{self.port}")
         self.incarnation = 0
         self.seen: dict[int, set[tuple[int, int]]] = {}  # incarnation -> (pid, start time)
         self._seen_lock = threading.Lock()
@@ -75,6 +77,10 @@ class Service:
     def url(self) -> str:
         assert self.kind == "api", "only API processes listen"
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
 
     @property
     def tag(self) -> str:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cluster import Cluster, Postgres, S3Location, SeaweedS3
@@ -91,3 +92,21 @@ def test_every_capture_succeeds_once_and_reads_the_same_everywhere(
             assert f"capture-{n}" in html.decode()
             images.add(recorded["image"])
     assert len(images) == CAPTURES, "two snapshots share one image: a result went astray"
+
+    # Each worker reports its own captures at its metrics address; together, every capture once.
+    successes = [
+        _sample(httpx.get(worker.metrics_url, timeout=10).text, SUCCESSES)
+        for worker in cluster.workers
+    ]
+    assert sum(successes) == CAPTURES, successes
+
+
+SUCCESSES = 'snapshotd_capture_seconds_count{outcome="success"}'
+
+
+def _sample(exposition: str, name: str) -> float:
+    """One sample's value in a Prometheus text exposition; 0 when it is absent."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
