@@ -158,7 +158,7 @@ def _freeze_heap() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker alone against the configured database (for scale-out)."""
-    from snapshotd.engines.browser import private_tmpdir
+    from snapshotd.engines.browser import SandboxUnavailable, private_tmpdir
     from snapshotd.store.blobs import make_blob_store
     from snapshotd.worker import Worker
 
@@ -181,7 +181,10 @@ def worker() -> None:
             loop.add_signal_handler(sig, runner.request_stop)
         await runner.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except SandboxUnavailable as error:
+        raise _fail(str(error)) from None
 
 
 @app.command()

@@ -99,7 +99,12 @@ async def _local(plans: list[Plan], settings: Settings, slots: int, report: Repo
 
     async with (
         EgressGuard(EgressPolicy(settings.egress_allow)) as guard,
-        BrowserPool(executable=settings.chromium_path, proxy_url=guard.url, slots=slots) as pool,
+        BrowserPool(
+            executable=settings.chromium_path,
+            proxy_url=guard.url,
+            slots=slots,
+            sandbox=settings.chromium_sandbox,
+        ) as pool,
     ):
         engine = CaptureEngine(
             pool,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     chromium_path: str = Field(
         "/usr/lib/chromium/chromium-headless-shell",
         description="Chromium binary driven by Playwright (the headless shell is ~2x faster).",
+    )
+    chromium_sandbox: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Chromium's own sandbox around the pages it renders. auto: on wherever "
+        "Chromium can have it (a user other than root, user namespaces allowed), else off with "
+        "a warning at start; on: refuse to capture without it; off: never.",
     )
     browser_recycle_after: int = Field(
         500, ge=1, description="Captures after which a worker relaunches its browser."

@@ -110,6 +110,7 @@ class Worker(JobRunner):
                 proxy_url=guard.url,
                 slots=s.worker_concurrency,
                 recycle_after=s.browser_recycle_after,
+                sandbox=s.chromium_sandbox,
             ) as pool,
             httpx.AsyncClient(proxy=guard.url, timeout=10.0) as http,
         ):

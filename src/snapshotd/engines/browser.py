@@ -3,6 +3,11 @@
 The pool caps concurrent contexts with a semaphore, relaunches the browser when it crashes or stops
 answering, and swaps in a new browser after `recycle_after` captures (the old one is closed once its
 last context is done), so a long-running worker does not grow without bound.
+
+Chromium renders pages from anywhere, so it runs inside its own sandbox whenever it can have one
+(`sandbox="auto"`): that takes a user other than root and a kernel that lets it make user
+namespaces. Where it cannot, "auto" runs it without, saying so once; "on" refuses to run
+without; "off" never asks.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,7 @@ class PoolStats:
     launches: int = 0
     restarts: int = 0
     captures: int = 0
+    sandboxed: bool = False
 
 
 class _Generation:
@@ -102,8 +109,11 @@ class BrowserPool:
         slots: int = 2,
         recycle_after: int = 500,
         close_timeout: float = 5.0,
+        sandbox: Literal["auto", "on", "off"] = "auto",
     ) -> None:
         self.executable = executable
+        self.sandbox = sandbox
+        self._sandbox_failed = False  # "auto" asks once per process
         self.proxy_url = proxy_url
         self.recycle_after = recycle_after
         self.close_timeout = close_timeout
@@ -140,7 +150,24 @@ class BrowserPool:
         options: dict[str, Any] = {"executable_path": self.executable, "args": BASE_ARGS}
         if self.proxy_url:
             options["proxy"] = {"server": self.proxy_url}
-        browser = await self._playwright.chromium.launch(**options)
+        browser = None
+        if self.sandbox == "on" or (self.sandbox == "auto" and not self._sandbox_failed):
+            try:
+                browser = await self._playwright.chromium.launch(chromium_sandbox=True, **options)
+            except PlaywrightError as error:
+                reason = _launch_failure(error)
+                if self.sandbox == "on":
+                    raise SandboxUnavailable(reason) from None
+                self._sandbox_failed = True
+                log.warning(
+                    "Chromium runs without its sandbox here (%s); run snapshotd as a user other "
+                    "than root where user namespaces are allowed, or set "
+                    "SNAPSHOTD_CHROMIUM_SANDBOX=on to refuse to run without it",
+                    reason,
+                )
+        self.stats.sandboxed = browser is not None
+        if browser is None:
+            browser = await self._playwright.chromium.launch(**options)
         self.stats.launches += 1
         return browser
 
@@ -201,3 +228,20 @@ class BrowserPool:
                     generation.retired = True
                 if generation.retired and generation.active == 0:
                     await self._close(generation)
+
+
+class SandboxUnavailable(RuntimeError):
+    """Chromium could not start in its sandbox, and SNAPSHOTD_CHROMIUM_SANDBOX=on asks for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Chromium cannot start inside its sandbox here: {reason}")
+
+
+def _launch_failure(error: PlaywrightError) -> str:
+    """Why Chromium did not start: its own error line when it printed one (e.g. "Running as root
+    without --no-sandbox is not supported"), else the first line of the driver's message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "[err]" in line and ("ERROR:" in line or "FATAL:" in line):
+            return line.rsplit("] ", 1)[-1][:300]
+    return lines[0][:300] if lines else type(error).__name__
