@@ -2,7 +2,8 @@
 SDK. The server and token come from --server/--token or SNAPSHOTD_SERVER/SNAPSHOTD_TOKEN.
 
 Tables are drawn for a terminal; when stdout is a pipe the same rows are printed tab-separated,
-one a line, so that scripts can read them.
+one a line, so that scripts can read them. `fail` and `settings_from_env` serve every command
+module: a failure or a wrong setting ends a command as one line on stderr.
 """
 
 from __future__ import annotations

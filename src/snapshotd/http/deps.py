@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
@@ -148,7 +149,13 @@ def credentials_from(authorization: str, *, basic: bool = True) -> Credentials:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return scope_address(request.scope)
+
+
+def scope_address(scope: Scope) -> str:
+    """The client's address as the server saw it (after trusted proxy headers)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def known_principal(

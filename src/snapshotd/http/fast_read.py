@@ -20,7 +20,7 @@ import re
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from snapshotd.http.deps import AppServices, credentials_from
+from snapshotd.http.deps import AppServices, credentials_from, scope_address
 from snapshotd.http.native import read_live, snapshot_body
 
 PATH = re.compile(r"/api/v1/snapshots/([^/]+)")
@@ -49,9 +49,8 @@ class FastSnapshotRead:
         principal = services.principals.get(presented)
         if principal is None:
             return None
-        client = scope.get("client")
         try:
-            services.misses.check(client[0] if client else "unknown")
+            services.misses.check(scope_address(scope))
             services.token_requests.check(principal.token_id)
             snapshot = await read_live(services, principal.org_id, snapshot_id)
             response = JSONResponse(snapshot_body(snapshot, snapshot.job))
