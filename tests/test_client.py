@@ -222,6 +222,7 @@ def test_public_names_are_pinned() -> None:
         "AuthenticationError",
         "BadRequestError",
         "CaptureFailedError",
+        "ClientError",
         "ConflictError",
         "IntegrityError",
         "NotFoundError",
@@ -232,5 +233,4 @@ def test_public_names_are_pinned() -> None:
         "Snapshot",
         "SnapshotClient",
         "SnapshotTimeout",
-        "SnapshotdError",
     ]

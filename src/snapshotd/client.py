@@ -9,7 +9,7 @@
 
 Every non-2xx answer raises a typed error whose message is the problem+json `detail`:
 
-    SnapshotdError
+    ClientError
     ├── BadRequestError (400, 413, 422)
     ├── AuthenticationError (401)
     ├── PermissionDeniedError (403)
@@ -56,7 +56,7 @@ __all__ = [
     "Snapshot",
     "SnapshotClient",
     "SnapshotTimeout",
-    "SnapshotdError",
+    "ClientError",
 ]
 
 
@@ -125,7 +125,7 @@ class Share:
         )
 
 
-class SnapshotdError(Exception):
+class ClientError(Exception):
     def __init__(
         self, message: str, *, status: int | None = None, problem: dict[str, Any] | None = None
     ) -> None:
@@ -134,44 +134,44 @@ class SnapshotdError(Exception):
         self.problem: dict[str, Any] = problem or {}
 
 
-class BadRequestError(SnapshotdError): ...
+class BadRequestError(ClientError): ...
 
 
-class AuthenticationError(SnapshotdError): ...
+class AuthenticationError(ClientError): ...
 
 
-class PermissionDeniedError(SnapshotdError): ...
+class PermissionDeniedError(ClientError): ...
 
 
-class NotFoundError(SnapshotdError): ...
+class NotFoundError(ClientError): ...
 
 
-class ConflictError(SnapshotdError): ...
+class ConflictError(ClientError): ...
 
 
-class RateLimitedError(SnapshotdError):
+class RateLimitedError(ClientError):
     retry_after: float | None = None
 
 
-class ServerError(SnapshotdError): ...
+class ServerError(ClientError): ...
 
 
-class SnapshotTimeout(SnapshotdError, TimeoutError):
+class SnapshotTimeout(ClientError, TimeoutError):
     def __init__(self, message: str, *, snapshot: Snapshot) -> None:
         super().__init__(message)
         self.snapshot = snapshot
 
 
-class CaptureFailedError(SnapshotdError):
+class CaptureFailedError(ClientError):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot.status_message or f"snapshot {snapshot.id} failed")
         self.snapshot = snapshot
 
 
-class IntegrityError(SnapshotdError): ...
+class IntegrityError(ClientError): ...
 
 
-_ERRORS: dict[int, type[SnapshotdError]] = {
+_ERRORS: dict[int, type[ClientError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
@@ -197,7 +197,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when.replace(tzinfo=when.tzinfo or UTC) - datetime.now(UTC)).total_seconds())
 
 
-def _error_for(response: httpx.Response) -> SnapshotdError:
+def _error_for(response: httpx.Response) -> ClientError:
     try:
         body = response.json()
     except ValueError:
@@ -205,7 +205,7 @@ def _error_for(response: httpx.Response) -> SnapshotdError:
     problem: dict[str, Any] = body if isinstance(body, dict) else {}
     status = response.status_code
     message = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
-    cls = _ERRORS.get(status) or (ServerError if status >= 500 else SnapshotdError)
+    cls = _ERRORS.get(status) or (ServerError if status >= 500 else ClientError)
     error = cls(message, status=status, problem=problem)
     if isinstance(error, RateLimitedError):
         error.retry_after = _retry_after(response.headers.get("Retry-After"))

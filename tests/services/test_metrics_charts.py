@@ -18,10 +18,10 @@ from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import retention
 from snapshotd.services.accounts import create_token, ensure_org
 from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.charts import Spaces
 from snapshotd.services.metrics import Metrics, SeriesPoints
 from snapshotd.services.samples import MetricProps, Point, Sample, sample, tag_set
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.spaces import Spaces
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Measurement, Metric, MetricSeries, Snapshot

@@ -19,27 +19,25 @@ from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.http import admin, console, native, native_files, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.http.dialects import (
-    clickwrap,
-    kasisto,
-    librato,
-    librato_reads,
-    librato_spaces,
-    thousandeyes,
-    thousandeyes_v6,
-    thousandeyes_v7,
-)
+from snapshotd.http.dialects.clickwrap import routes as clickwrap
+from snapshotd.http.dialects.kasisto import routes as kasisto
+from snapshotd.http.dialects.librato import common as librato
+from snapshotd.http.dialects.librato import reads as librato_reads
+from snapshotd.http.dialects.librato import spaces as librato_spaces
+from snapshotd.http.dialects.thousandeyes import common as thousandeyes
+from snapshotd.http.dialects.thousandeyes import v6 as thousandeyes_v6
+from snapshotd.http.dialects.thousandeyes import v7 as thousandeyes_v7
 from snapshotd.http.fast_read import FastSnapshotRead
 from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.charts import Spaces
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.spaces import Spaces
 from snapshotd.services.synthetic import Synthetic
-from snapshotd.services.test_snapshots import TestSnapshots
+from snapshotd.services.test_windows import TestWindows
 from snapshotd.store.blobs import BlobStore, make_blob_store
 from snapshotd.store.db import Database
 from snapshotd.telemetry import Telemetry
@@ -122,7 +120,7 @@ def create_app(
         spaces=Spaces(db),
         chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
-        test_snapshots=TestSnapshots(snapshots, share_service),
+        test_windows=TestWindows(snapshots, share_service),
         locations=locations,
         evidence=Evidence(locations),
         telemetry=telemetry,

@@ -28,15 +28,15 @@ from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
 from snapshotd.services.accounts import DENIED, Principal, sign_in, token_digest
 from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.charts import Spaces
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.locations import Locations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.ratelimit import TokenBuckets
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.spaces import Spaces
 from snapshotd.services.synthetic import Synthetic
-from snapshotd.services.test_snapshots import TestSnapshots
+from snapshotd.services.test_windows import TestWindows
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import utcnow
@@ -103,7 +103,7 @@ class AppServices:
     spaces: Spaces
     chart_snapshots: ChartSnapshots
     synthetic: Synthetic
-    test_snapshots: TestSnapshots
+    test_windows: TestWindows
     locations: Locations
     evidence: Evidence
     telemetry: Telemetry

@@ -17,10 +17,10 @@ import numpy as np
 from snapshotd.config import Settings
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.services.charts import choice, find_chart
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
+from snapshotd.services.spaces import choice, find_chart
 from snapshotd.store.models import Snapshot
 
 CHART_JOB = "chart"

@@ -18,8 +18,8 @@ from snapshotd.engines.charts import ChartRenderer
 from snapshotd.errors import NotFound
 from snapshotd.services.accounts import Principal, account_groups
 from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.charts import find_chart
 from snapshotd.services.liveness import live_clause
+from snapshotd.services.spaces import find_chart
 from snapshotd.store.db import Database
 from snapshotd.store.models import Agent, ProbeRound, Share, Snapshot, SyntheticTest, utcnow
 

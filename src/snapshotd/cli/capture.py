@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from snapshotd.cli_batch import FORMATS, InputError, Plan, Row, plan, read_rows
-from snapshotd.cli_client import (
+from snapshotd.cli.batch import FORMATS, InputError, Plan, Row, plan, read_rows
+from snapshotd.cli.client import (
     USAGE,
     ServerOption,
     TokenOption,
@@ -154,7 +154,7 @@ def _create(client: SnapshotClient, each: Plan) -> Snapshot:
 def _remote_one(client: SnapshotClient, each: Plan) -> Outcome:
     import httpx
 
-    from snapshotd.client import SnapshotdError as ClientError
+    from snapshotd.client import ClientError
 
     snapshot_id = None
     try:

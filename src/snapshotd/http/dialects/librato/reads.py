@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 
 from snapshotd.errors import BadRequest
 from snapshotd.http.deps import ServicesDep
-from snapshotd.http.dialects.librato import Reader, metric_body, query_fields
+from snapshotd.http.dialects.librato.common import Reader, metric_body, query_fields
 from snapshotd.services.metrics import SeriesPoints
 from snapshotd.services.samples import epoch, point_value, whole
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from snapshotd.errors import NotFound
 from snapshotd.http.deps import AppServices, ServicesDep, public_base
-from snapshotd.http.dialects.librato import (
+from snapshotd.http.dialects.librato.common import (
     NO_CONTENT,
     Reader,
     Writer,

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from snapshotd import cli_accounts, cli_capture, cli_client
+from snapshotd.cli import accounts as cli_accounts
+from snapshotd.cli import capture as cli_capture
+from snapshotd.cli import client as cli_client
 from snapshotd.config import Settings
 
 if TYPE_CHECKING:

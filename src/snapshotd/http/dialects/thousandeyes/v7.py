@@ -21,8 +21,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from, public_base
-from snapshotd.http.dialects import te_tests
-from snapshotd.http.dialects.thousandeyes import (
+from snapshotd.http.dialects.thousandeyes import bodies as te_tests
+from snapshotd.http.dialects.thousandeyes.common import (
     hal,
     parse_date,
     parse_window,
@@ -279,7 +279,7 @@ async def create_snapshot(
         raise BadRequest("must be true or false", field="isPublic")
     where = await asyncio.to_thread(scope, services, principal, aid)
     frozen = await asyncio.to_thread(
-        services.test_snapshots.create,
+        services.test_windows.create,
         principal,
         where,
         _test_id(test_id),

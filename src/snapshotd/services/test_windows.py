@@ -54,7 +54,7 @@ class Frozen:
     share: Share
 
 
-class TestSnapshots:
+class TestWindows:
     __test__ = False  # not a pytest test class, despite its name
 
     def __init__(self, snapshots: Snapshots, shares: Shares) -> None:

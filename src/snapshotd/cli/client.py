@@ -62,7 +62,7 @@ def connected(server: str | None, token: str | None) -> Iterator[SnapshotClient]
     """An SDK client for the server, turning its errors into one line and exit status 1."""
     import httpx
 
-    from snapshotd.client import SnapshotClient, SnapshotdError
+    from snapshotd.client import ClientError, SnapshotClient
 
     if not server:
         raise fail("no server given: pass --server URL or set SNAPSHOTD_SERVER", USAGE)
@@ -71,7 +71,7 @@ def connected(server: str | None, token: str | None) -> Iterator[SnapshotClient]
     try:
         with SnapshotClient(base_url=server.rstrip("/"), token=token) as client:
             yield client
-    except SnapshotdError as error:
+    except ClientError as error:
         raise fail(str(error)) from None
     except httpx.HTTPError as error:
         raise fail(f"cannot reach {server}: {error}") from None

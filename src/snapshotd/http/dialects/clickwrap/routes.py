@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
 from snapshotd.http.deps import ServicesDep, credentials, principal_from
-from snapshotd.http.dialects.clickwrap_bodies import collection, location_body, snapshot_body
-from snapshotd.http.dialects.thousandeyes import parse_date
+from snapshotd.http.dialects.clickwrap.bodies import collection, location_body, snapshot_body
+from snapshotd.http.dialects.thousandeyes.common import parse_date
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import downloads, holds, location_uploads

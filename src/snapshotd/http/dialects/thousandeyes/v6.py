@@ -24,9 +24,9 @@ from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
 from snapshotd.http.deps import ServicesDep, credentials, principal_from, public_base
-from snapshotd.http.dialects.thousandeyes import parse_date, rate_limit_headers, scope
+from snapshotd.http.dialects.thousandeyes.common import parse_date, rate_limit_headers, scope
 from snapshotd.http.problems import error_headers
-from snapshotd.services.test_snapshots import Frozen, Names
+from snapshotd.services.test_windows import Frozen, Names
 
 router = APIRouter(prefix="/v6", tags=["thousandeyes v6"])
 
@@ -161,7 +161,7 @@ async def create_snapshot(request: Request, services: ServicesDep) -> Response:
         raise BadRequest("must be before to", field="from")
     where = await asyncio.to_thread(scope, services, principal, request.query_params.get("aid"))
     frozen = await asyncio.to_thread(
-        services.test_snapshots.create,
+        services.test_windows.create,
         principal,
         where,
         test_id,

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from snapshotd.errors import BadRequest
-from snapshotd.http.dialects.thousandeyes import iso
+from snapshotd.http.dialects.thousandeyes.common import iso
 from snapshotd.services import agents as agent_service
 from snapshotd.services.synthetic import INTERVALS, TestFields
-from snapshotd.services.test_snapshots import Frozen
+from snapshotd.services.test_windows import Frozen
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest
 
 _BOOLEANS = (
