@@ -54,7 +54,7 @@ def world(
     location = str(create_location(client, admin_token)["id"])
     shots = [upload(client, admin_token, location, png(colour=(i, 0, 0))) for i in (10, 200)]
     space, chart = space_with_a_chart(client, admin_token)
-    agent = agents.register(db, "probe-host-1", location="Local", country_id="").id
+    agent = agents.Agents(db).register("probe-host-1", location="Local", country_id="").id
     test = create_test(client, admin_token, agent)
     snapshot = add_snapshot(db, blobs, org)
     csrf = sign_in(client, admin_token)

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import list_tokens, revoke_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import ConsoleSession, Snapshot, utcnow
@@ -169,8 +169,8 @@ def test_revoking_the_token_ends_its_session(
 ) -> None:
     sign_in(client, admin_token)
     org_id = org_id_of(db)
-    token_id = list_tokens(db, org_id)[0].id
-    revoke_token(db, org_id, token_id, actor="test")
+    token_id = Accounts(db).list_tokens(org_id)[0].id
+    Accounts(db).revoke_token(org_id, token_id, actor="test")
     assert _signed_out(client)
     assert _signed_out(client, "/console/sign-in") is False  # the sign-in page shows again
 
@@ -237,11 +237,10 @@ def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> 
 
 def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore) -> None:
     from snapshotd.services import browse, console_sessions
-    from snapshotd.services.accounts import create_token
-    from snapshotd.services.accounts import sign_in as token_sign_in
+    from snapshotd.services.accounts import Accounts
 
-    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
-    principal = token_sign_in(any_db, token)
+    token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
+    principal = Accounts(any_db).sign_in(token)
     secret = console_sessions.open_session(any_db, principal, timedelta(hours=1))
     assert console_sessions.principal_for(any_db, secret) == principal
     assert console_sessions.principal_for(any_db, secret + "x") is None
@@ -259,9 +258,9 @@ def test_a_nul_character_is_a_bad_request_on_both_databases(
     any_db: Database, blobs: FileBlobStore, settings: Settings
 ) -> None:
     """PostgreSQL refuses NUL in text: the console answers its own 400 page, never a 500."""
-    from snapshotd.services.accounts import create_token
+    from snapshotd.services.accounts import Accounts
 
-    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
+    token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
     with TestClient(create_app(settings, db=any_db, blobs=blobs)) as client:
         sign_in(client, token)
         for path in ("/console?q=a%00b", "/console/snapshots/snp_%00", "/console/locations/l%00"):

@@ -20,14 +20,14 @@ from sqlalchemy import update
 from snapshotd.config import Settings
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import BadRequest, TooManyRequests
-from snapshotd.services.accounts import create_token, ensure_org
+from snapshotd.services.accounts import Accounts, ensure_org
+from snapshotd.services.graph import make_queue
 from snapshotd.services.org_settings import set_rate_limits
 from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import RateEvent, utcnow
-from snapshotd.worker import make_queue
 
 SNAPSHOTD = str(Path(sys.executable).with_name("snapshotd"))
 PAGE = CaptureOptions(url="https://example.org")
@@ -155,8 +155,8 @@ def two_servers(settings: Settings, any_db: Database) -> Iterator[list[str]]:
 
 
 def test_two_api_processes_share_one_exact_count(two_servers: list[str], any_db: Database) -> None:
-    acme = create_token(any_db, org="acme", email="ops@acme.test", role="admin")
-    rival = create_token(any_db, org="rival", email="ops@rival.test", role="admin")
+    acme = Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="admin")
+    rival = Accounts(any_db).create_token(org="rival", email="ops@rival.test", role="admin")
 
     def post(index: int, token: str = acme) -> httpx.Response:
         return httpx.post(

@@ -32,8 +32,8 @@ from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services import synthetic
 from snapshotd.services.accounts import Principal
+from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
-from snapshotd.store.models import Share, Snapshot
 
 router = APIRouter(tags=["shares"])
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))

@@ -87,7 +87,7 @@ class Synthetic:
             except BadRequest:
                 pass  # an address the guard refuses: each round records the refusal
         if fields.agent_ids is not None:
-            unknown = set(fields.agent_ids) - agents.known_ids(self.db)
+            unknown = set(fields.agent_ids) - agents.Agents(self.db).known_ids()
             if unknown:
                 listed = ", ".join(str(a) for a in sorted(unknown))
                 raise BadRequest(f"no agent with id {listed}", field="agents")

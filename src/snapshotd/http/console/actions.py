@@ -7,7 +7,6 @@ After it, the browser is sent back to a page that says what happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
@@ -21,19 +20,18 @@ from snapshotd.http.console.session import (
     Visit,
     render,
 )
-from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.services import holds
+from snapshotd.http.deps import Services, ServicesDep
 
 router = APIRouter(route_class=ConsoleRoute)
 
 Reason = Annotated[str, Form(max_length=2000)]
 
 # What each archive or hold form does and the least role it needs, by the message it leads to.
-HOLD_CHANGES: dict[str, tuple[str, Callable[..., object]]] = {
-    "archived": ("manage", holds.archive),
-    "unarchived": ("manage", holds.unarchive),
-    "held": ("admin", holds.hold),
-    "released": ("admin", holds.release),
+HOLD_CHANGES: dict[str, tuple[str, str]] = {
+    "archived": ("manage", "archive"),
+    "unarchived": ("manage", "unarchive"),
+    "held": ("admin", "hold"),
+    "released": ("admin", "release"),
 }
 
 
@@ -66,14 +64,12 @@ def revoke_share(
     return _back(snapshot_id, "revoked")
 
 
-def _change(
-    visit: Visit, services: AppServices, snapshot_id: str, done: str, **how: str
-) -> Response:
+def _change(visit: Visit, services: Services, snapshot_id: str, done: str, **how: str) -> Response:
     """Archives, holds or lifts either, with the role the API asks for, and says so after."""
     principal = visit.principal
     permission, change = HOLD_CHANGES[done]
     principal.require(permission)
-    change(services.db, principal.org_id, snapshot_id, actor=principal.email, **how)
+    getattr(services.holds, change)(principal.org_id, snapshot_id, actor=principal.email, **how)
     return _back(snapshot_id, done)
 
 

@@ -8,13 +8,11 @@ the capture live until its image is there.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from snapshotd.engines import devices
 from snapshotd.errors import EgressDenied, InvalidURL, SnapshotdError
 from snapshotd.http.console.session import (
     ConsoleForm,
@@ -25,7 +23,7 @@ from snapshotd.http.console.session import (
     render,
 )
 from snapshotd.http.deps import ServicesDep
-from snapshotd.services.snapshots import parse_options
+from snapshotd.services.snapshots import device_names, parse_options
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -38,11 +36,6 @@ WAITS = (
 )
 DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "load"}
 
-
-@functools.cache
-def device_names() -> tuple[str, ...]:
-    """Playwright's device list, read once per process (it starts the driver to ask)."""
-    return tuple(sorted(devices.descriptors()))
 
 
 def options_from(form: dict[str, str]) -> dict[str, Any]:

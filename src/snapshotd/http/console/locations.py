@@ -27,10 +27,10 @@ from snapshotd.http.console.session import (
     form_text,
     render,
 )
-from snapshotd.http.deps import AppServices, ServicesDep
+from snapshotd.http.deps import Services, ServicesDep
 from snapshotd.services import comparisons, console_reads
 from snapshotd.services.locations import FREQUENCIES, PLATFORMS, LocationFields
-from snapshotd.store.models import Location, Snapshot
+from snapshotd.services.records import Location, Snapshot
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -67,7 +67,7 @@ def locations_page(
 
 
 def _history(
-    services: AppServices, location: Location, before: str
+    services: Services, location: Location, before: str
 ) -> tuple[list[dict[str, Any]], str | None]:
     found = console_reads.timeline(
         services.db, location.org_id, location.id, before=before, limit=PER_PAGE
@@ -95,7 +95,7 @@ def _history(
 def _detail(
     request: Request,
     visit: Visit,
-    services: AppServices,
+    services: Services,
     location: Location,
     *,
     before: str = "",

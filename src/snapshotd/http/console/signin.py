@@ -26,7 +26,7 @@ from snapshotd.http.console.session import (
     render,
     safe_next,
 )
-from snapshotd.http.deps import AppServices, Credentials, ServicesDep, signed_in
+from snapshotd.http.deps import Credentials, Services, ServicesDep, signed_in
 from snapshotd.services import console_sessions
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -35,13 +35,13 @@ FORM_COOKIE = "snapshotd_console_form"
 FAILED = "That token was not accepted. Check it (and the email, if you gave one) and try again."
 
 
-def _secure(request: Request, services: AppServices) -> bool:
+def _secure(request: Request, services: Services) -> bool:
     return request.url.scheme == "https" or services.settings.base_url.startswith("https://")
 
 
 def _form(
     request: Request,
-    services: AppServices,
+    services: Services,
     *,
     next_path: str,
     email: str = "",

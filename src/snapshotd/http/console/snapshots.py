@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
-from snapshotd.http.deps import AppServices, ServicesDep, public_base
+from snapshotd.http.deps import Services, ServicesDep, public_base
 from snapshotd.http.native_files import DIRECT_SECONDS, artifact_response, bundle_of
 from snapshotd.services import browse, thumbnails
 from snapshotd.services.manifests import MANIFEST_ROLE
@@ -144,7 +144,7 @@ def snapshot_thumbnail(
 
 
 def _download(
-    request: Request, services: AppServices, org_id: str, snapshot_id: str, role: str
+    request: Request, services: Services, org_id: str, snapshot_id: str, role: str
 ) -> Response:
     # The image is shown inside the page, whose CSP allows only this origin: it is streamed.
     # Other files may redirect to the bucket like the API's downloads.

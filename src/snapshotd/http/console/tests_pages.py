@@ -12,7 +12,7 @@ from snapshotd.http.console import views
 from snapshotd.http.console.params import cursor, known_id
 from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import ServicesDep, public_base
-from snapshotd.services import agents, console_reads
+from snapshotd.services import console_reads
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -87,7 +87,7 @@ def test_page(
             services.db, principal.org_id, test.id
         )
     ]
-    names = {agent.id: agent.name for agent in agents.all_agents(services.db)}
+    names = {agent.id: agent.name for agent in services.agents.all()}
     context = {
         "nav": "tests",
         "test": test,
