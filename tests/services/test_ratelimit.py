@@ -22,7 +22,7 @@ from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import BadRequest, TooManyRequests
 from snapshotd.services.accounts import Accounts, ensure_org
 from snapshotd.services.graph import make_queue
-from snapshotd.services.org_settings import set_rate_limits
+from snapshotd.services.org_settings import OrgSettings
 from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
@@ -91,12 +91,12 @@ def test_an_organization_override_wins_and_zero_means_unlimited(
 ) -> None:
     snapshots = service(settings, any_db, native="1/60")
     acme = org(any_db, "acme")
-    set_rate_limits(any_db, acme, {"native": "3/60"}, actor="operator")
+    OrgSettings(any_db).set_rate_limits(acme, {"native": "3/60"}, actor="operator")
     assert [attempt(snapshots, acme) for _ in range(4)].count("created") == 3
-    set_rate_limits(any_db, acme, {"native": "0"}, actor="operator")
+    OrgSettings(any_db).set_rate_limits(acme, {"native": "0"}, actor="operator")
     assert [attempt(snapshots, acme) for _ in range(5)] == ["created"] * 5
     with pytest.raises(BadRequest):
-        set_rate_limits(any_db, acme, {"native": "lots"}, actor="operator")
+        OrgSettings(any_db).set_rate_limits(acme, {"native": "lots"}, actor="operator")
 
 
 def test_a_refused_creation_counts_nothing(settings: Settings, any_db: Database) -> None:
