@@ -236,21 +236,23 @@ def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> 
 
 
 def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore) -> None:
-    from snapshotd.services import browse, console_sessions
     from snapshotd.services.accounts import Accounts
+    from snapshotd.services.browse import Browse, Filters
+    from snapshotd.services.console_sessions import ConsoleSessions
 
     token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
     principal = Accounts(any_db).sign_in(token)
-    secret = console_sessions.open_session(any_db, principal, timedelta(hours=1))
-    assert console_sessions.principal_for(any_db, secret) == principal
-    assert console_sessions.principal_for(any_db, secret + "x") is None
-    console_sessions.close_session(any_db, secret)
-    assert console_sessions.principal_for(any_db, secret) is None
+    sessions = ConsoleSessions(any_db)
+    secret = sessions.open_session(principal, timedelta(hours=1))
+    assert sessions.principal_for(secret) == principal
+    assert sessions.principal_for(secret + "x") is None
+    sessions.close_session(secret)
+    assert sessions.principal_for(secret) is None
 
     org = principal.org_id
     wanted = add_snapshot(any_db, blobs, org, url="https://a.example/Report_100%")
     add_snapshot(any_db, blobs, org, url="https://a.example/Report-1000")
-    found = browse.search(any_db, org, browse.Filters(search="report_100%"))
+    found = Browse(any_db).search(org, Filters(search="report_100%"))
     assert [item.id for item in found.items] == [wanted]
 
 

@@ -28,7 +28,6 @@ from snapshotd.http.console.session import (
     render,
 )
 from snapshotd.http.deps import Services, ServicesDep
-from snapshotd.services import comparisons, console_reads
 from snapshotd.services.locations import FREQUENCIES, PLATFORMS, LocationFields
 from snapshotd.services.records import Location, Snapshot
 
@@ -69,8 +68,8 @@ def locations_page(
 def _history(
     services: Services, location: Location, before: str
 ) -> tuple[list[dict[str, Any]], str | None]:
-    found = console_reads.timeline(
-        services.db, location.org_id, location.id, before=before, limit=PER_PAGE
+    found = services.console_reads.timeline(
+        location.org_id, location.id, before=before, limit=PER_PAGE
     )
     rows = []
     for snapshot in found.items:
@@ -227,7 +226,7 @@ def compare_page(
 ) -> Response:
     org_id = visit.principal.org_id
     location = services.locations.get(org_id, location_id)
-    choices = [_option(s) for s in console_reads.comparable(services.db, org_id, location_id)]
+    choices = [_option(s) for s in services.console_reads.comparable(org_id, location_id)]
     context: dict[str, Any] = {
         "nav": "locations",
         "location": location,
@@ -243,7 +242,7 @@ def compare_page(
     try:
         a, b = _pair(choices, a, b)
         context |= {"a": a, "b": b}
-        found = comparisons.compare(services.locations, org_id, location_id, a, b)
+        found = services.comparisons.compare(org_id, location_id, a, b)
     except BadRequest as problem:
         context["error"] = problem.detail
         return render(
@@ -267,6 +266,6 @@ def compare_image(
     location_id: str, visit: ConsoleUser, services: ServicesDep, a: Id = "", b: Id = ""
 ) -> Response:
     org_id = visit.principal.org_id
-    found = comparisons.compare(services.locations, org_id, location_id, a, b)
+    found = services.comparisons.compare(org_id, location_id, a, b)
     headers = {**PAGE_HEADERS, "Cache-Control": "private, max-age=300"}
     return Response(found.image, media_type="image/png", headers=headers)

@@ -178,7 +178,7 @@ async def current_visit(request: Request, services: ServicesDep) -> Visit:
     secret = request.cookies.get(COOKIE, "")
     principal = None
     if secret:
-        principal = await asyncio.to_thread(console_sessions.principal_for, services.db, secret)
+        principal = await asyncio.to_thread(services.console_sessions.principal_for, secret)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target if request.method == "GET" else "/console")
