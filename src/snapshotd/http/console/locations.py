@@ -20,9 +20,9 @@ from snapshotd.http.console import views
 from snapshotd.http.console.params import page_number
 from snapshotd.http.console.session import (
     PAGE_HEADERS,
-    ConsoleForm,
     ConsoleRoute,
     ConsoleUser,
+    ManagerForm,
     Visit,
     form_text,
     render,
@@ -168,10 +168,9 @@ def fields_from(form: dict[str, str], location: Location) -> LocationFields:
 
 @router.post("/locations/{location_id}", include_in_schema=False)
 async def save_location(
-    location_id: str, request: Request, visit: ConsoleForm, services: ServicesDep
+    location_id: str, request: Request, visit: ManagerForm, services: ServicesDep
 ) -> Response:
     principal = visit.principal
-    principal.require("manage")
     location = await asyncio.to_thread(services.locations.get, principal.org_id, location_id)
     form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "webhook_url")}
@@ -192,9 +191,8 @@ async def save_location(
 
 
 @router.post("/locations/{location_id}/publish", include_in_schema=False)
-def publish_location(location_id: str, visit: ConsoleForm, services: ServicesDep) -> Response:
+def publish_location(location_id: str, visit: ManagerForm, services: ServicesDep) -> Response:
     principal = visit.principal
-    principal.require("manage")
     services.locations.publish(principal.org_id, location_id, actor=principal.email)
     return RedirectResponse(f"/console/locations/{location_id}?done=published", status_code=303)
 
