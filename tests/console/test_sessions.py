@@ -212,6 +212,30 @@ def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
         assert len(list(session.scalars(select(Snapshot.id)))) == 1
 
 
+def test_each_form_asks_for_its_own_role(
+    client: TestClient, db: Database, blobs: FileBlobStore, viewer_token: str
+) -> None:
+    """A manager archives but may not hold; the delete page itself needs the manager role."""
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    base = f"/console/snapshots/{snapshot_id}"
+    csrf = sign_in(client, viewer_token)
+    confirm = client.get(f"{base}/delete")
+    assert confirm.status_code == 403 and "manager" in confirm.text
+    assert confirm.headers["content-type"].startswith("text/html")
+    client.post("/console/sign-out", data={"csrf": csrf})
+    manager = Accounts(db).create_token(org="acme", email="lead@acme.test", role="manager")
+    csrf = sign_in(client, manager)
+    assert client.get(f"{base}/delete").status_code == 200
+    archived = client.post(f"{base}/archive", data={"csrf": csrf}, follow_redirects=False)
+    assert archived.status_code == 303 and archived.headers["location"].endswith("done=archived")
+    held = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "audit"})
+    assert held.status_code == 403 and "admin" in held.text
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is not None
+        assert not snapshot.legal_hold
+
+
 def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> None:
     for target in (
         "https://evil.test/",
