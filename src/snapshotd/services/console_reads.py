@@ -7,7 +7,6 @@ surfaces scope them.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 
@@ -47,6 +46,7 @@ class ConsoleReads:
     def __init__(self, db: Database, charts: ChartSnapshots) -> None:
         self.db = db
         self.charts = charts
+        self.renderer = ChartRenderer()
 
     # -- locations --------------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class ConsoleReads:
             },
         )
         spec, _metadata = self.charts.spec(draft)
-        return _renderer().render(spec)
+        return self.renderer.render(spec)
 
     # -- synthetic tests --------------------------------------------------------------------------
 
@@ -211,8 +211,3 @@ class ConsoleReads:
         for share in shares:
             by_snapshot.setdefault(share.snapshot_id, []).append(share)
         return [(s, by_snapshot.get(s.id, [])) for s in found]
-
-
-@functools.cache
-def _renderer() -> ChartRenderer:
-    return ChartRenderer()
