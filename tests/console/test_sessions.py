@@ -212,6 +212,30 @@ def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
         assert len(list(session.scalars(select(Snapshot.id)))) == 1
 
 
+def test_each_form_asks_for_its_own_role(
+    client: TestClient, db: Database, blobs: FileBlobStore, viewer_token: str
+) -> None:
+    """A manager archives but may not hold; the delete page itself needs the manager role."""
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    base = f"/console/snapshots/{snapshot_id}"
+    csrf = sign_in(client, viewer_token)
+    confirm = client.get(f"{base}/delete")
+    assert confirm.status_code == 403 and "manager" in confirm.text
+    assert confirm.headers["content-type"].startswith("text/html")
+    client.post("/console/sign-out", data={"csrf": csrf})
+    manager = Accounts(db).create_token(org="acme", email="lead@acme.test", role="manager")
+    csrf = sign_in(client, manager)
+    assert client.get(f"{base}/delete").status_code == 200
+    archived = client.post(f"{base}/archive", data={"csrf": csrf}, follow_redirects=False)
+    assert archived.status_code == 303 and archived.headers["location"].endswith("done=archived")
+    held = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "audit"})
+    assert held.status_code == 403 and "admin" in held.text
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is not None
+        assert not snapshot.legal_hold
+
+
 def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> None:
     for target in (
         "https://evil.test/",
@@ -236,21 +260,23 @@ def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> 
 
 
 def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore) -> None:
-    from snapshotd.services import browse, console_sessions
     from snapshotd.services.accounts import Accounts
+    from snapshotd.services.browse import Browse, Filters
+    from snapshotd.services.console_sessions import ConsoleSessions
 
     token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
     principal = Accounts(any_db).sign_in(token)
-    secret = console_sessions.open_session(any_db, principal, timedelta(hours=1))
-    assert console_sessions.principal_for(any_db, secret) == principal
-    assert console_sessions.principal_for(any_db, secret + "x") is None
-    console_sessions.close_session(any_db, secret)
-    assert console_sessions.principal_for(any_db, secret) is None
+    sessions = ConsoleSessions(any_db)
+    secret = sessions.open_session(principal, timedelta(hours=1))
+    assert sessions.principal_for(secret) == principal
+    assert sessions.principal_for(secret + "x") is None
+    sessions.close_session(secret)
+    assert sessions.principal_for(secret) is None
 
     org = principal.org_id
     wanted = add_snapshot(any_db, blobs, org, url="https://a.example/Report_100%")
     add_snapshot(any_db, blobs, org, url="https://a.example/Report-1000")
-    found = browse.search(any_db, org, browse.Filters(search="report_100%"))
+    found = Browse(any_db).search(org, Filters(search="report_100%"))
     assert [item.id for item in found.items] == [wanted]
 
 

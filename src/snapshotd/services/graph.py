@@ -15,7 +15,11 @@ from snapshotd.engines.egress import EgressPolicy
 from snapshotd.services.accounts import Accounts
 from snapshotd.services.agents import Agents
 from snapshotd.services.audit import AuditLog
+from snapshotd.services.browse import Browse
 from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.comparisons import Comparisons
+from snapshotd.services.console_reads import ConsoleReads
+from snapshotd.services.console_sessions import ConsoleSessions
 from snapshotd.services.downloads import Downloads
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.holds import Holds
@@ -31,6 +35,7 @@ from snapshotd.services.snapshots import Snapshots
 from snapshotd.services.spaces import Spaces
 from snapshotd.services.synthetic import Synthetic
 from snapshotd.services.test_windows import TestWindows
+from snapshotd.services.thumbnails import Thumbnails
 from snapshotd.store.blobs import BlobStore, make_blob_store
 from snapshotd.store.db import Database
 from snapshotd.store.queue import JobQueue
@@ -65,6 +70,12 @@ class Services:
     capture: SyncCapture
     token_requests: TokenBuckets
     misses: TokenBuckets
+    # the web console's own reads and sessions
+    console_sessions: ConsoleSessions
+    console_reads: ConsoleReads
+    browse: Browse
+    thumbnails: Thumbnails
+    comparisons: Comparisons
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     def watch_queue(self) -> None:
@@ -107,6 +118,7 @@ def build_services(
     shares = Shares(settings, db)
     metrics = Metrics(db)
     locations = Locations(snapshots)
+    chart_snapshots = ChartSnapshots(settings, snapshots, metrics)
     return Services(
         settings=settings,
         db=db,
@@ -124,7 +136,7 @@ def build_services(
         shares=shares,
         metrics=metrics,
         spaces=Spaces(db),
-        chart_snapshots=ChartSnapshots(settings, snapshots, metrics),
+        chart_snapshots=chart_snapshots,
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
         test_windows=TestWindows(snapshots, shares),
         locations=locations,
@@ -132,4 +144,9 @@ def build_services(
         capture=SyncCapture(settings, snapshots, runner),
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
         misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),
+        console_sessions=ConsoleSessions(db),
+        console_reads=ConsoleReads(db, chart_snapshots),
+        browse=Browse(db),
+        thumbnails=Thumbnails(db, blobs),
+        comparisons=Comparisons(locations, blobs),
     )

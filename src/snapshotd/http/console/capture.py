@@ -15,9 +15,9 @@ from fastapi.responses import RedirectResponse
 
 from snapshotd.errors import EgressDenied, InvalidURL, SnapshotdError
 from snapshotd.http.console.session import (
-    ConsoleForm,
     ConsoleRoute,
-    ConsoleUser,
+    UploaderForm,
+    UploaderUser,
     Visit,
     form_text,
     render,
@@ -35,7 +35,6 @@ WAITS = (
     ("networkidle", "Network quiet (networkidle)"),
 )
 DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "load"}
-
 
 
 def options_from(form: dict[str, str]) -> dict[str, Any]:
@@ -75,15 +74,13 @@ async def _page(
 
 
 @router.get("/new", include_in_schema=False)
-async def new_capture_form(request: Request, visit: ConsoleUser) -> Response:
-    visit.principal.require("upload")
+async def new_capture_form(request: Request, visit: UploaderUser) -> Response:
     return await _page(request, visit, dict(DEFAULTS))
 
 
 @router.post("/new", include_in_schema=False)
-async def new_capture(request: Request, visit: ConsoleForm, services: ServicesDep) -> Response:
+async def new_capture(request: Request, visit: UploaderForm, services: ServicesDep) -> Response:
     principal = visit.principal
-    principal.require("upload")
     form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
     try:
