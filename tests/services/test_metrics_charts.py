@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartSpec
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
+from snapshotd.http.dialects.librato.common import metric_changes
 from snapshotd.services import retention
 from snapshotd.services.accounts import Accounts, ensure_org
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.graph import make_queue
 from snapshotd.services.metrics import Metrics, SeriesPoints
-from snapshotd.services.samples import MetricProps, Point, Sample, sample, tag_set
+from snapshotd.services.samples import MetricChanges, MetricProps, Point, Sample, sample, tag_set
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.services.spaces import Spaces
 from snapshotd.store.blobs import FileBlobStore
@@ -389,8 +390,10 @@ def test_concurrent_submits_at_a_barrier_never_fail(metrics: Metrics, any_db: Da
 
 def test_put_creates_with_a_type_and_updates(metrics: Metrics, any_db: Database) -> None:
     acme = org(any_db, "acme")
-    assert metrics.put(acme, "Disk.Used", {"type": "gauge", "display_name": "Disk", "period": 60})
-    assert metrics.put(acme, "net.packets", {"type": "counter"})
+    assert metrics.put(
+        acme, "Disk.Used", MetricChanges(type="gauge", display_name="Disk", period=60)
+    )
+    assert metrics.put(acme, "net.packets", MetricChanges(type="counter"))
     disk = metrics.get(acme, "disk.used")
     assert (disk.name, disk.type, disk.display_name, disk.period) == (
         "Disk.Used",
@@ -400,9 +403,9 @@ def test_put_creates_with_a_type_and_updates(metrics: Metrics, any_db: Database)
     )
     assert metrics.get(acme, "net.packets").type == "counter"
 
-    changes = {"description": "bytes used", "attributes": {"color": "#fff"}, "period": None}
+    changes = MetricChanges(description="bytes used", attributes={"color": "#fff"}, period=None)
     assert metrics.put(acme, "DISK.USED", changes) is False
-    assert metrics.put(acme, "disk.used", {"attributes": {"units": "B"}}) is False
+    assert metrics.put(acme, "disk.used", MetricChanges(attributes={"units": "B"})) is False
     disk = metrics.get(acme, "disk.used")
     assert (disk.type, disk.display_name, disk.description, disk.period) == (
         "gauge",
@@ -414,25 +417,27 @@ def test_put_creates_with_a_type_and_updates(metrics: Metrics, any_db: Database)
     assert metrics.find(acme)[2] == 2
 
     with pytest.raises(BadRequest) as refused:
-        metrics.put(acme, "unknown.metric", {"display_name": "x"})
+        metrics.put(acme, "unknown.metric", MetricChanges(display_name="x"))
     assert refused.value.field == "type"
     with pytest.raises(BadRequest):
-        metrics.put(acme, "unknown.metric", {"type": "composite"})
+        metrics.put(acme, "unknown.metric", MetricChanges(type="composite"))
     with pytest.raises(BadRequest):
-        metrics.put(acme, "disk.used", {"period": 1.5})
+        metrics.put(acme, "disk.used", metric_changes({"period": 1.5}))
     with pytest.raises(BadRequest):
-        metrics.put(acme, "bad name", {"type": "gauge"})
+        metrics.put(acme, "bad name", MetricChanges(type="gauge"))
     with pytest.raises(NotFound):
         metrics.get(acme, "unknown.metric")
     # another organization has its own namespace
     rival = org(any_db, "rival")
-    assert metrics.put(rival, "disk.used", {"type": "counter"}) is True
+    assert metrics.put(rival, "disk.used", MetricChanges(type="counter")) is True
     assert metrics.get(acme, "disk.used").type == "gauge"
 
 
 def test_put_creates_a_metric_with_attributes(metrics: Metrics, any_db: Database) -> None:
     acme = org(any_db, "acme")
-    assert metrics.put(acme, "queue.depth", {"type": "gauge", "attributes": {"color": "#fff"}})
+    assert metrics.put(
+        acme, "queue.depth", MetricChanges(type="gauge", attributes={"color": "#fff"})
+    )
     assert metrics.get(acme, "queue.depth").attributes == {"color": "#fff"}
 
 
@@ -496,8 +501,8 @@ def test_delete_by_name_and_pattern_removes_measurements(
 def test_find_paginates_with_a_name_filter(metrics: Metrics, any_db: Database) -> None:
     acme, rival = org(any_db, "acme"), org(any_db, "rival")
     for name in ("app.d", "App.B", "app.a", "db.x", "app.c"):
-        metrics.put(acme, name, {"type": "gauge"})
-    metrics.put(rival, "app.z", {"type": "gauge"})
+        metrics.put(acme, name, MetricChanges(type="gauge"))
+    metrics.put(rival, "app.z", MetricChanges(type="gauge"))
 
     def names(items: list[Metric]) -> list[str]:
         return [m.key for m in items]

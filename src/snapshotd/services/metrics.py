@@ -21,14 +21,15 @@ from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services.samples import (
+    KEEP,
     METRIC_TYPES,
+    MetricChanges,
     MetricProps,
     Point,
     Sample,
     TagFilter,
     Tags,
     check_name,
-    period,
     tag_filter_matches,
     wildcard,
 )
@@ -172,7 +173,7 @@ class Metrics:
             items = list(session.scalars(query.order_by(order).offset(offset).limit(length)))
         return items, found, total
 
-    def put(self, org_id: str, name: str, changes: Mapping[str, Any]) -> bool:
+    def put(self, org_id: str, name: str, changes: MetricChanges) -> bool:
         """Updates a metric's properties, creating it when `type` is given; True if created."""
         check_name(name)
         with self.db.session() as session:
@@ -181,7 +182,7 @@ class Metrics:
             )
             created = metric is None
             if metric is None:
-                kind = changes.get("type")
+                kind = changes.type
                 if kind not in METRIC_TYPES:
                     raise BadRequest("must be gauge or counter to create a metric", field="type")
                 metric = Metric(org_id=org_id, key=name.lower(), name=name, type=kind)
@@ -189,7 +190,7 @@ class Metrics:
             _apply(metric, changes)
         return created
 
-    def put_many(self, org_id: str, names: Sequence[str], changes: Mapping[str, Any]) -> int:
+    def put_many(self, org_id: str, names: Sequence[str], changes: MetricChanges) -> int:
         with self.db.session() as session:
             metrics = self._matching(session, org_id, names)
             for metric in metrics:
@@ -351,20 +352,15 @@ def _metric(session: Session, org_id: str, name: str) -> Metric:
     return metric
 
 
-def _apply(metric: Metric, changes: Mapping[str, Any]) -> None:
-    for key in ("display_name", "description"):
-        if key in changes:
-            value = changes[key]
-            if value is not None and not isinstance(value, str):
-                raise BadRequest("must be a string", field=key)
-            setattr(metric, key, value)
-    if "period" in changes:
-        metric.period = period(changes["period"])
-    if "attributes" in changes:
-        attributes = changes["attributes"]
-        if not isinstance(attributes, dict):
-            raise BadRequest("must be an object", field="attributes")
-        metric.attributes = {**(metric.attributes or {}), **attributes}
+def _apply(metric: Metric, changes: MetricChanges) -> None:
+    if changes.display_name is not KEEP:
+        metric.display_name = changes.display_name
+    if changes.description is not KEEP:
+        metric.description = changes.description
+    if changes.period is not KEEP:
+        metric.period = changes.period
+    if changes.attributes is not KEEP:
+        metric.attributes = {**(metric.attributes or {}), **changes.attributes}
 
 
 def _series_key(tags: Tags) -> str:

@@ -8,6 +8,7 @@ the field, so each surface can say which one was wrong.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import time
@@ -53,6 +54,26 @@ class MetricProps:
     display_name: str | None = None
     description: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class Keep(enum.Enum):
+    """A property a change leaves as it is (None would clear it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class MetricChanges:
+    """What an update sets on a metric; `type` matters only when the update creates it."""
+
+    type: str | None = None
+    period: int | None | Keep = KEEP
+    display_name: str | None | Keep = KEEP
+    description: str | None | Keep = KEEP
+    attributes: dict[str, Any] | Keep = KEEP
 
 
 # -- validation -----------------------------------------------------------------------------------

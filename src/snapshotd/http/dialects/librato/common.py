@@ -28,6 +28,7 @@ from snapshotd.http.problems import error_headers
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Metric
 from snapshotd.services.samples import (
+    MetricChanges,
     MetricProps,
     Sample,
     check_name,
@@ -265,8 +266,9 @@ def _props(item: Mapping[str, Any], kind: str, where: str) -> MetricProps:
 async def put_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     names = _names(body)
-    changes = {k: v for k, v in body.items() if k != "names"}
-    await asyncio.to_thread(services.metrics.put_many, principal.org_id, names, changes)
+    await asyncio.to_thread(
+        services.metrics.put_many, principal.org_id, names, metric_changes(body)
+    )
     return Response(status_code=NO_CONTENT)
 
 
@@ -275,6 +277,26 @@ async def delete_metrics(request: Request, services: ServicesDep, principal: Wri
     body = await read_body(request) or query_fields(request)
     await asyncio.to_thread(services.metrics.delete, principal.org_id, _names(body))
     return Response(status_code=NO_CONTENT)
+
+
+def metric_changes(body: Mapping[str, Any]) -> MetricChanges:
+    """A metric update's body as the properties it sets; a property absent from the body is
+    kept, and one sent as null is cleared."""
+    given: dict[str, Any] = {}
+    for key in ("display_name", "description"):
+        if key in body:
+            value = body[key]
+            if value is not None and not isinstance(value, str):
+                raise BadRequest("must be a string", field=key)
+            given[key] = value
+    if "period" in body:
+        given["period"] = period(body["period"])
+    if "attributes" in body:
+        if not isinstance(body["attributes"], dict):
+            raise BadRequest("must be an object", field="attributes")
+        given["attributes"] = body["attributes"]
+    kind = body.get("type")
+    return MetricChanges(type=kind if isinstance(kind, str) else None, **given)
 
 
 def _names(body: Mapping[str, Any]) -> list[str]:
@@ -293,7 +315,8 @@ async def put_metric(
     body = await read_body(request)
     if body.get("type") == "composite" or body.get("composite"):
         raise BadRequest("composite metrics are not supported", field="type")
-    made = await asyncio.to_thread(services.metrics.put, principal.org_id, name, body)
+    changes = metric_changes(body)
+    made = await asyncio.to_thread(services.metrics.put, principal.org_id, name, changes)
     if made:
         metric = await asyncio.to_thread(services.metrics.get, principal.org_id, name)
         return created(metric_body(metric), f"/v1/metrics/{metric.name}")
