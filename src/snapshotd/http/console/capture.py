@@ -37,7 +37,6 @@ WAITS = (
 DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "load"}
 
 
-
 def options_from(form: dict[str, str]) -> dict[str, Any]:
     """The capture options a filled-in form asks for; empty fields keep their defaults."""
     raw: dict[str, Any] = {key: form[key].strip() for key in FIELDS if form.get(key, "").strip()}
