@@ -343,3 +343,11 @@ def test_records_change_detection_and_the_change_webhook(
         f"/v1.1/locations/{lid}/snapshots/record/2001-01-01T00:00:00+00:00", headers=auth
     )
     assert before.status_code == 404
+
+
+def test_a_deeply_nested_json_body_is_400(api: TestClient, auth: dict[str, str]) -> None:
+    body = '{"name": ' + "[" * 100_000
+    response = api.post("/v1.1/locations", headers=auth, content=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["status"] == 400 and "not valid JSON" in error["message"]

@@ -93,3 +93,12 @@ def test_a_page_that_fails_to_capture_is_a_clean_error(
     )
     assert response.status_code == 502
     assert "egress guard refused" in response.json()["message"]
+
+
+def test_a_deeply_nested_json_body_is_400(api: TestClient, auth: dict[str, str]) -> None:
+    headers = {**auth, "content-type": "application/json"}
+    for body in ('{"url": ' + "[" * 100_000, '{"url": "https://example.org", "width": NaN}'):
+        response = api.post("/create_snap", headers=headers, content=body)
+        assert response.status_code == 400, response.text
+        answer = response.json()
+        assert answer["status"] == "error" and "not valid JSON" in answer["message"]

@@ -386,6 +386,13 @@ def test_v6_is_public_must_be_0_or_1(te: Env, value: Any) -> None:
     assert counts(te.db) == before
 
 
+def test_a_deeply_nested_json_body_is_400_on_v6_and_v7(te: Env) -> None:
+    body = '{"testId": ' + "[" * 100_000
+    created = te.api.post("/v7/tests/http-server", headers=te.auth, content=body)
+    assert "not valid JSON" in v7_invalid(created, "")["detail"]
+    assert "not valid JSON" in v6_error(v6_snapshot(te, body), 400)
+
+
 # -- 4. unknown tests and other tenants' tests ----------------------------------------------------
 
 

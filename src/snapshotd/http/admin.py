@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
-from snapshotd.http.native import iso
+from snapshotd.http.wire import iso
 from snapshotd.services import accounts
 from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
 

@@ -17,17 +17,12 @@ from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.http import admin, console, native, native_files, problems, redact, shares
 from snapshotd.http.deps import ServicesDep
-from snapshotd.http.dialects.clickwrap import routes as clickwrap
-from snapshotd.http.dialects.kasisto import routes as kasisto
-from snapshotd.http.dialects.librato import common as librato
-from snapshotd.http.dialects.librato import reads as librato_reads
-from snapshotd.http.dialects.librato import spaces as librato_spaces
-from snapshotd.http.dialects.thousandeyes import common as thousandeyes
-from snapshotd.http.dialects.thousandeyes import v6 as thousandeyes_v6
-from snapshotd.http.dialects.thousandeyes import v7 as thousandeyes_v7
+from snapshotd.http.dialects import clickwrap, kasisto, librato, thousandeyes
 from snapshotd.http.fast_read import FastSnapshotRead
 from snapshotd.services.graph import BlobStore, Database, LocalRunner, Services, build_services
 from snapshotd.telemetry import Telemetry
+
+DIALECTS = (kasisto.dialect, clickwrap.dialect, librato.dialect, thousandeyes.dialect)
 
 
 class BodyLimit:
@@ -113,19 +108,9 @@ def create_app(
     app.include_router(native.router)
     app.include_router(native_files.router)
     app.include_router(admin.router)
-    app.include_router(kasisto.router)
-    app.include_router(clickwrap.router)
-    app.include_router(librato.router)
-    app.include_router(librato_reads.router)
-    app.include_router(librato_spaces.router)
-    app.include_router(thousandeyes_v6.router)
-    app.include_router(thousandeyes_v7.router)
+    for dialect in DIALECTS:
+        dialect.install(app)
     app.include_router(console.router)
-    problems.register_renderer(app, "/create_snap", kasisto.render_error)
-    problems.register_renderer(app, "/v1.1/", clickwrap.render_error)
-    problems.register_renderer(app, "/v1/", librato.render_error)
-    problems.register_renderer(app, "/v6/", thousandeyes_v6.render_error)
-    problems.register_renderer(app, "/v7/", thousandeyes.render_v7_error)
     problems.register_renderer(app, "/s/", shares.render_error)
 
     @app.get("/.well-known/snapshotd-manifest-key", summary="The key that signs manifests")

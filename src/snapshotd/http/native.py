@@ -20,6 +20,7 @@ from snapshotd.http.deps import (
     UploaderDep,
 )
 from snapshotd.http.native_files import artifact_response
+from snapshotd.http.wire import iso
 from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (
     ArtifactView,
@@ -43,10 +44,6 @@ class SnapshotCreate(CaptureOptions):
     callback_url: str | None = Field(
         None, max_length=2000, description="Receives a signed JSON event when the job ends."
     )
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def job_body(job: Job | JobView) -> dict[str, Any]:

@@ -11,10 +11,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from snapshotd.errors import Conflict
 from snapshotd.http.deps import PrincipalDep, Services, ServicesDep
-from snapshotd.services import downloads, manifests
-from snapshotd.services.thumbnails import evidence_artifacts
+from snapshotd.services import downloads
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
@@ -72,6 +70,17 @@ def link_life(expires: int) -> int:
     return min(DIRECT_SECONDS, expires - int(time.time()))
 
 
+def signed_artifact_response(
+    request: Request, services: Services, snapshot_id: str, role: str, expires: int, sig: str
+) -> Response:
+    """The artifact a link made by `downloads.sign` points at, once its signature checks out;
+    the link stands in for a token, so it names the organization."""
+    org_id = services.downloads.verify(snapshot_id, role, expires, sig)
+    return artifact_response(
+        request, services, org_id, snapshot_id, role, direct_for=link_life(expires)
+    )
+
+
 def _direct_redirect(
     services: Services, org_id: str, snapshot_id: str, role: str, lifetime: int
 ) -> Response | None:
@@ -94,7 +103,7 @@ def _direct_redirect(
     "/snapshots/{snapshot_id}/bundle", summary="The signed manifest and every artifact, zipped"
 )
 def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
-    data = bundle_of(services, principal.org_id, snapshot_id)
+    data = services.snapshots.bundle(principal.org_id, snapshot_id)
     disposition = f'attachment; filename="{snapshot_id}.zip"'
     return Response(
         data, media_type="application/zip", headers={"Content-Disposition": disposition}
@@ -102,18 +111,8 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 
 
 def bundle_of(services: Services, org_id: str, snapshot_id: str) -> bytes:
-    snapshot = services.snapshots.get(org_id, snapshot_id)
-    files, manifest = {}, None
-    for artifact in evidence_artifacts(snapshot.artifacts):
-        with services.blobs.open(artifact.sha256) as stream:
-            data = stream.read()
-        if artifact.role == manifests.MANIFEST_ROLE:
-            manifest = data
-        else:
-            files[f"{artifact.role}.{manifests.extension(artifact.media_type)}"] = data
-    if manifest is None:
-        raise Conflict(f"snapshot {snapshot_id} has no signed manifest yet")
-    return manifests.bundle(manifest, files, services.snapshots.signer.public())
+    """The console's bundle download asks for it by this name."""
+    return services.snapshots.bundle(org_id, snapshot_id)
 
 
 @router.get("/snapshots/{snapshot_id}/{artifact}", summary="Download an artifact")

@@ -27,9 +27,9 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native import iso
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
+from snapshotd.http.wire import iso
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state

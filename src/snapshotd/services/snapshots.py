@@ -23,12 +23,13 @@ from snapshotd.engines import devices
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
-from snapshotd.services import audit
+from snapshotd.services import audit, manifests
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.liveness import is_live, live_clause, live_snapshot
 from snapshotd.services.manifests import Signer
 from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.services.snapshot_jobs import SnapshotJobs
+from snapshotd.services.thumbnails import evidence_artifacts
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
@@ -281,6 +282,22 @@ class Snapshots(SnapshotJobs):
         if snapshot.status in ("queued", "working"):
             raise Conflict(f"snapshot {snapshot_id} is still {snapshot.status}; try again soon")
         raise NotFound(f"snapshot {snapshot_id} has no {role} artifact")
+
+    def bundle(self, org_id: str, snapshot_id: str) -> bytes:
+        """The signed manifest and every evidence artifact, zipped with the key that verifies
+        them (manifests.bundle)."""
+        snapshot = self.get(org_id, snapshot_id)
+        files, manifest = {}, None
+        for artifact in evidence_artifacts(snapshot.artifacts):
+            with self.blobs.open(artifact.sha256) as stream:
+                data = stream.read()
+            if artifact.role == manifests.MANIFEST_ROLE:
+                manifest = data
+            else:
+                files[f"{artifact.role}.{manifests.extension(artifact.media_type)}"] = data
+        if manifest is None:
+            raise Conflict(f"snapshot {snapshot_id} has no signed manifest yet")
+        return manifests.bundle(manifest, files, self.signer.public())
 
     # -- delete -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from snapshotd.http.deps import Services, public_base
-from snapshotd.http.native import iso
+from snapshotd.http.wire import iso
 from snapshotd.services.records import Location, Snapshot
 
 DOWNLOAD_LIFETIME = 3600

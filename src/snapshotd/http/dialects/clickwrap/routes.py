@@ -12,7 +12,6 @@ than the snapshot).
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,11 +19,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import ServicesDep, credentials, principal_from
+from snapshotd.http.deps import ServicesDep, credentials
 from snapshotd.http.dialects.clickwrap.bodies import collection, location_body, snapshot_body
-from snapshotd.http.dialects.thousandeyes.common import parse_date
-from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
+from snapshotd.http.wire import add_signed_download, json_object, parse_date, principal_factory
 from snapshotd.services import location_uploads
 from snapshotd.services.accounts import Principal
 from snapshotd.services.locations import CAPTURE_SETTINGS, LocationFields
@@ -54,12 +52,10 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
     return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
 
 
-async def _principal(request: Request, services: ServicesDep) -> Principal:
-    presented = credentials(request, basic=False)
-    return await asyncio.to_thread(principal_from, services, request, presented)
-
-
-User = Annotated[Principal, Depends(_principal)]
+principal = principal_factory(lambda request: credentials(request, basic=False))
+Viewer = Annotated[Principal, Depends(principal("view"))]
+Uploader = Annotated[Principal, Depends(principal("upload"))]
+Manager = Annotated[Principal, Depends(principal("manage"))]
 
 
 def _page(request: Request) -> tuple[int, int]:
@@ -70,19 +66,6 @@ def _page(request: Request) -> tuple[int, int]:
             raise BadRequest(f"{name} must be a whole number from 1 to {most}", field=name)
         values.append(int(raw))
     return values[0], values[1]
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
 
 
 def _fields(body: dict[str, Any]) -> LocationFields:
@@ -110,8 +93,7 @@ def _fields(body: dict[str, Any]) -> LocationFields:
 
 
 @router.get("/locations", summary="Snapshot locations")
-def list_locations(request: Request, services: ServicesDep, principal: User) -> dict[str, Any]:
-    principal.require("view")
+def list_locations(request: Request, services: ServicesDep, principal: Viewer) -> dict[str, Any]:
     page, per_page = _page(request)
     items, total = services.locations.find(principal.org_id, page=page, per_page=per_page)
     return collection([location_body(i) for i in items], page, per_page, total)
@@ -119,10 +101,9 @@ def list_locations(request: Request, services: ServicesDep, principal: User) -> 
 
 @router.post("/locations", status_code=201, summary="Create a snapshot location")
 async def create_location(
-    request: Request, services: ServicesDep, principal: User
+    request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
-    principal.require("manage")
-    fields = _fields(await _body(request))
+    fields = _fields(await json_object(request))
     location = await asyncio.to_thread(
         services.locations.create, principal.org_id, fields, actor=principal.email
     )
@@ -130,17 +111,15 @@ async def create_location(
 
 
 @router.get("/locations/{location_id}", summary="A snapshot location")
-def get_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
-    principal.require("view")
+def get_location(location_id: str, services: ServicesDep, principal: Viewer) -> dict[str, Any]:
     return {"data": location_body(services.locations.get(principal.org_id, location_id))}
 
 
 @router.patch("/locations/{location_id}", summary="Update a snapshot location")
 async def update_location(
-    location_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
-    principal.require("manage")
-    fields = _fields(await _body(request))
+    fields = _fields(await json_object(request))
     location = await asyncio.to_thread(
         services.locations.update, principal.org_id, location_id, fields, actor=principal.email
     )
@@ -148,25 +127,22 @@ async def update_location(
 
 
 @router.delete("/locations/{location_id}", status_code=204, summary="Delete a draft location")
-def delete_location(location_id: str, services: ServicesDep, principal: User) -> Response:
-    principal.require("manage")
+def delete_location(location_id: str, services: ServicesDep, principal: Manager) -> Response:
     services.locations.delete(principal.org_id, location_id, actor=principal.email)
     return Response(status_code=204)
 
 
 @router.post("/locations/{location_id}/publish", summary="Publish a location")
-def publish_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
-    principal.require("manage")
+def publish_location(location_id: str, services: ServicesDep, principal: Manager) -> dict[str, Any]:
     location = services.locations.publish(principal.org_id, location_id, actor=principal.email)
     return {"data": location_body(location)}
 
 
 @router.post("/locations/{location_id}/archive", summary="Archive a published location")
 async def archive_location(
-    location_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
-    principal.require("manage")
-    reason = (await _body(request)).get("archived_reason") or ""
+    reason = (await json_object(request)).get("archived_reason") or ""
     if not isinstance(reason, str):
         raise BadRequest("archived_reason must be a string", field="archived_reason")
     location = await asyncio.to_thread(
@@ -180,8 +156,7 @@ async def archive_location(
 
 
 @router.post("/locations/{location_id}/clone", status_code=201, summary="Clone a location")
-def clone_location(location_id: str, services: ServicesDep, principal: User) -> dict[str, Any]:
-    principal.require("manage")
+def clone_location(location_id: str, services: ServicesDep, principal: Manager) -> dict[str, Any]:
     return location_body(
         services.locations.clone(principal.org_id, location_id, actor=principal.email)
     )
@@ -192,9 +167,8 @@ def clone_location(location_id: str, services: ServicesDep, principal: User) -> 
 
 @router.post("/locations/{location_id}/snapshots/capture", summary="Trigger a capture")
 def trigger_capture(
-    location_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, request: Request, services: ServicesDep, principal: Uploader
 ) -> dict[str, Any]:
-    principal.require("upload")
     snapshot = services.locations.capture(principal.org_id, location_id, actor=principal.email)
     return {"data": snapshot_body(request, services, snapshot)}
 
@@ -205,9 +179,8 @@ def trigger_capture(
     summary="Upload a manually captured snapshot (multipart `file`, or the image as the body)",
 )
 async def upload_snapshot(
-    location_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, request: Request, services: ServicesDep, principal: Uploader
 ) -> dict[str, Any]:
-    principal.require("upload")
     content_type = request.headers.get("content-type", "")
     fields: dict[str, str] = {}
     if content_type.startswith("multipart/form-data"):
@@ -245,8 +218,9 @@ def _pdf(snapshot: Snapshot, data: bytes) -> Response:
     "/locations/{location_id}/snapshots/record/{timestamp}",
     summary="The PDF record of the snapshot in force at a moment",
 )
-def record_at(location_id: str, timestamp: str, services: ServicesDep, principal: User) -> Response:
-    principal.require("view")
+def record_at(
+    location_id: str, timestamp: str, services: ServicesDep, principal: Viewer
+) -> Response:
     moment = parse_date(timestamp, "timestamp")
     snapshot, data = services.evidence.record(principal.org_id, location_id, at=moment)
     return _pdf(snapshot, data)
@@ -257,9 +231,8 @@ def record_at(location_id: str, timestamp: str, services: ServicesDep, principal
     summary="The PDF record of a snapshot",
 )
 def record_of(
-    location_id: str, snapshot_id: str, services: ServicesDep, principal: User
+    location_id: str, snapshot_id: str, services: ServicesDep, principal: Viewer
 ) -> Response:
-    principal.require("view")
     snapshot, data = services.evidence.record(
         principal.org_id, location_id, snapshot_id=snapshot_id
     )
@@ -268,9 +241,8 @@ def record_of(
 
 @router.get("/locations/{location_id}/snapshots", summary="A location's snapshots")
 def list_snapshots(
-    location_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, request: Request, services: ServicesDep, principal: Viewer
 ) -> dict[str, Any]:
-    principal.require("view")
     page, per_page = _page(request)
     items, total = services.locations.snapshots_of(
         principal.org_id, location_id, page=page, per_page=per_page
@@ -281,19 +253,17 @@ def list_snapshots(
 
 @router.get("/locations/{location_id}/snapshots/{snapshot_id}", summary="A snapshot")
 def get_snapshot(
-    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: Viewer
 ) -> dict[str, Any]:
-    principal.require("view")
     snapshot = services.locations.snapshot(principal.org_id, location_id, snapshot_id)
     return {"data": snapshot_body(request, services, snapshot)}
 
 
 @router.post("/locations/{location_id}/snapshots/{snapshot_id}/archive", summary="Archive one")
 async def archive_snapshot(
-    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: User
+    location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
-    principal.require("manage")
-    reason = (await _body(request)).get("archived_reason") or ""
+    reason = (await json_object(request)).get("archived_reason") or ""
     if not isinstance(reason, str):
         raise BadRequest("archived_reason must be a string", field="archived_reason")
     await asyncio.to_thread(services.locations.snapshot, principal.org_id, location_id, snapshot_id)
@@ -307,11 +277,8 @@ async def archive_snapshot(
     return {"data": {"id": snapshot_id}}
 
 
-@router.get("/downloads/{snapshot_id}", summary="A snapshot's image through its signed link")
-def download(
-    snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
-) -> Response:
-    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
-    return artifact_response(
-        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
-    )
+add_signed_download(
+    router,
+    "/downloads/{snapshot_id}",
+    summary="A snapshot's image through its signed link",
+)

@@ -10,22 +10,17 @@ errors are JSON `{"status": "error", "message": …}` with a 4xx/5xx status.
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import (
-    Credentials,
-    ServicesDep,
-    credentials,
-    principal_from,
-    public_base,
-)
-from snapshotd.http.native_files import artifact_response, link_life
+from snapshotd.http.deps import Credentials, Services, ServicesDep, credentials, public_base
+from snapshotd.http.native_files import artifact_response
 from snapshotd.http.problems import error_headers
+from snapshotd.http.wire import add_signed_download, json_object, principal_factory
+from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Snapshot
 from snapshotd.services.snapshots import parse_options
 
@@ -42,6 +37,18 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
     )
 
 
+def _presented(request: Request) -> Credentials:
+    """A Bearer header, else `?token=`: an `<img src>` cannot send headers."""
+    presented = credentials(request, basic=False)
+    if presented.token:
+        return presented
+    return Credentials(request.query_params.get("token", ""))
+
+
+principal = principal_factory(_presented)
+Uploader = Annotated[Principal, Depends(principal("upload"))]
+
+
 def _options(fields: dict[str, Any]) -> dict[str, Any]:
     url = str(fields.get("url") or "").strip()
     if not url:
@@ -56,26 +63,23 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any]) -> Snapshot:
-    presented = credentials(request, basic=False)
-    if not presented.token:
-        presented = Credentials(request.query_params.get("token", ""))
-    principal = await asyncio.to_thread(principal_from, services, request, presented)
-    principal.require("upload")
+async def _snap(services: Services, principal: Principal, fields: dict[str, Any]) -> Snapshot:
     options = parse_options(_options(fields))
     return await services.capture.capture(principal, options, surface="kasisto")
 
 
 @router.get("/create_snap", summary="Capture a page and answer with the PNG")
-async def create_snap_get(request: Request, services: ServicesDep) -> Response:
-    snapshot = await _snap(request, services, dict(request.query_params))
+async def create_snap_get(request: Request, services: ServicesDep, principal: Uploader) -> Response:
+    snapshot = await _snap(services, principal, dict(request.query_params))
     return await asyncio.to_thread(
         artifact_response, request, services, snapshot.org_id, snapshot.id, "image"
     )
 
 
 @router.post("/create_snap", summary="Capture a page and answer with a link to the PNG")
-async def create_snap_post(request: Request, services: ServicesDep) -> dict[str, str]:
+async def create_snap_post(
+    request: Request, services: ServicesDep, principal: Uploader
+) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         async with request.form() as form:
@@ -83,15 +87,10 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
                 key: value for key, value in form.items() if isinstance(value, str)
             }
     elif content_type.startswith("application/json"):
-        try:
-            fields = json.loads(await request.body())
-        except ValueError:
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise BadRequest("the JSON body must be an object")
+        fields = await json_object(request)
     else:
         fields = dict(request.query_params)
-    snapshot = await _snap(request, services, fields)
+    snapshot = await _snap(services, principal, fields)
     expires, signature = await asyncio.to_thread(
         services.downloads.sign, snapshot, "image", lifetime=FILE_LINK_LIFETIME
     )
@@ -100,12 +99,9 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
     return {"file_url": file_url, "status": "success"}
 
 
-@router.get("/create_snap/files/{name}", summary="Download a PNG named by a file_url")
-def create_snap_file(
-    name: str, expires: int, sig: str, request: Request, services: ServicesDep
-) -> Response:
-    snapshot_id = name.removesuffix(".png")
-    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
-    return artifact_response(
-        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
-    )
+add_signed_download(
+    router,
+    "/create_snap/files/{snapshot_id}",
+    summary="Download a PNG named by a file_url",
+    suffix=".png",
+)

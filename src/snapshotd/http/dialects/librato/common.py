@@ -1,6 +1,6 @@
 """Librato Metrics API v1 (`/v1`): the transport every Librato route shares, and metrics and
-measurements in. Reading them back is `librato_reads.py`; spaces, charts, snapshots and jobs are
-`librato_spaces.py`.
+measurements in. Reading them back is `reads.py`; spaces, charts, snapshots and jobs are
+`spaces.py`.
 
 Wire rules the official client (`librato-metrics` 3.1.0) depends on (docs/librato.md): HTTP Basic
 `email:token`; JSON answers with `Content-Type: application/json`; errors as
@@ -23,8 +23,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound, PayloadTooLarge, SnapshotdError
-from snapshotd.http.deps import ServicesDep, credentials, principal_from
+from snapshotd.http.deps import ServicesDep, credentials
 from snapshotd.http.problems import error_headers
+from snapshotd.http.wire import parse_json_object, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Metric
 from snapshotd.services.samples import (
@@ -99,15 +100,7 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     if not stripped:
         return {}
     if stripped[:1] in (b"{", b"[") or "json" in content_type:
-        try:
-            data = json.loads(raw, parse_constant=_refuse_constant)
-        except RecursionError:
-            raise BadRequest("the body is not valid JSON: nested too deeply") from None
-        except ValueError as error:
-            raise BadRequest(f"the body is not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise BadRequest("the JSON body must be an object")
-        return data
+        return parse_json_object(raw)
     if json_only:
         unsupported = SnapshotdError("Content type was not application/json")
         unsupported.status, unsupported.title = 415, "Unsupported media type"
@@ -119,30 +112,13 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     return nest(pairs)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def query_fields(request: Request) -> dict[str, Any]:
     return nest(list(request.query_params.multi_items()))
 
 
-def librato_principal(request: Request, services: ServicesDep) -> Principal:
-    return principal_from(services, request, credentials(request, basic=True))
-
-
-async def _reader(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
-    principal.require("view")
-    return principal
-
-
-async def _writer(principal: Annotated[Principal, Depends(librato_principal)]) -> Principal:
-    principal.require("upload")
-    return principal
-
-
-Reader = Annotated[Principal, Depends(_reader)]
-Writer = Annotated[Principal, Depends(_writer)]
+principal = principal_factory(lambda request: credentials(request, basic=True))
+Reader = Annotated[Principal, Depends(principal("view"))]
+Writer = Annotated[Principal, Depends(principal("upload"))]
 
 
 def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:

@@ -26,8 +26,7 @@ from snapshotd.http.dialects.librato.common import (
     query_fields,
     read_body,
 )
-from snapshotd.http.native import iso
-from snapshotd.http.native_files import artifact_response, link_life
+from snapshotd.http.wire import add_signed_download, iso
 from snapshotd.services.records import Chart, Job, Snapshot, Space
 from snapshotd.services.samples import MAX_WHOLE
 
@@ -242,14 +241,11 @@ def get_snapshot(
     return snapshot_body(request, services, snapshot)
 
 
-@router.get("/snapshots/{snapshot_id}/image.png", summary="A chart snapshot's PNG (signed link)")
-def snapshot_image(
-    snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
-) -> Response:
-    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
-    return artifact_response(
-        request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
-    )
+add_signed_download(
+    router,
+    "/snapshots/{snapshot_id}/image.png",
+    summary="A chart snapshot's PNG (signed link)",
+)
 
 
 def job_body(job: Job) -> dict[str, Any]:

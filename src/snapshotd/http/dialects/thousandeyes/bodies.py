@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from snapshotd.errors import BadRequest
-from snapshotd.http.dialects.thousandeyes.common import iso
+from snapshotd.http.wire import iso_seconds
 from snapshotd.services import agents as agent_service
 from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import INTERVALS, TestFields
@@ -169,7 +169,7 @@ def _config(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _when(moment: datetime) -> str:
-    return iso(moment)
+    return iso_seconds(moment)
 
 
 def test_links(base: str, test: SyntheticTest) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""What the ThousandEyes v6 and v7 surfaces share: the account-group context (`aid`), dates in the
-forms their clients send, rate-limit headers, and v7's error bodies.
+"""What the ThousandEyes v6 and v7 surfaces share: the account-group context (`aid`), time
+windows, rate-limit headers, and v7's error bodies.
 
 v7 errors are `application/problem+json` in the shapes the official SDK types strictly: 400
 `ValidationError` (with `errors: [{code, field, message}]`), 401 `UnauthorizedError`
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request, Response
@@ -72,24 +72,6 @@ def scope(services: Services, principal: Principal, aid: str | None) -> Scope:
     return Scope(principal.org_id, group.id)
 
 
-def parse_date(value: str, field: str) -> datetime:
-    """ISO 8601 as the SDK sends it (`2024-01-01T00:00:00.000000+0000`), with `Z` or an offset, or
-    `yyyy-MM-dd HH:mm:ss` as curl users and v6 write it; no offset means UTC."""
-    text = value.strip()
-    if not text:
-        raise BadRequest("is required", field=field)
-    try:
-        moment = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text else text)
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise BadRequest(
-            f"{value!r} is not a date: use ISO 8601 such as 2024-01-31T12:00:00Z", field=field
-        ) from None
-    if not 1970 <= moment.year <= 9000:
-        raise BadRequest(f"{value!r} is out of range", field=field)
-    return moment
-
-
 def parse_window(value: str) -> timedelta:
     match = _WINDOW.match(value.strip())
     if not match or int(match.group(1)) == 0:
@@ -98,7 +80,3 @@ def parse_window(value: str) -> timedelta:
     if window > MAX_WINDOW:
         raise BadRequest(f"must be at most {MAX_WINDOW.days} days", field="window")
     return window
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,26 +11,30 @@ inside the organization. Errors use the body ThousandEyes documents for its erro
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import zlib
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import ServicesDep, credentials, principal_from, public_base
-from snapshotd.http.dialects.thousandeyes.common import parse_date, rate_limit_headers, scope
+from snapshotd.http.deps import ServicesDep, credentials, public_base
+from snapshotd.http.dialects.thousandeyes.common import rate_limit_headers, scope
 from snapshotd.http.problems import error_headers
+from snapshotd.http.wire import parse_date, parse_json_object, principal_factory
+from snapshotd.services.accounts import Principal
 from snapshotd.services.test_windows import Frozen, Names
 
 router = APIRouter(prefix="/v6", tags=["thousandeyes v6"])
 
 _NAMES = Names(display_name="displayName", start="from", end="to")
+
+principal = principal_factory(lambda request: credentials(request, basic=True))
+Sharer = Annotated[Principal, Depends(principal("share"))]
 
 
 def _format(request: Request) -> str:
@@ -89,13 +93,7 @@ async def _fields(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     if raw.lstrip()[:1] == b"{":
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object")
-        return data
+        return parse_json_object(raw)
     try:
         return dict(parse_qsl(raw.decode(), keep_blank_values=True))
     except UnicodeDecodeError:
@@ -145,10 +143,7 @@ def link_body(frozen: Frozen, view_url: str, user_id: str) -> dict[str, Any]:
 @router.post("/snapshot", summary="Freeze a test's rounds in a window (JSON)")
 @router.post("/snapshot.json", summary="Freeze a test's rounds in a window (JSON)")
 @router.post("/snapshot.xml", summary="Freeze a test's rounds in a window (XML)")
-async def create_snapshot(request: Request, services: ServicesDep) -> Response:
-    presented = credentials(request, basic=True)
-    principal = await asyncio.to_thread(principal_from, services, request, presented)
-    principal.require("share")
+async def create_snapshot(request: Request, services: ServicesDep, principal: Sharer) -> Response:
     body = await _fields(request)
     test_id = _test_id(body.get("testId"))
     dates = []

@@ -20,14 +20,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.http.deps import Services, ServicesDep, credentials, principal_from, public_base
+from snapshotd.http.deps import Services, ServicesDep, credentials, public_base
 from snapshotd.http.dialects.thousandeyes import bodies as te_tests
-from snapshotd.http.dialects.thousandeyes.common import (
-    hal,
-    parse_date,
-    parse_window,
-    scope,
-)
+from snapshotd.http.dialects.thousandeyes.common import hal, parse_window, scope
+from snapshotd.http.wire import iso_seconds, json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.synthetic import TYPES
 
@@ -37,12 +33,10 @@ RESULTS_PAGE = 500
 Aid = Annotated[str | None, Query()]
 
 
-async def _principal(request: Request, services: ServicesDep) -> Principal:
-    presented = credentials(request, basic=False)
-    return await asyncio.to_thread(principal_from, services, request, presented)
-
-
-V7User = Annotated[Principal, Depends(_principal)]
+principal = principal_factory(lambda request: credentials(request, basic=False))
+Viewer = Annotated[Principal, Depends(principal("view"))]
+Uploader = Annotated[Principal, Depends(principal("upload"))]
+Sharer = Annotated[Principal, Depends(principal("share"))]
 
 
 def _kind(test_type: str) -> str:
@@ -57,16 +51,6 @@ def _test_id(value: str) -> int:
     return int(value)
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
 def _agents_by_id(services: Services) -> dict[int, Any]:
     return {agent.id: agent for agent in services.agents.all()}
 
@@ -75,7 +59,7 @@ def _agents_by_id(services: Services) -> dict[int, Any]:
 
 
 @router.get("/agents", summary="The agents (worker hosts) that run tests")
-def list_agents(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
+def list_agents(request: Request, services: ServicesDep, principal: Viewer, aid: Aid = None):
     scope(services, principal, aid)
     base = public_base(request, services)
     body = {
@@ -89,7 +73,7 @@ def list_agents(request: Request, services: ServicesDep, principal: V7User, aid:
 
 
 @router.get("/tests", summary="All tests of the account group")
-def list_tests(request: Request, services: ServicesDep, principal: V7User, aid: Aid = None):
+def list_tests(request: Request, services: ServicesDep, principal: Viewer, aid: Aid = None):
     tests = services.synthetic.find(scope(services, principal, aid))
     base = public_base(request, services)
     return hal(
@@ -102,7 +86,7 @@ def list_tests(request: Request, services: ServicesDep, principal: V7User, aid: 
 
 @router.get("/tests/{test_type}", summary="Tests of one type")
 def list_typed(
-    test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+    test_type: str, request: Request, services: ServicesDep, principal: Viewer, aid: Aid = None
 ):
     tests = services.synthetic.find(scope(services, principal, aid), _kind(test_type))
     base = public_base(request, services)
@@ -116,11 +100,10 @@ def list_typed(
 
 @router.post("/tests/{test_type}", summary="Create a test")
 async def create_test(
-    test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+    test_type: str, request: Request, services: ServicesDep, principal: Uploader, aid: Aid = None
 ):
-    principal.require("upload")
     kind = _kind(test_type)
-    fields = te_tests.test_fields(await _json(request), creating=True)
+    fields = te_tests.test_fields(await json_object(request), creating=True)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.create, where, kind, fields, actor=principal.email
@@ -138,7 +121,7 @@ def get_test(
     test_id: str,
     request: Request,
     services: ServicesDep,
-    principal: V7User,
+    principal: Viewer,
     aid: Aid = None,
 ):
     test = services.synthetic.get(
@@ -153,12 +136,11 @@ async def update_test(
     test_id: str,
     request: Request,
     services: ServicesDep,
-    principal: V7User,
+    principal: Uploader,
     aid: Aid = None,
 ):
-    principal.require("upload")
     kind, number = _kind(test_type), _test_id(test_id)
-    fields = te_tests.test_fields(await _json(request), creating=False)
+    fields = te_tests.test_fields(await json_object(request), creating=False)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.update, where, number, kind, fields, actor=principal.email
@@ -169,9 +151,8 @@ async def update_test(
 
 @router.delete("/tests/{test_type}/{test_id}", status_code=204, summary="Delete a test")
 def delete_test(
-    test_type: str, test_id: str, services: ServicesDep, principal: V7User, aid: Aid = None
+    test_type: str, test_id: str, services: ServicesDep, principal: Uploader, aid: Aid = None
 ) -> Response:
-    principal.require("upload")
     services.synthetic.delete(
         scope(services, principal, aid),
         _test_id(test_id),
@@ -219,7 +200,7 @@ def test_results(
     test_type: str,
     request: Request,
     services: ServicesDep,
-    principal: V7User,
+    principal: Viewer,
     aid: Aid = None,
     window: str | None = None,
     start_date: Annotated[str | None, Query(alias="startDate")] = None,
@@ -251,8 +232,8 @@ def test_results(
         "_links": links,
     }
     if start is not None:
-        body["startDate"] = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body["endDate"] = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body["startDate"] = iso_seconds(datetime.fromtimestamp(start, UTC))
+        body["endDate"] = iso_seconds(datetime.fromtimestamp(end, UTC))
     return hal(body)
 
 
@@ -263,10 +244,9 @@ def test_results(
     "/tests/{test_id}/snapshot", summary="Freeze a test's rounds in a window and share them"
 )
 async def create_snapshot(
-    test_id: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
+    test_id: str, request: Request, services: ServicesDep, principal: Sharer, aid: Aid = None
 ):
-    principal.require("share")
-    body = await _json(request)
+    body = await json_object(request)
     dates = []
     for field in ("startDate", "endDate"):
         value = body.get(field)
