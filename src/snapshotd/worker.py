@@ -217,7 +217,7 @@ class Worker(JobRunner):
                 await asyncio.sleep(min(0.5, interval))
 
     def _reap(self) -> str:
-        reaped = self.queue.reap(self.snapshots.fail_reaped)
+        reaped = self.queue.reap(self.snapshots.jobs.fail_reaped)
         return f"returned {reaped} jobs with expired leases" if reaped else ""
 
     def _schedule(self) -> str:

@@ -106,7 +106,7 @@ class JobRunner:
                 await self._webhook(claim)
             else:
                 await asyncio.to_thread(
-                    self.snapshots.fail, claim, f"unknown job kind {claim.kind!r}", retry=False
+                    self.snapshots.jobs.fail, claim, f"unknown job kind {claim.kind!r}", retry=False
                 )
         except LeaseLost as error:
             log.warning("job %s: %s; result dropped", claim.job_id, error)
@@ -121,7 +121,7 @@ class JobRunner:
                 # the attempts run out with the reason instead of a silent lease expiry.
                 message = f"the job could not be run: {type(error).__name__}: {error}"
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.snapshots.fail, claim, message, retry=True)
+                    await asyncio.to_thread(self.snapshots.jobs.fail, claim, message, retry=True)
             # Otherwise the job stays claimed; when its lease expires the reaper queues it again.
         finally:
             heartbeat.cancel()
@@ -161,35 +161,37 @@ class JobRunner:
 
     async def _capture(self, claim: Claim) -> None:
         assert self._engine is not None and self.pool is not None
-        snapshot = await self._persist(self.snapshots.start, claim)
+        snapshot = await self._persist(self.snapshots.jobs.start, claim)
         if snapshot is None:
-            await self._persist(self.snapshots.fail, claim, "snapshot was deleted", retry=False)
+            await self._persist(
+                self.snapshots.jobs.fail, claim, "snapshot was deleted", retry=False
+            )
             return
         options = CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
         began, restarts = time.perf_counter(), self.pool.stats.restarts
         outcome = "success"
         try:
             result = await self._engine.capture(options)
-            await self._persist(self.snapshots.finish, claim, result)
+            await self._persist(self.snapshots.jobs.finish, claim, result)
             self.outages.recovered(BlobStoreUnavailable, DiskFull)
             if snapshot.location_id:
                 await asyncio.to_thread(self._compare, snapshot.id)
         except CaptureFailed as error:
             outcome = "failed"
-            await self._persist(self.snapshots.fail, claim, error.detail, retry=False)
+            await self._persist(self.snapshots.jobs.fail, claim, error.detail, retry=False)
         except ArtifactsNotStored as error:
             # The blob store or the disk may be back by the next attempt; if not, the job fails
             # with this message, which says why.
             outcome = "error"
             self.outages.failed(error.outage, f"storing the artifacts of job {claim.job_id}")
-            await self._persist(self.snapshots.fail, claim, error.detail, retry=True)
+            await self._persist(self.snapshots.jobs.fail, claim, error.detail, retry=True)
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as error:
             outcome = "error"
             log.exception("job %s: capture attempt %d crashed", claim.job_id, claim.attempt)
             message = f"capture crashed: {type(error).__name__}: {str(error).splitlines()[0]}"
-            await self._persist(self.snapshots.fail, claim, message, retry=True)
+            await self._persist(self.snapshots.jobs.fail, claim, message, retry=True)
         finally:
             self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
             self.telemetry.browser_restarts.inc(self.pool.stats.restarts - restarts)
@@ -233,9 +235,9 @@ class JobRunner:
 
     def _chart(self, claim: Claim) -> None:
         """Renders a chart snapshot from stored series (CPU only, so it runs in a thread)."""
-        snapshot = self.snapshots.start(claim)
+        snapshot = self.snapshots.jobs.start(claim)
         if snapshot is None:
-            self.snapshots.fail(claim, "snapshot was deleted", retry=False)
+            self.snapshots.jobs.fail(claim, "snapshot was deleted", retry=False)
             return
         began = time.perf_counter()
         try:
@@ -243,15 +245,15 @@ class JobRunner:
             png = self.renderer.render(spec)
         except Exception as error:
             log.exception("job %s: chart render failed", claim.job_id)
-            self.snapshots.fail(claim, f"chart could not be rendered: {error}", retry=False)
+            self.snapshots.jobs.fail(claim, f"chart could not be rendered: {error}", retry=False)
             self.telemetry.capture_seconds.labels("error").observe(time.perf_counter() - began)
             return
         image = CapturedArtifact("image", png, "image/png", spec.width, spec.height)
         try:
-            self.snapshots.finish(claim, CaptureResult([image], metadata))
+            self.snapshots.jobs.finish(claim, CaptureResult([image], metadata))
         except ArtifactsNotStored as error:
             self.outages.failed(error.outage, f"storing the chart of job {claim.job_id}")
-            self.snapshots.fail(claim, error.detail, retry=True)
+            self.snapshots.jobs.fail(claim, error.detail, retry=True)
             return
         self.telemetry.capture_seconds.labels("success").observe(time.perf_counter() - began)
 

@@ -1,5 +1,5 @@
-"""Snapshot use-cases: create, read, list and delete; the worker's start/finish/fail come from
-`SnapshotJobs`.
+"""Snapshot use-cases: create, read, list, seal and delete; the worker's start/finish/fail are on
+`snapshots.jobs` (`SnapshotJobs`).
 
 Every query is scoped by organization here, so no route can forget it: another organization's
 snapshot is simply not found.
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,9 +26,10 @@ from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.liveness import is_live, live_clause, live_snapshot
-from snapshotd.services.manifests import Signer
+from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.services.snapshot_jobs import SnapshotJobs
+from snapshotd.services.thumbnails import THUMBNAIL_ROLE
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
@@ -55,7 +56,7 @@ def parse_options(raw: dict[str, Any]) -> CaptureOptions:
         raise BadRequest(f"{where}: {first['msg']}", field=where) from None
 
 
-class Snapshots(SnapshotJobs):
+class Snapshots:
     def __init__(self, settings: Settings, db: Database, queue: JobQueue, blobs: BlobStore) -> None:
         self.settings = settings
         self.db = db
@@ -64,6 +65,7 @@ class Snapshots(SnapshotJobs):
         self.policy = EgressPolicy(settings.egress_allow)
         self.limits = CreationLimits(settings.rate_limits)
         self.signer = Signer(settings)
+        self.jobs = SnapshotJobs(self)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -276,6 +278,43 @@ class Snapshots(SnapshotJobs):
         if snapshot.status in ("queued", "working"):
             raise Conflict(f"snapshot {snapshot_id} is still {snapshot.status}; try again soon")
         raise NotFound(f"snapshot {snapshot_id} has no {role} artifact")
+
+    # -- evidence -----------------------------------------------------------------------------
+
+    def seal(self, session: Session, snapshot: Snapshot) -> None:
+        """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
+        rows = session.scalars(
+            select(Artifact).where(
+                Artifact.snapshot_id == snapshot.id,
+                Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
+            )
+        )
+        listed = [
+            {
+                "role": a.role,
+                "media_type": a.media_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "width": a.width,
+                "height": a.height,
+            }
+            for a in rows
+        ]
+        data = self.signer.manifest(snapshot, listed)
+        session.execute(
+            delete(Artifact).where(
+                Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
+            )
+        )
+        session.add(
+            Artifact(
+                snapshot_id=snapshot.id,
+                role=MANIFEST_ROLE,
+                sha256=self.blobs.put(data),
+                size=len(data),
+                media_type="application/json",
+            )
+        )
 
     # -- delete -------------------------------------------------------------------------------
 
