@@ -1,0 +1,272 @@
+"""The job kinds a worker runs: one handler per kind, and `job_handlers`, the one place that maps a
+kind to its handler.
+
+A handler runs one claimed job and records its outcome. It may raise LeaseLost (the result is
+dropped), an outage (the job stays claimed and the reaper queues it again once its lease expires),
+or anything else (the worker records it as a failed attempt). The worker owns the loop around it:
+claiming, the lease heartbeat and the retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import ParamSpec, Protocol, TypeVar
+
+import httpx
+
+from snapshotd.engines import probes
+from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.charts import ChartRenderer
+from snapshotd.engines.stack import CaptureStack
+from snapshotd.errors import (
+    ArtifactsNotStored,
+    BlobStoreUnavailable,
+    CaptureFailed,
+    DatabaseUnavailable,
+    DiskFull,
+    OutageLog,
+    as_outage,
+)
+from snapshotd.services import webhooks
+from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
+from snapshotd.services.evidence import Evidence
+from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
+from snapshotd.services.synthetic import PROBE_JOB, Synthetic
+from snapshotd.store.queue import Claim, JobQueue, LeaseLost
+from snapshotd.telemetry import Telemetry
+
+# A job's lines are the worker's lines: one logger name to follow a worker by.
+log = logging.getLogger("snapshotd.worker")
+T = TypeVar("T")
+P = ParamSpec("P")
+# The longest pause between two tries of something the database refused because it was down.
+MAX_PAUSE_SECONDS = 5.0
+
+
+class JobHandler(Protocol):
+    async def __call__(self, claim: Claim) -> None: ...
+
+
+class Persist:
+    """Runs one of a job's database writes in a thread, again and again while the database is
+    out of reach: the work is done and worth keeping, and the lease decides whether it still may
+    be kept (once the database is back, a lost lease cancels the job through the heartbeat, or
+    fences the write). Gives up only when the worker stops."""
+
+    def __init__(self, outages: OutageLog, stopping: Callable[[], bool]) -> None:
+        self.outages = outages
+        self.stopping = stopping
+
+    async def __call__(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        pause = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(write, *args, **kwargs)
+            except Exception as error:
+                outage = as_outage(error)
+                if not isinstance(outage, DatabaseUnavailable) or self.stopping():
+                    raise
+                self.outages.failed(outage, "saving a job's progress")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+
+
+class CaptureJob:
+    """A page capture through the capture stack, then change detection for a location's page."""
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        evidence: Evidence,
+        stack: CaptureStack,
+        persist: Persist,
+        telemetry: Telemetry,
+    ) -> None:
+        self.snapshots, self.evidence, self.stack = snapshots, evidence, stack
+        self.persist, self.telemetry, self.outages = persist, telemetry, persist.outages
+
+    async def __call__(self, claim: Claim) -> None:
+        jobs, pool = self.snapshots.jobs, self.stack.pool
+        snapshot = await self.persist(jobs.start, claim)
+        if snapshot is None:
+            await self.persist(jobs.fail, claim, "snapshot was deleted", retry=False)
+            return
+        options = CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
+        began, restarts = time.perf_counter(), pool.stats.restarts
+        outcome = "success"
+        try:
+            result = await self.stack.engine.capture(options)
+            await self.persist(jobs.finish, claim, result)
+            self.outages.recovered(BlobStoreUnavailable, DiskFull)
+            if snapshot.location_id:
+                await asyncio.to_thread(self._compare, snapshot.id)
+        except CaptureFailed as error:
+            outcome = "failed"
+            await self.persist(jobs.fail, claim, error.detail, retry=False)
+        except ArtifactsNotStored as error:
+            # The blob store or the disk may be back by the next attempt; if not, the job fails
+            # with this message, which says why.
+            outcome = "error"
+            self.outages.failed(error.outage, f"storing the artifacts of job {claim.job_id}")
+            await self.persist(jobs.fail, claim, error.detail, retry=True)
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            outcome = "error"
+            log.exception("job %s: capture attempt %d crashed", claim.job_id, claim.attempt)
+            message = f"capture crashed: {type(error).__name__}: {str(error).splitlines()[0]}"
+            await self.persist(jobs.fail, claim, message, retry=True)
+        finally:
+            self.telemetry.capture_seconds.labels(outcome).observe(time.perf_counter() - began)
+            self.telemetry.browser_restarts.inc(pool.stats.restarts - restarts)
+
+    def _compare(self, snapshot_id: str) -> None:
+        """Change detection must never fail a capture that was already stored."""
+        try:
+            self.evidence.compare_with_previous(snapshot_id)
+        except Exception:
+            log.exception("snapshot %s: comparing with the previous capture failed", snapshot_id)
+
+
+class ChartJob:
+    """Renders a chart snapshot from stored series, in `thread` (the work is CPU only)."""
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        charts: ChartSnapshots,
+        renderer: ChartRenderer,
+        thread: concurrent.futures.Executor,
+        outages: OutageLog,
+        telemetry: Telemetry,
+    ) -> None:
+        self.snapshots, self.charts, self.renderer, self.thread = (
+            snapshots,
+            charts,
+            renderer,
+            thread,
+        )
+        self.outages, self.telemetry = outages, telemetry
+
+    async def __call__(self, claim: Claim) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self._render, claim)
+
+    def _render(self, claim: Claim) -> None:
+        jobs = self.snapshots.jobs
+        snapshot = jobs.start(claim)
+        if snapshot is None:
+            jobs.fail(claim, "snapshot was deleted", retry=False)
+            return
+        began = time.perf_counter()
+        try:
+            spec, metadata = self.charts.spec(snapshot)
+            png = self.renderer.render(spec)
+        except Exception as error:
+            log.exception("job %s: chart render failed", claim.job_id)
+            jobs.fail(claim, f"chart could not be rendered: {error}", retry=False)
+            self.telemetry.capture_seconds.labels("error").observe(time.perf_counter() - began)
+            return
+        image = CapturedArtifact("image", png, "image/png", spec.width, spec.height)
+        try:
+            jobs.finish(claim, CaptureResult([image], metadata))
+        except ArtifactsNotStored as error:
+            self.outages.failed(error.outage, f"storing the chart of job {claim.job_id}")
+            jobs.fail(claim, error.detail, retry=True)
+            return
+        self.telemetry.capture_seconds.labels("success").observe(time.perf_counter() - began)
+
+
+class ProbeJob:
+    """One synthetic test round; a failed probe is a result (an error round), not a failed job."""
+
+    def __init__(self, synthetic: Synthetic, stack: CaptureStack) -> None:
+        self.synthetic, self.stack = synthetic, stack
+
+    async def __call__(self, claim: Claim) -> None:
+        started = await asyncio.to_thread(self.synthetic.start_round, claim)
+        if started is None:
+            await asyncio.to_thread(finish_job, self.synthetic.queue, claim, None)
+            return
+        _round, test = started
+        config = test.config or {}
+        result: probes.HttpResult | probes.PageLoadResult
+        if test.type == "page-load":
+            result = await probes.page_load(
+                self.stack.pool,
+                self.stack.guard,
+                test.url,
+                timeout_s=config.get("pageLoadTimeLimit", 10),
+            )
+        else:
+            result = await probes.http_server(
+                test.url,
+                policy=self.synthetic.policy,
+                timeout_s=config.get("httpTimeLimit", 5),
+                follow_redirects=config.get("followRedirects", True),
+                desired_status=config.get("desiredStatusCode", "default"),
+                verify_tls=config.get("verifyCertificate", False),
+                method=config.get("requestMethod", "get"),
+                headers=config.get("headers") or (),
+                body=config.get("postBody"),
+                user_agent=config.get("userAgent"),
+            )
+        await asyncio.to_thread(self.synthetic.finish_round, claim, result.to_dict())
+
+
+class WebhookJob:
+    def __init__(self, queue: JobQueue, http: httpx.AsyncClient) -> None:
+        self.queue, self.http = queue, http
+
+    async def __call__(self, claim: Claim) -> None:
+        try:
+            secret = await asyncio.to_thread(self._secret, claim)
+            await webhooks.deliver(
+                self.http,
+                url=claim.payload["url"],
+                body=claim.payload["body"],
+                secret=secret,
+                message_id=claim.job_id,
+            )
+        except (httpx.HTTPError, LookupError) as error:
+            await asyncio.to_thread(finish_job, self.queue, claim, f"delivery failed: {error}")
+            return
+        await asyncio.to_thread(finish_job, self.queue, claim, None)
+
+    def _secret(self, claim: Claim) -> str:
+        with self.queue.db.session() as session:
+            return webhooks.secret_for(session, claim.org_id or "")
+
+
+def finish_job(queue: JobQueue, claim: Claim, error: str | None) -> None:
+    """Ends a job that makes no snapshot: complete, or failed with `error` (tried again while
+    attempts remain)."""
+    with queue.db.session() as session:
+        if error is None:
+            queue.complete(session, claim)
+        else:
+            queue.fail(session, claim, error, retry=True)
+
+
+def job_handlers(
+    *,
+    snapshots: Snapshots,
+    charts: ChartSnapshots,
+    renderer: ChartRenderer,
+    chart_thread: concurrent.futures.Executor,
+    synthetic: Synthetic,
+    evidence: Evidence,
+    stack: CaptureStack,
+    persist: Persist,
+    telemetry: Telemetry,
+) -> Mapping[str, JobHandler]:
+    """Every job kind a worker runs, with its handler."""
+    return {
+        CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, telemetry),
+        CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, persist.outages, telemetry),
+        PROBE_JOB: ProbeJob(synthetic, stack),
+        webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
+    }
