@@ -56,6 +56,24 @@ def parse_options(raw: dict[str, Any]) -> CaptureOptions:
         raise BadRequest(f"{where}: {first['msg']}", field=where) from None
 
 
+def check_options(settings: Settings, policy: EgressPolicy, options: CaptureOptions) -> None:
+    """Server-side ceilings and plainly bad URLs, refused before anything is queued."""
+    s = settings
+    if options.width > s.max_width:
+        raise BadRequest(f"width must be at most {s.max_width}", field="width")
+    if options.height > s.max_height:
+        raise BadRequest(f"height must be at most {s.max_height}", field="height")
+    if options.timeout_ms is not None and options.timeout_ms > s.max_timeout_ms:
+        raise BadRequest(f"timeout_ms must be at most {s.max_timeout_ms}", field="timeout_ms")
+    if options.device and options.device not in devices.descriptors():
+        raise BadRequest(f"unknown device {options.device!r}", field="device")
+    if options.quality is not None and options.format not in ("jpeg", "webp"):
+        raise BadRequest("quality applies to jpeg and webp only", field="quality")
+    if options.format == "pdf" and options.selector:
+        raise BadRequest("selector cannot be combined with format pdf", field="selector")
+    policy.check_url(options.url)
+
+
 class Snapshots:
     def __init__(self, settings: Settings, db: Database, queue: JobQueue, blobs: BlobStore) -> None:
         self.settings = settings
@@ -70,21 +88,7 @@ class Snapshots:
     # -- validation ---------------------------------------------------------------------------
 
     def check_options(self, options: CaptureOptions) -> None:
-        """Server-side ceilings and plainly bad URLs, refused before anything is queued."""
-        s = self.settings
-        if options.width > s.max_width:
-            raise BadRequest(f"width must be at most {s.max_width}", field="width")
-        if options.height > s.max_height:
-            raise BadRequest(f"height must be at most {s.max_height}", field="height")
-        if options.timeout_ms is not None and options.timeout_ms > s.max_timeout_ms:
-            raise BadRequest(f"timeout_ms must be at most {s.max_timeout_ms}", field="timeout_ms")
-        if options.device and options.device not in devices.descriptors():
-            raise BadRequest(f"unknown device {options.device!r}", field="device")
-        if options.quality is not None and options.format not in ("jpeg", "webp"):
-            raise BadRequest("quality applies to jpeg and webp only", field="quality")
-        if options.format == "pdf" and options.selector:
-            raise BadRequest("selector cannot be combined with format pdf", field="selector")
-        self.policy.check_url(options.url)
+        check_options(self.settings, self.policy, options)
 
     # -- create -------------------------------------------------------------------------------
 
