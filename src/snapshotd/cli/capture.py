@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from snapshotd.cli.batch import FORMATS, InputError, Plan, Row, plan, read_rows
-from snapshotd.cli.client import (
+from snapshotd.cli.common import (
     USAGE,
     ServerOption,
     TokenOption,
