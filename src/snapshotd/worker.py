@@ -1,4 +1,4 @@
-"""The worker loop: claim → hand the job to its kind's handler (`snapshotd.jobs`) → complete, with
+"""The worker loop: claim → hand the job to its kind's handler (`worker_jobs`) → complete, with
 a lease renewed meanwhile.
 
 A worker owns one event loop and one capture stack (egress guard, browser pool, capture engine).
@@ -29,7 +29,6 @@ from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.stack import CaptureStack, capture_stack
 from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
-from snapshotd.jobs import MAX_PAUSE_SECONDS, JobHandler, Persist, job_handlers
 from snapshotd.services import agents, retention
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.evidence import Evidence
@@ -43,6 +42,7 @@ from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
+from snapshotd.worker_jobs import MAX_PAUSE_SECONDS, JobHandler, Persist, job_handlers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

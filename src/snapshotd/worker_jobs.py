@@ -35,7 +35,7 @@ from snapshotd.services import webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
-from snapshotd.services.synthetic import PROBE_JOB, Synthetic
+from snapshotd.services.synthetic import PROBE_JOB, ProbeSettings, Synthetic
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
 
@@ -192,27 +192,27 @@ class ProbeJob:
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, None)
             return
         _round, test = started
-        config = test.config or {}
+        settings = ProbeSettings.of(test)
         result: probes.HttpResult | probes.PageLoadResult
         if test.type == "page-load":
             result = await probes.page_load(
                 self.stack.pool,
                 self.stack.guard,
                 test.url,
-                timeout_s=config.get("pageLoadTimeLimit", 10),
+                timeout_s=settings.page_load_time_limit,
             )
         else:
             result = await probes.http_server(
                 test.url,
                 policy=self.synthetic.policy,
-                timeout_s=config.get("httpTimeLimit", 5),
-                follow_redirects=config.get("followRedirects", True),
-                desired_status=config.get("desiredStatusCode", "default"),
-                verify_tls=config.get("verifyCertificate", False),
-                method=config.get("requestMethod", "get"),
-                headers=config.get("headers") or (),
-                body=config.get("postBody"),
-                user_agent=config.get("userAgent"),
+                timeout_s=settings.http_time_limit,
+                follow_redirects=settings.follow_redirects,
+                desired_status=settings.desired_status_code,
+                verify_tls=settings.verify_certificate,
+                method=settings.request_method,
+                headers=settings.headers,
+                body=settings.post_body,
+                user_agent=settings.user_agent,
             )
         await asyncio.to_thread(self.synthetic.finish_round, claim, result.to_dict())
 
