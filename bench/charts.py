@@ -30,7 +30,7 @@ from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
-from snapshotd.worker import make_queue
+from snapshotd.services.graph import make_queue
 
 POINTS = 3600
 STREAMS = 3

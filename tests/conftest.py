@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker, WorkerThreads
@@ -110,7 +110,7 @@ def queued_url(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterat
 
 @pytest.fixture
 def token(db: Database) -> str:
-    return create_token(db, org="acme", email="ops@acme.test", role="admin")
+    return Accounts(db).create_token(org="acme", email="ops@acme.test", role="admin")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from snapshotd.http.deps import REMEMBER_SECONDS
+from snapshotd.services.principals import REMEMBER_SECONDS
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job
 from tests.pages import PageServer

@@ -27,7 +27,7 @@ from snapshotd.client import (
 )
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot as SnapshotRow
@@ -164,7 +164,7 @@ def test_http_errors_are_typed(
     with pytest.raises(ConflictError, match="still queued"):
         queued.download(snapshot.id)
 
-    viewer = create_token(db, org="acme", email="viewer@acme.test", role="viewer")
+    viewer = Accounts(db).create_token(org="acme", email="viewer@acme.test", role="viewer")
     with SnapshotClient(base_url=queued_url, token=viewer) as reader:
         assert reader.get(snapshot.id).id == snapshot.id
         with pytest.raises(PermissionDeniedError, match="uploader"):

@@ -29,32 +29,19 @@ from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.stack import CaptureStack, capture_stack
 from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
-from snapshotd.services import agents, retention
-from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.evidence import Evidence
-from snapshotd.services.locations import Locations
-from snapshotd.services.metrics import Metrics
-from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
-from snapshotd.services.synthetic import Synthetic
+from snapshotd.services import retention
+from snapshotd.services.graph import build_services
+from snapshotd.services.snapshots import CAPTURE_JOB
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
-from snapshotd.store.queue import Claim, JobQueue, LeaseLost
+from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
 from snapshotd.worker_jobs import MAX_PAUSE_SECONDS, JobHandler, Persist, job_handlers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def make_queue(settings: Settings, db: Database) -> JobQueue:
-    return JobQueue(
-        db,
-        lease_seconds=settings.job_lease_seconds,
-        max_attempts=settings.job_max_attempts,
-        max_length=settings.queue_max_length,
-    )
 
 
 class Worker:
@@ -68,19 +55,20 @@ class Worker:
         name: str = "0",
     ) -> None:
         self.settings = settings
-        self.queue = make_queue(settings, db)
-        self.snapshots = Snapshots(settings, db, self.queue, blobs)
-        self.charts = ChartSnapshots(settings, self.snapshots, Metrics(db))
+        self.services = build_services(settings, db=db, blobs=blobs, telemetry=telemetry)
+        self.queue = self.services.queue
+        self.snapshots = self.services.snapshots
+        self.charts = self.services.chart_snapshots
         self.policy = EgressPolicy(settings.egress_allow)
-        self.synthetic = Synthetic(db, self.queue, self.policy)
-        self.locations = Locations(self.snapshots)
-        self.evidence = Evidence(self.locations)
+        self.synthetic = self.services.synthetic
+        self.locations = self.services.locations
+        self.evidence = self.services.evidence
         self.agent_id: int | None = None
         self.renderer = ChartRenderer()
         # One thread renders every chart of this worker: matplotlib holds the GIL anyway, and
         # the renderer's kept figures stay warm in it.
         self._chart_thread = concurrent.futures.ThreadPoolExecutor(1, "charts")
-        self.telemetry = telemetry or Telemetry()
+        self.telemetry = self.services.telemetry
         self.outages = OutageLog(log, then="will try again")
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.ready = threading.Event()
@@ -116,7 +104,10 @@ class Worker:
             )
             name = s.agent_name or socket.gethostname()
             agent = await asyncio.to_thread(
-                agents.register, self.queue.db, name, location=s.agent_location, country_id=""
+                self.services.agents.register,
+                name,
+                location=s.agent_location,
+                country_id="",
             )
             self.agent_id = agent.id
             await asyncio.to_thread(lambda: self.snapshots.signer.key)  # created on first start
@@ -283,7 +274,7 @@ class Worker:
 
     def _seen(self) -> str:
         assert self.agent_id is not None
-        agents.seen(self.queue.db, self.agent_id)
+        self.services.agents.seen(self.agent_id)
         return ""
 
     def _sweep(self) -> retention.SweepReport:

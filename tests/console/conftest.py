@@ -15,7 +15,7 @@ from playwright.sync_api import Page
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Organization, Snapshot, utcnow
@@ -118,12 +118,12 @@ def add_snapshot(
 
 @pytest.fixture
 def admin_token(db: Database) -> str:
-    return create_token(db, org="acme", email=ADMIN, role="admin")
+    return Accounts(db).create_token(org="acme", email=ADMIN, role="admin")
 
 
 @pytest.fixture
 def viewer_token(db: Database) -> str:
-    return create_token(db, org="acme", email=VIEWER, role="viewer")
+    return Accounts(db).create_token(org="acme", email=VIEWER, role="viewer")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker
@@ -55,7 +55,7 @@ def loaded(page: Page, selector: str) -> bool:
 def test_capture_share_revoke_and_sign_out(
     server: str, browser: Browser, db: Database, pages: PageServer
 ) -> None:
-    token = create_token(db, org="acme", email=ADMIN, role="admin")
+    token = Accounts(db).create_token(org="acme", email=ADMIN, role="admin")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
     page = context.new_page()
@@ -131,8 +131,8 @@ def test_capture_share_revoke_and_sign_out(
 def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     server: str, browser: Browser, db: Database, pages: PageServer
 ) -> None:
-    admin = create_token(db, org="acme", email=ADMIN, role="admin")
-    viewer = create_token(db, org="acme", email=VIEWER, role="viewer")
+    admin = Accounts(db).create_token(org="acme", email=ADMIN, role="admin")
+    viewer = Accounts(db).create_token(org="acme", email=VIEWER, role="viewer")
     context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     page = context.new_page()
     sign_in(page, server, admin)

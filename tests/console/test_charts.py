@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker
 from tests.console.conftest import ADMIN, sign_in
@@ -115,7 +115,7 @@ def test_chart_snapshots_appear_as_thumbnails_linking_to_their_pages(
 def test_unknown_and_other_organizations_spaces_are_not_found(
     client: TestClient, db: Database, signed_in: str
 ) -> None:
-    other = create_token(db, org="globex", email=ADMIN, role="admin")
+    other = Accounts(db).create_token(org="globex", email=ADMIN, role="admin")
     space_id, chart_id = space_with_a_chart(client, other, "Globex secrets")
     for path in (
         f"/console/spaces/{space_id}",

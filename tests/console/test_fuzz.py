@@ -54,7 +54,7 @@ def world(
     location = str(create_location(client, admin_token)["id"])
     shots = [upload(client, admin_token, location, png(colour=(i, 0, 0))) for i in (10, 200)]
     space, chart = space_with_a_chart(client, admin_token)
-    agent = agents.register(db, "probe-host-1", location="Local", country_id="").id
+    agent = agents.Agents(db).register("probe-host-1", location="Local", country_id="").id
     test = create_test(client, admin_token, agent)
     snapshot = add_snapshot(db, blobs, org)
     csrf = sign_in(client, admin_token)
@@ -205,13 +205,13 @@ def test_a_wrong_method_on_a_console_page_gets_the_console_405_page(
 def test_an_unexpected_failure_is_a_console_page(
     client: TestClient, admin_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from snapshotd.services import console_reads
+    from snapshotd.services.console_reads import ConsoleReads
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a bug")
 
     sign_in(client, admin_token)
-    monkeypatch.setattr(console_reads, "tests_of", broken)
+    monkeypatch.setattr(ConsoleReads, "tests_of", broken)
     answer = client.get("/console/tests")
     assert answer.status_code == 500 and "an internal error occurred" in answer.text
     assert "a bug" not in answer.text

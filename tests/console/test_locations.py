@@ -16,7 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from snapshotd.config import Settings
 from snapshotd.engines import diff
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
@@ -217,7 +217,7 @@ def test_a_viewer_sees_no_form_and_a_forged_post_is_refused(
 def test_another_organizations_location_is_not_found(
     client: TestClient, db: Database, admin_token: str, signed_in: str
 ) -> None:
-    other = create_token(db, org="globex", email="ops@globex.test", role="admin")
+    other = Accounts(db).create_token(org="globex", email="ops@globex.test", role="admin")
     theirs = create_location(client, other, key="secret")
     shot = upload(client, other, str(theirs["id"]), png((320, 200)))
     again = upload(client, other, str(theirs["id"]), marked((0, 0, 50, 50)))

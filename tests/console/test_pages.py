@@ -161,9 +161,9 @@ def test_no_thumbnail_without_an_image(
 def test_another_organizations_snapshot_is_not_found(
     client: TestClient, db: Database, blobs: FileBlobStore, signed_in: str
 ) -> None:
-    from snapshotd.services.accounts import create_token
+    from snapshotd.services.accounts import Accounts
 
-    create_token(db, org="other", email="x@other.test", role="admin")
+    Accounts(db).create_token(org="other", email="x@other.test", role="admin")
     theirs = add_snapshot(db, blobs, org_id_of(db, "other"))
     for path in ("", "/thumbnail", "/files/image", "/status"):
         answer = client.get(f"/console/snapshots/{theirs}{path}")

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import list_tokens, revoke_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import ConsoleSession, Snapshot, utcnow
@@ -169,8 +169,8 @@ def test_revoking_the_token_ends_its_session(
 ) -> None:
     sign_in(client, admin_token)
     org_id = org_id_of(db)
-    token_id = list_tokens(db, org_id)[0].id
-    revoke_token(db, org_id, token_id, actor="test")
+    token_id = Accounts(db).list_tokens(org_id)[0].id
+    Accounts(db).revoke_token(org_id, token_id, actor="test")
     assert _signed_out(client)
     assert _signed_out(client, "/console/sign-in") is False  # the sign-in page shows again
 
@@ -212,6 +212,30 @@ def test_viewer_sees_no_write_forms_and_forged_writes_are_refused(
         assert len(list(session.scalars(select(Snapshot.id)))) == 1
 
 
+def test_each_form_asks_for_its_own_role(
+    client: TestClient, db: Database, blobs: FileBlobStore, viewer_token: str
+) -> None:
+    """A manager archives but may not hold; the delete page itself needs the manager role."""
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    base = f"/console/snapshots/{snapshot_id}"
+    csrf = sign_in(client, viewer_token)
+    confirm = client.get(f"{base}/delete")
+    assert confirm.status_code == 403 and "manager" in confirm.text
+    assert confirm.headers["content-type"].startswith("text/html")
+    client.post("/console/sign-out", data={"csrf": csrf})
+    manager = Accounts(db).create_token(org="acme", email="lead@acme.test", role="manager")
+    csrf = sign_in(client, manager)
+    assert client.get(f"{base}/delete").status_code == 200
+    archived = client.post(f"{base}/archive", data={"csrf": csrf}, follow_redirects=False)
+    assert archived.status_code == 303 and archived.headers["location"].endswith("done=archived")
+    held = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "audit"})
+    assert held.status_code == 403 and "admin" in held.text
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None and snapshot.archived_at is not None
+        assert not snapshot.legal_hold
+
+
 def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> None:
     for target in (
         "https://evil.test/",
@@ -236,22 +260,23 @@ def test_next_cannot_leave_the_console(client: TestClient, admin_token: str) -> 
 
 
 def test_session_store_on_both_databases(any_db: Database, blobs: FileBlobStore) -> None:
-    from snapshotd.services import browse, console_sessions
-    from snapshotd.services.accounts import create_token
-    from snapshotd.services.accounts import sign_in as token_sign_in
+    from snapshotd.services.accounts import Accounts
+    from snapshotd.services.browse import Browse, Filters
+    from snapshotd.services.console_sessions import ConsoleSessions
 
-    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
-    principal = token_sign_in(any_db, token)
-    secret = console_sessions.open_session(any_db, principal, timedelta(hours=1))
-    assert console_sessions.principal_for(any_db, secret) == principal
-    assert console_sessions.principal_for(any_db, secret + "x") is None
-    console_sessions.close_session(any_db, secret)
-    assert console_sessions.principal_for(any_db, secret) is None
+    token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
+    principal = Accounts(any_db).sign_in(token)
+    sessions = ConsoleSessions(any_db)
+    secret = sessions.open_session(principal, timedelta(hours=1))
+    assert sessions.principal_for(secret) == principal
+    assert sessions.principal_for(secret + "x") is None
+    sessions.close_session(secret)
+    assert sessions.principal_for(secret) is None
 
     org = principal.org_id
     wanted = add_snapshot(any_db, blobs, org, url="https://a.example/Report_100%")
     add_snapshot(any_db, blobs, org, url="https://a.example/Report-1000")
-    found = browse.search(any_db, org, browse.Filters(search="report_100%"))
+    found = Browse(any_db).search(org, Filters(search="report_100%"))
     assert [item.id for item in found.items] == [wanted]
 
 
@@ -259,9 +284,9 @@ def test_a_nul_character_is_a_bad_request_on_both_databases(
     any_db: Database, blobs: FileBlobStore, settings: Settings
 ) -> None:
     """PostgreSQL refuses NUL in text: the console answers its own 400 page, never a 500."""
-    from snapshotd.services.accounts import create_token
+    from snapshotd.services.accounts import Accounts
 
-    token = create_token(any_db, org="acme", email=ADMIN, role="manager")
+    token = Accounts(any_db).create_token(org="acme", email=ADMIN, role="manager")
     with TestClient(create_app(settings, db=any_db, blobs=blobs)) as client:
         sign_in(client, token)
         for path in ("/console?q=a%00b", "/console/snapshots/snp_%00", "/console/locations/l%00"):

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from snapshotd.http.deps import AppServices
+from snapshotd.http.deps import Services
 from snapshotd.services import agents
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.db import Database
 from tests.console.conftest import sign_in
 
@@ -38,7 +38,7 @@ def create_test(client: TestClient, token: str, agent_id: int, name: str = "Shop
     return int(answer.json()["testId"])
 
 
-def run_rounds(services: AppServices, agent_id: int, results: list[dict[str, Any]]) -> None:
+def run_rounds(services: Services, agent_id: int, results: list[dict[str, Any]]) -> None:
     """Schedules one round per result, oldest first, and finishes each as a worker would."""
     now = time.time()
     for back, result in zip(range(len(results) - 1, -1, -1), results, strict=True):
@@ -50,14 +50,14 @@ def run_rounds(services: AppServices, agent_id: int, results: list[dict[str, Any
 
 
 @pytest.fixture
-def services(client: TestClient) -> AppServices:
-    found: AppServices = client.app.state.services  # type: ignore[attr-defined]
+def services(client: TestClient) -> Services:
+    found: Services = client.app.state.services  # type: ignore[attr-defined]
     return found
 
 
 @pytest.fixture
 def agent_id(db: Database) -> int:
-    return agents.register(db, "probe-host-1", location="Local", country_id="").id
+    return agents.Agents(db).register("probe-host-1", location="Local", country_id="").id
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_empty_list_says_how_to_create_one(client: TestClient, signed_in: str) -
 
 
 def test_list_rounds_and_snapshots_with_share_links(
-    client: TestClient, services: AppServices, admin_token: str, agent_id: int, signed_in: str
+    client: TestClient, services: Services, admin_token: str, agent_id: int, signed_in: str
 ) -> None:
     test_id = create_test(client, admin_token, agent_id)
     quiet = create_test(client, admin_token, agent_id, "Quiet one")
@@ -118,7 +118,7 @@ def test_list_rounds_and_snapshots_with_share_links(
 def test_unknown_and_other_organizations_tests_are_not_found(
     client: TestClient, db: Database, agent_id: int, signed_in: str
 ) -> None:
-    other = create_token(db, org="globex", email="ops@globex.test", role="admin")
+    other = Accounts(db).create_token(org="globex", email="ops@globex.test", role="admin")
     theirs = create_test(client, other, agent_id, "Globex internal")
     for path in (f"/console/tests/{theirs}", "/console/tests/999999", "/console/tests/x1"):
         answer = client.get(path)

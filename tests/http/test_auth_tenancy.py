@@ -17,8 +17,8 @@ from sqlalchemy import MetaData, select, update
 from snapshotd.config import Settings
 from snapshotd.errors import BadRequest
 from snapshotd.http.app import create_app
-from snapshotd.http.deps import REMEMBER_SECONDS
 from snapshotd.services import accounts
+from snapshotd.services.principals import REMEMBER_SECONDS
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import AccountGroup, ApiToken, Snapshot, User, utcnow
@@ -40,20 +40,24 @@ def client(settings: Settings, any_db: Database, blobs: FileBlobStore) -> Iterat
 
 @pytest.fixture
 def acme(any_db: Database) -> str:
-    return accounts.create_token(any_db, org="acme", email="ops@acme.test", role="admin")
+    return accounts.Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="admin")
 
 
 @pytest.fixture
 def rival(any_db: Database) -> str:
-    return accounts.create_token(any_db, org="rival", email="boss@rival.test", role="admin")
+    return accounts.Accounts(any_db).create_token(
+        org="rival", email="boss@rival.test", role="admin"
+    )
 
 
 def test_every_kind_of_bad_credential_gets_the_same_401(
     client: TestClient, any_db: Database, acme: str
 ) -> None:
-    revoked = accounts.create_token(any_db, org="acme", email="old@acme.test", role="admin")
-    expired = accounts.create_token(
-        any_db, org="acme", email="tmp@acme.test", role="admin", expires_in_days=1
+    revoked = accounts.Accounts(any_db).create_token(
+        org="acme", email="old@acme.test", role="admin"
+    )
+    expired = accounts.Accounts(any_db).create_token(
+        org="acme", email="tmp@acme.test", role="admin", expires_in_days=1
     )
     with any_db.session() as session:
         rows = {row.user.email: row for row in session.scalars(select(ApiToken))}
@@ -171,7 +175,9 @@ def test_a_viewer_is_refused_every_write_with_403(
     client: TestClient, any_db: Database, acme: str
 ) -> None:
     ids = _objects(client, any_db, acme)
-    viewer = accounts.create_token(any_db, org="acme", email="look@acme.test", role="viewer")
+    viewer = accounts.Accounts(any_db).create_token(
+        org="acme", email="look@acme.test", role="viewer"
+    )
     writes = 0
     for method, template in _routes(client, named_only=False):
         if method != "GET":
@@ -230,7 +236,7 @@ def test_token_lifecycle_through_the_api(
 
 
 def test_raw_tokens_never_reach_the_database(client: TestClient, any_db: Database) -> None:
-    token = accounts.create_token(any_db, org="acme", email="ops@acme.test", role="admin")
+    token = accounts.Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="admin")
     made = client.post(
         "/api/v1/tokens", headers=bearer(token), json={"email": "ops@acme.test"}
     ).json()["token"]
@@ -254,15 +260,17 @@ def test_raw_tokens_never_reach_the_database(client: TestClient, any_db: Databas
 def test_aid_selects_a_group_the_user_belongs_to(any_db: Database, acme: str) -> None:
     with any_db.session() as session:
         principal = accounts.authenticate(session, acme)
-    default = accounts.account_group_for(any_db, principal, None)
+    default = accounts.Accounts(any_db).account_group_for(principal, None)
     assert default.is_default and default.name == "Default"
-    ops = accounts.new_account_group(any_db, principal.org_id, "Ops", actor="t")
+    ops = accounts.Accounts(any_db).new_account_group(principal.org_id, "Ops", actor="t")
     with pytest.raises(BadRequest) as refused:
-        accounts.account_group_for(any_db, principal, str(ops.id))
+        accounts.Accounts(any_db).account_group_for(principal, str(ops.id))
     assert refused.value.field == "aid"
-    accounts.join_account_group(any_db, principal.org_id, ops.id, principal.user_id, actor="t")
-    assert accounts.account_group_for(any_db, principal, str(ops.id)).name == "Ops"
-    rival = accounts.create_token(any_db, org="rival", email="r@rival.test", role="admin")
+    accounts.Accounts(any_db).join_account_group(
+        principal.org_id, ops.id, principal.user_id, actor="t"
+    )
+    assert accounts.Accounts(any_db).account_group_for(principal, str(ops.id)).name == "Ops"
+    rival = accounts.Accounts(any_db).create_token(org="rival", email="r@rival.test", role="admin")
     with any_db.session() as session:
         theirs = accounts.authenticate(session, rival)
         rival_group = session.scalar(
@@ -271,7 +279,7 @@ def test_aid_selects_a_group_the_user_belongs_to(any_db: Database, acme: str) ->
         assert rival_group is not None
     for aid in (str(rival_group.id), "999999", "not-a-number"):
         with pytest.raises(BadRequest):
-            accounts.account_group_for(any_db, principal, aid)
+            accounts.Accounts(any_db).account_group_for(principal, aid)
 
 
 # -- request budgets --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot, utcnow
 from tests.pages import PageServer
@@ -119,7 +119,7 @@ def test_a_scheduled_location_captures_on_its_own(
             break
         assert time.monotonic() < deadline, "the scheduled capture did not start"
         time.sleep(0.2)
-    worker = live_api.app.state.services.worker
+    worker = live_api.app.state.services.capture.runner
     assert worker is not None and worker.locations.due() == 0  # the next one is a day away
     snapshot = listed["data"][0]
     assert snapshot["source"] == "automated"
@@ -241,7 +241,8 @@ def test_archived_locations_and_other_organizations(
     assert api.delete(f"/v1.1/locations/{lid}", headers=auth).status_code == 400
 
     other = {
-        "Authorization": "Bearer " + create_token(db, org="rival", email="r@r.test", role="admin")
+        "Authorization": "Bearer "
+        + Accounts(db).create_token(org="rival", email="r@r.test", role="admin")
     }
     for method, path in (
         ("get", f"/v1.1/locations/{lid}"),
@@ -258,7 +259,8 @@ def test_archived_locations_and_other_organizations(
     assert clone.status_code == 201 and clone.json()["key"] == "t-copy"
     assert clone.json()["status"] == "draft"
     viewer = {
-        "Authorization": "Bearer " + create_token(db, org="acme", email="v@a.test", role="viewer")
+        "Authorization": "Bearer "
+        + Accounts(db).create_token(org="acme", email="v@a.test", role="viewer")
     }
     assert api.get("/v1.1/locations", headers=viewer).status_code == 200
     assert api.post("/v1.1/locations", headers=viewer, json={}).status_code == 403

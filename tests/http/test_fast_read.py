@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from snapshotd.config import Settings
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.http.app import create_app
-from snapshotd.http.deps import AppServices
+from snapshotd.http.deps import Services
 from snapshotd.http.fast_read import FastSnapshotRead
 from snapshotd.services import accounts
 from snapshotd.store.blobs import FileBlobStore
@@ -41,7 +41,7 @@ class Route:
 @pytest.fixture
 def app_and_services(
     settings: Settings, any_db: Database, blobs: FileBlobStore
-) -> Iterator[tuple[TestClient, AppServices]]:
+) -> Iterator[tuple[TestClient, Services]]:
     app = create_app(settings, db=any_db, blobs=blobs)
     with TestClient(app) as client:
         yield client, app.state.services
@@ -49,7 +49,7 @@ def app_and_services(
 
 @pytest.fixture
 def acme(any_db: Database) -> str:
-    return accounts.create_token(any_db, org="acme", email="ops@acme.test", role="viewer")
+    return accounts.Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="viewer")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -57,11 +57,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def org_of(db: Database, token: str) -> str:
-    return accounts.sign_in(db, token).org_id
+    return accounts.Accounts(db).sign_in(token).org_id
 
 
 def test_the_fast_answer_is_the_routes_answer_byte_for_byte(
-    app_and_services: tuple[TestClient, AppServices], any_db: Database, acme: str
+    app_and_services: tuple[TestClient, Services], any_db: Database, acme: str
 ) -> None:
     client, services = app_and_services
     acme_org = org_of(any_db, acme)
@@ -81,10 +81,12 @@ def test_the_fast_answer_is_the_routes_answer_byte_for_byte(
 
 
 def test_all_but_the_common_case_goes_on_to_the_route(
-    app_and_services: tuple[TestClient, AppServices], any_db: Database, acme: str
+    app_and_services: tuple[TestClient, Services], any_db: Database, acme: str
 ) -> None:
     client, services = app_and_services
-    rival = accounts.create_token(any_db, org="rival", email="boss@rival.test", role="admin")
+    rival = accounts.Accounts(any_db).create_token(
+        org="rival", email="boss@rival.test", role="admin"
+    )
     acme_org = org_of(any_db, acme)
     mine = services.snapshots.create_page(acme_org, CaptureOptions(url="https://example.com")).id
     theirs = services.snapshots.create_page(
@@ -125,7 +127,7 @@ def test_each_read_counts_once_against_the_token_budget(
     and a request passed on is counted once, by the route."""
     tight = settings.model_copy(update={"token_requests_per_minute": 6})
     app = create_app(tight, db=any_db, blobs=blobs)
-    services: AppServices = app.state.services
+    services: Services = app.state.services
     mine = services.snapshots.create_page(
         org_of(any_db, acme), CaptureOptions(url="https://example.com")
     ).id

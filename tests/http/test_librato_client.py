@@ -15,7 +15,7 @@ from PIL import Image
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker
@@ -36,7 +36,7 @@ def server(settings: Settings, db: Database, blobs: FileBlobStore, worker: Worke
 
 @pytest.fixture
 def token(db: Database) -> str:
-    return create_token(db, org="acme", email=EMAIL, role="admin")
+    return Accounts(db).create_token(org="acme", email=EMAIL, role="admin")
 
 
 def connect(url: str, token: str) -> librato.LibratoConnection:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Chart, Job, Measurement, Metric, Snapshot, Space
@@ -131,7 +131,7 @@ def test_unknown_chart_id_in_a_snapshot_is_404(
 def test_another_organizations_space_chart_and_snapshot_are_404(
     api: TestClient, db: Database, me: tuple[str, str]
 ) -> None:
-    rival = (RIVAL_EMAIL, create_token(db, org="rival", email=RIVAL_EMAIL, role="admin"))
+    rival = (RIVAL_EMAIL, Accounts(db).create_token(org="rival", email=RIVAL_EMAIL, role="admin"))
     space_id = make_space(api, rival, "Rival space")
     chart_id = make_chart(api, rival, space_id)
     taken = api.post("/v1/snapshots", auth=rival, json=snapshot_request(chart_id))
@@ -567,7 +567,7 @@ def test_repeated_failed_sign_ins_get_429_in_the_flat_shape(
 def test_a_viewer_token_reads_but_cannot_write(api: TestClient, db: Database, token: str) -> None:
     viewer = (
         "viewer@acme.test",
-        create_token(db, org="acme", email="viewer@acme.test", role="viewer"),
+        Accounts(db).create_token(org="acme", email="viewer@acme.test", role="viewer"),
     )
     listed = api.get("/v1/metrics", auth=viewer)
     assert listed.status_code == 200, listed.text

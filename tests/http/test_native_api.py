@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job
 
@@ -135,7 +135,7 @@ def test_another_organization_sees_404_never_403(
     ).json()
     rival = {
         "Authorization": "Bearer "
-        + create_token(db, org="rival", email="x@rival.test", role="admin")
+        + Accounts(db).create_token(org="rival", email="x@rival.test", role="admin")
     }
     for path in (
         f"/api/v1/snapshots/{created['id']}",
@@ -156,7 +156,7 @@ def test_viewer_cannot_create_or_delete(
     ).json()
     viewer = {
         "Authorization": "Bearer "
-        + create_token(db, org="acme", email="v@acme.test", role="viewer")
+        + Accounts(db).create_token(org="acme", email="v@acme.test", role="viewer")
     }
     assert (
         api.post(

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.services.retention import sweep
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
@@ -49,7 +49,7 @@ def png_bytes(
 
 
 def bearer(db: Database, *, org: str, email: str, role: str) -> Headers:
-    return {"Authorization": "Bearer " + create_token(db, org=org, email=email, role=role)}
+    return {"Authorization": "Bearer " + Accounts(db).create_token(org=org, email=email, role=role)}
 
 
 def parse_iso(value: str) -> datetime:

@@ -74,7 +74,7 @@ class Env:
 
 
 def register_agent(db: Database, name: str = "host-a") -> int:
-    return agents.register(db, name, location="Local", country_id="").id
+    return agents.Agents(db).register(name, location="Local", country_id="").id
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def te(api: TestClient, db: Database, token: str) -> Env:
 @pytest.fixture
 def te_any(settings: Settings, any_db: Database, blobs: FileBlobStore) -> Iterator[Env]:
     """The same on SQLite and PostgreSQL."""
-    token = accounts.create_token(any_db, org="acme", email=EMAIL, role="admin")
+    token = accounts.Accounts(any_db).create_token(org="acme", email=EMAIL, role="admin")
     agent_id = register_agent(any_db)
     with TestClient(create_app(settings, db=any_db, blobs=blobs)) as client:
         yield Env(client, any_db, token, agent_id)
@@ -392,7 +392,9 @@ def test_v6_is_public_must_be_0_or_1(te: Env, value: Any) -> None:
 @pytest.fixture
 def rival_test(te: Env) -> str:
     """A test of another organization, in that organization's default group."""
-    rival = accounts.create_token(te.db, org="rival", email="boss@rival.test", role="admin")
+    rival = accounts.Accounts(te.db).create_token(
+        org="rival", email="boss@rival.test", role="admin"
+    )
     test_id = create_test(te, token=rival)
     add_rounds(te.db, test_id, te.agent_id, [ago(10)])
     return test_id
@@ -597,8 +599,8 @@ def test_v6_snapshot_needs_a_display_name(te: Env, name: Any, path: str) -> None
 def foreign_aids(te: Env) -> dict[str, str]:
     """Account groups the user is not in: another of acme's, another organization's, nonsense."""
     org_id, _ = own_groups(te.db)
-    emea = accounts.new_account_group(te.db, org_id, "EMEA", actor="test")
-    accounts.create_token(te.db, org="rival", email="boss@rival.test", role="admin")
+    emea = accounts.Accounts(te.db).new_account_group(org_id, "EMEA", actor="test")
+    accounts.Accounts(te.db).create_token(org="rival", email="boss@rival.test", role="admin")
     _, rival = own_groups(te.db, "rival")
     return {"other-group": str(emea.id), "other-org": str(rival.id), "nonsense": "abc"}
 
@@ -637,7 +639,7 @@ def test_the_users_own_account_groups_work(te: Env, foreign_aids: dict[str, str]
     org_id, _ = own_groups(te.db)
     with te.db.session() as session:
         user_id = accounts.user_by_email(session, org_id, EMAIL).id
-    accounts.join_account_group(te.db, org_id, int(emea), user_id, actor="test")
+    accounts.Accounts(te.db).join_account_group(org_id, int(emea), user_id, actor="test")
     listed = te.api.get("/v7/tests", headers=te.auth, params={"aid": emea})
     assert listed.status_code == 200 and listed.json()["tests"] == []
     v7_error(v7_snapshot(te, test_id, v7_body(), params={"aid": emea}), 404)
@@ -740,7 +742,9 @@ def test_the_sixth_v7_snapshot_in_five_minutes_is_429(te_any: Env) -> None:
 
     # The limit is per organization and per API: v6 and another organization still work.
     assert v6_snapshot(env, v6_body(test_id)).status_code == 201
-    rival = accounts.create_token(env.db, org="rival", email="boss@rival.test", role="admin")
+    rival = accounts.Accounts(env.db).create_token(
+        org="rival", email="boss@rival.test", role="admin"
+    )
     rival_test = create_test(env, token=rival)
     rival_auth = {"Authorization": f"Bearer {rival}"}
     assert v7_snapshot(env, rival_test, v7_body(), headers=rival_auth).status_code == 201
@@ -770,7 +774,9 @@ def test_the_eleventh_v6_snapshot_in_an_hour_is_429(te_any: Env) -> None:
 def test_a_viewer_reads_but_cannot_create(te: Env) -> None:
     test_id = create_test(te)
     add_rounds(te.db, test_id, te.agent_id, [ago(10)])
-    viewer = accounts.create_token(te.db, org="acme", email="viewer@acme.test", role="viewer")
+    viewer = accounts.Accounts(te.db).create_token(
+        org="acme", email="viewer@acme.test", role="viewer"
+    )
     headers = {"Authorization": f"Bearer {viewer}"}
     before = counts(te.db)
 
@@ -877,7 +883,9 @@ def test_a_private_snapshot_page_needs_the_organizations_token(te_any: Env) -> N
 
     assert env.api.get(href).status_code == 404
     assert env.api.get(href, headers={"Authorization": "Bearer snap_nope"}).status_code == 404
-    rival = accounts.create_token(env.db, org="rival", email="boss@rival.test", role="admin")
+    rival = accounts.Accounts(env.db).create_token(
+        org="rival", email="boss@rival.test", role="admin"
+    )
     assert env.api.get(href, headers={"Authorization": f"Bearer {rival}"}).status_code == 404
     opened = env.api.get(href, headers=env.auth)
     assert opened.status_code == 200 and share_rows(opened.text) == 1

@@ -24,7 +24,7 @@ from thousandeyes_sdk.tests import HttpServerTestRequest, HTTPServerTestsApi
 
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
-from snapshotd.services.accounts import create_token
+from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.worker import Worker
@@ -42,7 +42,7 @@ def server(settings: Settings, db: Database, blobs: FileBlobStore, worker: Worke
 
 @pytest.fixture
 def token(db: Database) -> str:
-    return create_token(db, org="acme", email=EMAIL, role="admin")
+    return Accounts(db).create_token(org="acme", email=EMAIL, role="admin")
 
 
 @pytest.fixture

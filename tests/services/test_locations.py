@@ -11,15 +11,15 @@ from PIL import Image
 
 from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, Conflict
-from snapshotd.services.accounts import create_token, ensure_org
+from snapshotd.services.accounts import Accounts, ensure_org
 from snapshotd.services.evidence import Evidence
+from snapshotd.services.graph import make_queue
 from snapshotd.services.location_uploads import upload
 from snapshotd.services.locations import LocationFields, Locations
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import utcnow
-from snapshotd.worker import make_queue
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def locations(any_db: Database, settings: Settings, blobs: FileBlobStore) -> Loc
 
 
 def org(db: Database) -> str:
-    create_token(db, org="acme", email="ops@acme.test", role="admin")
+    Accounts(db).create_token(org="acme", email="ops@acme.test", role="admin")
     with db.session() as session:
         return ensure_org(session, "acme").id
 

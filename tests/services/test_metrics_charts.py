@@ -16,8 +16,9 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartSpec
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import retention
-from snapshotd.services.accounts import create_token, ensure_org
+from snapshotd.services.accounts import Accounts, ensure_org
 from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.graph import make_queue
 from snapshotd.services.metrics import Metrics, SeriesPoints
 from snapshotd.services.samples import MetricProps, Point, Sample, sample, tag_set
 from snapshotd.services.snapshots import Snapshots
@@ -25,7 +26,6 @@ from snapshotd.services.spaces import Spaces
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Measurement, Metric, MetricSeries, Snapshot
-from snapshotd.worker import make_queue
 
 # A multiple of 300 (and so of 60): buckets at every tested resolution start here.
 BASE = 1_700_000_100
@@ -52,7 +52,7 @@ def chart_snapshots(
 
 def org(db: Database, slug: str) -> str:
     """Creates the organization the way the operator does (a token), then reads its id back."""
-    create_token(db, org=slug, email=f"ops@{slug}.test", role="admin")
+    Accounts(db).create_token(org=slug, email=f"ops@{slug}.test", role="admin")
     with db.session() as session:
         return ensure_org(session, slug).id
 

@@ -20,14 +20,14 @@ from sqlalchemy import update
 from snapshotd.config import Settings
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import BadRequest, TooManyRequests
-from snapshotd.services.accounts import create_token, ensure_org
-from snapshotd.services.org_settings import set_rate_limits
+from snapshotd.services.accounts import Accounts, ensure_org
+from snapshotd.services.graph import make_queue
+from snapshotd.services.org_settings import OrgSettings
 from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import RateEvent, utcnow
-from snapshotd.worker import make_queue
 
 SNAPSHOTD = str(Path(sys.executable).with_name("snapshotd"))
 PAGE = CaptureOptions(url="https://example.org")
@@ -91,12 +91,12 @@ def test_an_organization_override_wins_and_zero_means_unlimited(
 ) -> None:
     snapshots = service(settings, any_db, native="1/60")
     acme = org(any_db, "acme")
-    set_rate_limits(any_db, acme, {"native": "3/60"}, actor="operator")
+    OrgSettings(any_db).set_rate_limits(acme, {"native": "3/60"}, actor="operator")
     assert [attempt(snapshots, acme) for _ in range(4)].count("created") == 3
-    set_rate_limits(any_db, acme, {"native": "0"}, actor="operator")
+    OrgSettings(any_db).set_rate_limits(acme, {"native": "0"}, actor="operator")
     assert [attempt(snapshots, acme) for _ in range(5)] == ["created"] * 5
     with pytest.raises(BadRequest):
-        set_rate_limits(any_db, acme, {"native": "lots"}, actor="operator")
+        OrgSettings(any_db).set_rate_limits(acme, {"native": "lots"}, actor="operator")
 
 
 def test_a_refused_creation_counts_nothing(settings: Settings, any_db: Database) -> None:
@@ -155,8 +155,8 @@ def two_servers(settings: Settings, any_db: Database) -> Iterator[list[str]]:
 
 
 def test_two_api_processes_share_one_exact_count(two_servers: list[str], any_db: Database) -> None:
-    acme = create_token(any_db, org="acme", email="ops@acme.test", role="admin")
-    rival = create_token(any_db, org="rival", email="ops@rival.test", role="admin")
+    acme = Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="admin")
+    rival = Accounts(any_db).create_token(org="rival", email="ops@rival.test", role="admin")
 
     def post(index: int, token: str = acme) -> httpx.Response:
         return httpx.post(

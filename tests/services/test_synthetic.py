@@ -13,12 +13,12 @@ from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest
 from snapshotd.services import agents
-from snapshotd.services.accounts import account_group_for, authenticate, create_token
+from snapshotd.services.accounts import Accounts, authenticate
+from snapshotd.services.graph import make_queue
 from snapshotd.services.synthetic import ProbeSettings, Scope, Synthetic, TestFields, round_of
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job, ProbeRound
 from snapshotd.store.queue import LeaseLost
-from snapshotd.worker import make_queue
 
 NOW = 1_800_000_030.0
 
@@ -29,10 +29,10 @@ def synthetic(any_db: Database, settings: Settings) -> Synthetic:
 
 
 def scope_of(db: Database) -> Scope:
-    token = create_token(db, org="acme", email="ops@acme.test", role="admin")
+    token = Accounts(db).create_token(org="acme", email="ops@acme.test", role="admin")
     with db.session() as session:
         principal = authenticate(session, token)
-    return Scope(principal.org_id, account_group_for(db, principal, None).id)
+    return Scope(principal.org_id, Accounts(db).account_group_for(principal, None).id)
 
 
 def rounds(db: Database) -> list[tuple[int, int, int]]:
@@ -50,8 +50,8 @@ def jobs_for(db: Database, agent_id: int) -> int:
 def test_rounds_are_aligned_and_queued_once_per_agent(
     synthetic: Synthetic, any_db: Database
 ) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
-    there = agents.register(any_db, "host-b", location="Elsewhere", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
+    there = agents.Agents(any_db).register("host-b", location="Elsewhere", country_id="")
     scope = scope_of(any_db)
     fields = TestFields(url="http://127.0.0.1/", interval=300, agent_ids=[here.id, there.id])
     test = synthetic.create(scope, "http-server", fields, actor="ops@acme.test")
@@ -73,7 +73,7 @@ def test_rounds_are_aligned_and_queued_once_per_agent(
 
 
 def test_many_schedulers_queue_a_round_once(synthetic: Synthetic, any_db: Database) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
     scope = scope_of(any_db)
     for index in range(20):
         fields = TestFields(url=f"http://127.0.0.1/{index}", interval=60, agent_ids=[here.id])
@@ -97,8 +97,8 @@ def test_many_schedulers_queue_a_round_once(synthetic: Synthetic, any_db: Databa
 def test_disabled_saved_and_other_agents_tests_are_not_scheduled(
     synthetic: Synthetic, any_db: Database
 ) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
-    there = agents.register(any_db, "host-b", location="Local", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
+    there = agents.Agents(any_db).register("host-b", location="Local", country_id="")
     scope = scope_of(any_db)
     off = synthetic.create(
         scope,
@@ -118,7 +118,7 @@ def test_disabled_saved_and_other_agents_tests_are_not_scheduled(
 
 
 def test_test_settings_are_checked(synthetic: Synthetic, any_db: Database) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
     scope = scope_of(any_db)
     cases = [
         (TestFields(url="http://127.0.0.1/", interval=61, agent_ids=[here.id]), "interval"),
@@ -138,7 +138,7 @@ def test_test_settings_are_checked(synthetic: Synthetic, any_db: Database) -> No
 def test_a_round_whose_lease_was_lost_is_not_started(
     synthetic: Synthetic, any_db: Database
 ) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
     fields = TestFields(url="http://127.0.0.1/", interval=300, agent_ids=[here.id])
     synthetic.create(scope_of(any_db), "http-server", fields, actor="ops@acme.test")
     assert synthetic.schedule(here.id, NOW) == 1
@@ -156,7 +156,7 @@ def test_a_round_whose_lease_was_lost_is_not_started(
 def test_probe_settings_are_kept_and_an_update_changes_only_those_given(
     synthetic: Synthetic, any_db: Database
 ) -> None:
-    here = agents.register(any_db, "host-a", location="Local", country_id="")
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
     scope = scope_of(any_db)
     probe = ProbeSettings(http_time_limit=9, headers=("X-A: 1",))
     fields = TestFields(url="http://127.0.0.1/", interval=60, agent_ids=[here.id], probe=probe)

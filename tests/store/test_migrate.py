@@ -11,13 +11,11 @@ from alembic.config import Config
 from sqlalchemy import inspect, select
 
 from snapshotd.config import Settings
-from snapshotd.engines.egress import EgressPolicy
-from snapshotd.services import agents
-from snapshotd.services.accounts import account_group_for, authenticate, create_token
-from snapshotd.services.synthetic import ProbeSettings, Scope, Synthetic, TestFields
+from snapshotd.services.accounts import authenticate
+from snapshotd.services.graph import build_services
+from snapshotd.services.synthetic import ProbeSettings, Scope, TestFields
 from snapshotd.store.db import MIGRATIONS, Database
 from snapshotd.store.models import SyntheticTest
-from snapshotd.worker import make_queue
 from tests.cluster import fresh_database
 
 
@@ -55,12 +53,13 @@ def stored_config(db: Database, test_id: int) -> list[tuple[str, Any]]:
 def test_probe_settings_names_migrate_down_and_up_in_place(
     any_db: Database, settings: Settings
 ) -> None:
-    agent = agents.register(any_db, "host-a", location="Local", country_id="")
-    token = create_token(any_db, org="acme", email="ops@acme.test", role="admin")
+    services = build_services(settings, db=any_db)
+    agent = services.agents.register("host-a", location="Local", country_id="")
+    token = services.accounts.create_token(org="acme", email="ops@acme.test", role="admin")
     with any_db.session() as session:
         principal = authenticate(session, token)
-    scope = Scope(principal.org_id, account_group_for(any_db, principal, None).id)
-    synthetic = Synthetic(any_db, make_queue(settings, any_db), EgressPolicy(["127.0.0.1/32"]))
+    scope = Scope(principal.org_id, services.accounts.account_group_for(principal, None).id)
+    synthetic = services.synthetic
     probe = ProbeSettings(http_time_limit=7, follow_redirects=False, user_agent="probe/1")
     fields = TestFields(
         url="http://127.0.0.1/",

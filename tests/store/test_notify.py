@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from snapshotd.config import Settings
+from snapshotd.services.graph import make_queue
 from snapshotd.store.db import Database
 from snapshotd.store.notify import JobListener, conninfo
-from snapshotd.worker import make_queue
 
 
 @pytest.fixture

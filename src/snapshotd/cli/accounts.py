@@ -86,12 +86,12 @@ def org_set(
             days = _pairs(retention, "--retention")
             if not all(value.isascii() and value.isdigit() for value in days.values()):
                 raise fail("--retention days must be whole numbers")
-            org_settings.set_retention(
-                db, org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
+            org_settings.OrgSettings(db).set_retention(
+                org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
             )
         if rate_limit:
-            org_settings.set_rate_limits(
-                db, org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR
+            org_settings.OrgSettings(db).set_rate_limits(
+                org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR
             )
     except SnapshotdError as error:
         raise fail(error.detail) from None
@@ -108,7 +108,7 @@ def user_create(
 
     db = _database()
     try:
-        user = accounts.add_user(db, _org_id(db, org), email, role, actor=OPERATOR)
+        user = accounts.Accounts(db).add_user(_org_id(db, org), email, role, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(user.id)
@@ -125,11 +125,10 @@ def token_create(
     ] = None,
 ) -> None:
     """Create an API token; prints only the token, which is never stored or shown again."""
-    from snapshotd.services.accounts import create_token
+    from snapshotd.services.accounts import Accounts
 
     try:
-        token = create_token(
-            _database(),
+        token = Accounts(_database()).create_token(
             org=org,
             email=email,
             role=role,
@@ -148,7 +147,7 @@ def token_list(org: Annotated[str, typer.Option(help="Organization slug.")]) -> 
 
     db = _database()
     try:
-        rows = accounts.list_tokens(db, _org_id(db, org))
+        rows = accounts.Accounts(db).list_tokens(_org_id(db, org))
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for row in rows:
@@ -166,7 +165,7 @@ def token_revoke(
 
     db = _database()
     try:
-        accounts.revoke_token(db, _org_id(db, org), token_id, actor=OPERATOR)
+        accounts.Accounts(db).revoke_token(_org_id(db, org), token_id, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(f"revoked {token_id}", err=True)
@@ -182,7 +181,7 @@ def group_create(
 
     db = _database()
     try:
-        group = accounts.new_account_group(db, _org_id(db, org), name, actor=OPERATOR)
+        group = accounts.Accounts(db).new_account_group(_org_id(db, org), name, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(str(group.id))
@@ -200,8 +199,8 @@ def group_add(
     db = _database()
     try:
         org_id = _org_id(db, org)
-        user = accounts.find_user(db, org_id, email)
-        accounts.join_account_group(db, org_id, aid, user.id, actor=OPERATOR)
+        user = accounts.Accounts(db).find_user(org_id, email)
+        accounts.Accounts(db).join_account_group(org_id, aid, user.id, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
 
@@ -216,7 +215,7 @@ def audit(
 
     db = _database()
     try:
-        page = audit_log.query(db, _org_id(db, org), action=action, limit=limit)
+        page = audit_log.AuditLog(db).query(_org_id(db, org), action=action, limit=limit)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for event in page.items:

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
 from snapshotd.http.native import iso
-from snapshotd.services import accounts, audit, org_settings
-from snapshotd.store.models import AccountGroup, ApiToken, Organization, User
+from snapshotd.services import accounts
+from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -74,26 +74,25 @@ def group_body(group: AccountGroup) -> dict[str, Any]:
 
 @router.get("/me", summary="The caller: organization, user, role, account groups")
 def me(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    with services.db.session() as session:
-        org = session.get(Organization, principal.org_id)
-        groups = accounts.account_groups(session, principal.org_id, principal.user_id)
-        return {
-            "organization": {"id": principal.org_id, "slug": org.slug if org else None},
-            "user": {"id": principal.user_id, "email": principal.email, "role": principal.role},
-            "token_id": principal.token_id,
-            "account_groups": [group_body(group) for group in groups],
-        }
+    org = services.org_settings.get(principal.org_id)
+    groups = services.org_settings.account_groups(principal.org_id, principal.user_id)
+    return {
+        "organization": {"id": principal.org_id, "slug": org.slug},
+        "user": {"id": principal.user_id, "email": principal.email, "role": principal.role},
+        "token_id": principal.token_id,
+        "account_groups": [group_body(group) for group in groups],
+    }
 
 
 @router.get("/users", summary="The organization's users")
 def list_users(principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    return {"items": [user_body(u) for u in accounts.list_users(services.db, principal.org_id)]}
+    return {"items": [user_body(u) for u in services.accounts.list_users(principal.org_id)]}
 
 
 @router.post("/users", status_code=201, summary="Add a user")
 def create_user(body: UserCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    user = accounts.add_user(
-        services.db, principal.org_id, body.email, body.role, actor=principal.email
+    user = services.accounts.add_user(
+        principal.org_id, body.email, body.role, actor=principal.email
     )
     return user_body(user)
 
@@ -102,16 +101,14 @@ def create_user(body: UserCreate, principal: AdminDep, services: ServicesDep) ->
 def update_user(
     user_id: str, body: UserUpdate, principal: AdminDep, services: ServicesDep
 ) -> dict[str, Any]:
-    user = accounts.set_role(
-        services.db, principal.org_id, user_id, body.role, actor=principal.email
-    )
+    user = services.accounts.set_role(principal.org_id, user_id, body.role, actor=principal.email)
     services.principals.clear()  # this process stops honouring the old role at once
     return user_body(user)
 
 
 @router.get("/tokens", summary="The organization's API tokens (never their secrets)")
 def list_tokens(principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    rows = accounts.list_tokens(services.db, principal.org_id)
+    rows = services.accounts.list_tokens(principal.org_id)
     return {"items": [token_body(row) for row in rows]}
 
 
@@ -119,8 +116,7 @@ def list_tokens(principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
 def create_token(
     body: TokenCreate, principal: AdminDep, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
-    issued = accounts.new_token(
-        services.db,
+    issued = services.accounts.new_token(
         principal.org_id,
         body.email,
         name=body.name,
@@ -133,7 +129,7 @@ def create_token(
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
 def revoke_token(token_id: str, principal: AdminDep, services: ServicesDep) -> Response:
-    accounts.revoke_token(services.db, principal.org_id, token_id, actor=principal.email)
+    services.accounts.revoke_token(principal.org_id, token_id, actor=principal.email)
     services.principals.clear()  # at once here; other processes within REMEMBER_SECONDS
     return Response(status_code=204)
 
@@ -141,16 +137,13 @@ def revoke_token(token_id: str, principal: AdminDep, services: ServicesDep) -> R
 @router.get("/account-groups", summary="Account groups (aid): yours, or all for an admin")
 def list_groups(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     only = None if principal.can("admin") else principal.user_id
-    with services.db.session() as session:
-        groups = accounts.account_groups(session, principal.org_id, only)
-        return {"items": [group_body(group) for group in groups]}
+    groups = services.org_settings.account_groups(principal.org_id, only)
+    return {"items": [group_body(group) for group in groups]}
 
 
 @router.post("/account-groups", status_code=201, summary="Create an account group")
 def create_group(body: GroupCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    group = accounts.new_account_group(
-        services.db, principal.org_id, body.name, actor=principal.email
-    )
+    group = services.accounts.new_account_group(principal.org_id, body.name, actor=principal.email)
     return group_body(group)
 
 
@@ -158,22 +151,19 @@ def create_group(body: GroupCreate, principal: AdminDep, services: ServicesDep) 
     "/account-groups/{aid}/members/{user_id}", status_code=204, summary="Add a user to a group"
 )
 def add_member(aid: int, user_id: str, principal: AdminDep, services: ServicesDep) -> Response:
-    accounts.join_account_group(services.db, principal.org_id, aid, user_id, actor=principal.email)
+    services.accounts.join_account_group(principal.org_id, aid, user_id, actor=principal.email)
     return Response(status_code=204)
 
 
 @router.get("/org", summary="The organization and its retention settings")
 def get_org(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    with services.db.session() as session:
-        org = session.get(Organization, principal.org_id)
-        assert org is not None
-        return _org_body(org)
+    return _org_body(services.org_settings.get(principal.org_id))
 
 
 @router.patch("/org", summary="Change the organization's retention per snapshot kind")
 def update_org(body: OrgUpdate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    org = org_settings.set_retention(
-        services.db, principal.org_id, body.retention_days, actor=principal.email
+    org = services.org_settings.set_retention(
+        principal.org_id, body.retention_days, actor=principal.email
     )
     return _org_body(org)
 
@@ -200,8 +190,7 @@ def list_audit(
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    page = audit.query(
-        services.db,
+    page = services.audit.query(
         principal.org_id,
         action=action,
         target_id=target_id,

@@ -1,24 +1,22 @@
-"""The composition root: `create_app(settings, ...)` builds everything from explicit arguments."""
+"""`create_app(settings, ...)`: the ASGI app over the service graph that services/graph.py
+builds."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapshotd import __version__
 from snapshotd.config import Settings
-from snapshotd.engines.egress import EgressPolicy
 from snapshotd.http import admin, console, native, native_files, problems, redact, shares
-from snapshotd.http.deps import AppServices, ServicesDep
+from snapshotd.http.deps import ServicesDep
 from snapshotd.http.dialects.clickwrap import routes as clickwrap
 from snapshotd.http.dialects.kasisto import routes as kasisto
 from snapshotd.http.dialects.librato import common as librato
@@ -28,20 +26,8 @@ from snapshotd.http.dialects.thousandeyes import common as thousandeyes
 from snapshotd.http.dialects.thousandeyes import v6 as thousandeyes_v6
 from snapshotd.http.dialects.thousandeyes import v7 as thousandeyes_v7
 from snapshotd.http.fast_read import FastSnapshotRead
-from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.evidence import Evidence
-from snapshotd.services.locations import Locations
-from snapshotd.services.metrics import Metrics
-from snapshotd.services.ratelimit import TokenBuckets
-from snapshotd.services.shares import Shares
-from snapshotd.services.snapshots import Snapshots
-from snapshotd.services.spaces import Spaces
-from snapshotd.services.synthetic import Synthetic
-from snapshotd.services.test_windows import TestWindows
-from snapshotd.store.blobs import BlobStore, make_blob_store
-from snapshotd.store.db import Database
+from snapshotd.services.graph import BlobStore, Database, LocalRunner, Services, build_services
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker import Worker, make_queue
 
 
 class BodyLimit:
@@ -92,42 +78,23 @@ def _lifespan(
 def create_app(
     settings: Settings,
     *,
+    services: Services | None = None,
     db: Database | None = None,
     blobs: BlobStore | None = None,
-    worker: Worker | None = None,
+    worker: LocalRunner | None = None,
     telemetry: Telemetry | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """`on_shutdown` runs (in a thread) when the server stops, before the process exits: serve
-    uses it to let in-flight captures finish and close the browsers."""
-    db = db or Database.from_url(settings.resolved_database_url)
-    blobs = blobs or make_blob_store(settings)
-    telemetry = telemetry or (worker.telemetry if worker else Telemetry())
-    queue = make_queue(settings, db)
-    telemetry.watch_queue(queue.counts)
-    snapshots = Snapshots(settings, db, queue, blobs)
-    share_service = Shares(settings, db)
-    locations = Locations(snapshots)
-    metric_store = Metrics(db)
-    services = AppServices(
-        settings=settings,
-        db=db,
-        blobs=blobs,
-        queue=queue,
-        snapshots=snapshots,
-        shares=share_service,
-        metrics=metric_store,
-        spaces=Spaces(db),
-        chart_snapshots=ChartSnapshots(settings, snapshots, metric_store),
-        synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
-        test_windows=TestWindows(snapshots, share_service),
-        locations=locations,
-        evidence=Evidence(locations),
-        telemetry=telemetry,
-        worker=worker,
-        token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
-        misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),
-    )
+    """The app over `services`, or over a graph built from settings and the parts given.
+    `worker` is this process's own worker, when it runs one. `on_shutdown` runs (in a thread)
+    when the server stops, before the process exits: serve uses it to let in-flight captures
+    finish and close the browsers."""
+    if services is None:
+        if telemetry is None and worker is not None:
+            telemetry = worker.telemetry
+        services = build_services(settings, db=db, blobs=blobs, telemetry=telemetry, runner=worker)
+    services.watch_queue()
+    telemetry = services.telemetry
 
     app = FastAPI(
         title="snapshotd",
@@ -176,15 +143,7 @@ def create_app(
 
     @app.get("/readyz", include_in_schema=False)
     def readyz(services: ServicesDep) -> Response:
-        checks: dict[str, Any] = {}
-        try:
-            with services.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as error:
-            checks["database"] = f"unavailable: {type(error).__name__}"
-        if services.worker is not None:
-            checks["worker"] = "ok" if services.worker.ready.is_set() else "starting"
+        checks = services.readiness()
         ready = all(value == "ok" for value in checks.values())
         headers = {} if ready else {"Retry-After": "5"}
         return JSONResponse(

@@ -5,10 +5,8 @@ Basic `email:token` (the form ThousandEyes v6 and Librato clients send). Every f
 same 401, and failures count against the client address's miss budget; every success counts
 against the token's request budget.
 
-A principal is remembered for REMEMBER_SECONDS after the database vouched for it, because asking
-on every request would cost a round trip and a worker thread each time: a revoked token, a changed
-role or a removed user therefore holds on every process within that bound. Token expiry is checked
-on every request.
+A principal is remembered for a short while after the database vouched for it
+(services/principals.py says how long and why).
 """
 
 from __future__ import annotations
@@ -16,114 +14,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.types import Scope
 
-from snapshotd.config import Settings
 from snapshotd.errors import Unauthorized
-from snapshotd.services.accounts import DENIED, Principal, sign_in, token_digest
-from snapshotd.services.chart_snapshots import ChartSnapshots
-from snapshotd.services.evidence import Evidence
-from snapshotd.services.locations import Locations
-from snapshotd.services.metrics import Metrics
-from snapshotd.services.ratelimit import TokenBuckets
-from snapshotd.services.shares import Shares
-from snapshotd.services.snapshots import Snapshots
-from snapshotd.services.spaces import Spaces
-from snapshotd.services.synthetic import Synthetic
-from snapshotd.services.test_windows import TestWindows
-from snapshotd.store.blobs import BlobStore
-from snapshotd.store.db import Database
-from snapshotd.store.models import utcnow
-from snapshotd.store.queue import JobQueue
-from snapshotd.telemetry import Telemetry
-from snapshotd.worker import Worker
-
-REMEMBER_SECONDS = 2.0
+from snapshotd.services.accounts import DENIED, Principal
+from snapshotd.services.graph import Services
+from snapshotd.services.principals import Credentials
 
 
-@dataclass(frozen=True)
-class Credentials:
-    token: str
-    email: str | None = None
-
-
-class PrincipalCache:
-    """Principals the database vouched for less than `seconds` ago, by token digest and Basic
-    email. Failures are never remembered (the miss budget meters those), nor are raw tokens."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, seconds: float = REMEMBER_SECONDS) -> None:
-        self.seconds = seconds
-        self._entries: dict[tuple[str, str | None], tuple[float, Principal]] = {}
-
-    @staticmethod
-    def _key(presented: Credentials) -> tuple[str, str | None]:
-        email = presented.email.strip().lower() if presented.email is not None else None
-        return token_digest(presented.token), email
-
-    def get(self, presented: Credentials) -> Principal | None:
-        if not presented.token:
-            return None
-        key = self._key(presented)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        until, principal = entry
-        expires = principal.token_expires_at
-        if time.monotonic() >= until or (expires is not None and expires <= utcnow()):
-            self._entries.pop(key, None)
-            return None
-        return principal
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def put(self, presented: Credentials, principal: Principal) -> None:
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()  # forgetting is always safe: the next request asks the database
-        self._entries[self._key(presented)] = (time.monotonic() + self.seconds, principal)
-
-
-@dataclass
-class AppServices:
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-    queue: JobQueue
-    snapshots: Snapshots
-    shares: Shares
-    metrics: Metrics
-    spaces: Spaces
-    chart_snapshots: ChartSnapshots
-    synthetic: Synthetic
-    test_windows: TestWindows
-    locations: Locations
-    evidence: Evidence
-    telemetry: Telemetry
-    worker: Worker | None
-    token_requests: TokenBuckets
-    misses: TokenBuckets
-    principals: PrincipalCache = field(default_factory=PrincipalCache)
-
-
-def public_base(request: Request, services: AppServices) -> str:
+def public_base(request: Request, services: Services) -> str:
     """The base of links handed out: SNAPSHOTD_BASE_URL, else the URL the request came to."""
     return services.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
 
 
-async def get_services(request: Request) -> AppServices:
-    services: AppServices = request.app.state.services
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
     return services
 
 
-ServicesDep = Annotated[AppServices, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def credentials(request: Request, *, basic: bool = True) -> Credentials:
@@ -159,7 +72,7 @@ def scope_address(scope: Scope) -> str:
 
 
 def known_principal(
-    services: AppServices, request: Request, presented: Credentials
+    services: Services, request: Request, presented: Credentials
 ) -> Principal | None:
     """The remembered principal, counted against the token's request budget; None when only the
     database can tell. Never blocks, so a coroutine may call it."""
@@ -170,13 +83,13 @@ def known_principal(
     return principal
 
 
-def signed_in(services: AppServices, request: Request, presented: Credentials) -> Principal:
+def signed_in(services: Services, request: Request, presented: Credentials) -> Principal:
     """Asks the database, counting a failure against the caller's address (429 once it has failed
     too often) and a success against the token's request budget."""
     try:
         if not presented.token:
             raise Unauthorized(DENIED)
-        principal = sign_in(services.db, presented.token, email=presented.email)
+        principal = services.accounts.sign_in(presented.token, email=presented.email)
     except Unauthorized:
         services.misses.take(client_address(request))
         raise
@@ -185,7 +98,7 @@ def signed_in(services: AppServices, request: Request, presented: Credentials) -
     return principal
 
 
-def principal_from(services: AppServices, request: Request, presented: Credentials) -> Principal:
+def principal_from(services: Services, request: Request, presented: Credentials) -> Principal:
     return known_principal(services, request, presented) or signed_in(services, request, presented)
 
 

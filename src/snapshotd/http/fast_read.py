@@ -3,9 +3,9 @@
 Clients poll this route until their job ends, so it is most of an API process's traffic, and
 FastAPI's routing, dependency solving and middleware cost more than the read itself. This
 middleware answers the common case on its own: a principal the process already remembers
-(deps.PrincipalCache) reading a live snapshot of its organization, within its budgets. It uses the
-route's own pieces (credentials, budgets, `read_snapshot`, `snapshot_body`, JSONResponse), so the
-answer is the route's answer byte for byte.
+(services/principals.py) reading a live snapshot of its organization, within its budgets. It uses
+the route's own pieces (credentials, budgets, `SnapshotReads.read_live`, `snapshot_body`,
+JSONResponse), so the answer is the route's answer byte for byte.
 
 Anything else goes on to the route, which answers in full, so every error keeps one home: no or
 unknown credentials, a spent budget, a missing snapshot, a database error. Nothing is counted
@@ -20,14 +20,14 @@ import re
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from snapshotd.http.deps import AppServices, credentials_from, scope_address
-from snapshotd.http.native import read_live, snapshot_body
+from snapshotd.http.deps import Services, credentials_from, scope_address
+from snapshotd.http.native import snapshot_body
 
 PATH = re.compile(r"/api/v1/snapshots/([^/]+)")
 
 
 class FastSnapshotRead:
-    def __init__(self, app: ASGIApp, services: AppServices) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
 
@@ -52,7 +52,7 @@ class FastSnapshotRead:
         try:
             services.misses.check(scope_address(scope))
             services.token_requests.check(principal.token_id)
-            snapshot = await read_live(services, principal.org_id, snapshot_id)
+            snapshot = await services.reads.read_live(principal.org_id, snapshot_id)
             response = JSONResponse(snapshot_body(snapshot, snapshot.job))
             services.token_requests.take(principal.token_id)
         except Exception:  # the route meets it again and answers it in the surface's shape

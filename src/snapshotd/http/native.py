@@ -4,7 +4,6 @@ Downloading a snapshot's files lives in native_files.py."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -13,28 +12,22 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from snapshotd.engines.capture import CaptureOptions
-from snapshotd.errors import CaptureFailed, ServiceUnavailable
 from snapshotd.http.deps import (
     AdminDep,
-    AppServices,
     ManagerDep,
     PrincipalDep,
     ServicesDep,
     UploaderDep,
 )
 from snapshotd.http.native_files import artifact_response
-from snapshotd.services import holds
-from snapshotd.services.accounts import Principal
+from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (
     ArtifactView,
     JobView,
     SnapshotView,
-    read_snapshot,
 )
-from snapshotd.services.snapshots import Archived, parse_options
+from snapshotd.services.snapshots import Archived, CaptureOptions, parse_options
 from snapshotd.services.thumbnails import evidence_artifacts
-from snapshotd.store.models import Artifact, Job, Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
@@ -140,7 +133,7 @@ def create_snapshot(
         actor=principal.email,
     )
     # Read back with its job: an in-process worker may already have started it.
-    created = read_snapshot(services.db, principal.org_id, snapshot.id)
+    created = services.reads.read(principal.org_id, snapshot.id)
     response.headers["Location"] = f"/api/v1/snapshots/{created.id}"
     return snapshot_body(created, created.job)
 
@@ -185,17 +178,8 @@ async def get_snapshot(
 ) -> Response:
     # The most frequent request: fast_read.py answers it in front of the framework when it can.
     # The body goes straight to JSON, as FastAPI's generic encoder would walk it again.
-    snapshot = await read_live(services, principal.org_id, snapshot_id)
+    snapshot = await services.reads.read_live(principal.org_id, snapshot_id)
     return JSONResponse(snapshot_body(snapshot, snapshot.job))
-
-
-async def read_live(services: AppServices, org_id: str, snapshot_id: str) -> SnapshotView:
-    """read_snapshot (services/snapshot_reads.py) from a coroutine: inline on SQLite, where a
-    read is a short local call, and on a worker thread on PostgreSQL, where it waits on the
-    network."""
-    if services.db.is_postgres:
-        return await asyncio.to_thread(read_snapshot, services.db, org_id, snapshot_id)
-    return read_snapshot(services.db, org_id, snapshot_id)
 
 
 @router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
@@ -210,9 +194,7 @@ def archive_snapshot(
 ) -> dict[str, Any]:
     reason = body.reason if body else ""
     return snapshot_body(
-        holds.archive(
-            services.db, principal.org_id, snapshot_id, actor=principal.email, reason=reason
-        )
+        services.holds.archive(principal.org_id, snapshot_id, actor=principal.email, reason=reason)
     )
 
 
@@ -221,7 +203,7 @@ def unarchive_snapshot(
     snapshot_id: str, principal: ManagerDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        holds.unarchive(services.db, principal.org_id, snapshot_id, actor=principal.email)
+        services.holds.unarchive(principal.org_id, snapshot_id, actor=principal.email)
     )
 
 
@@ -230,8 +212,8 @@ def hold_snapshot(
     snapshot_id: str, body: Reason, principal: AdminDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        holds.hold(
-            services.db, principal.org_id, snapshot_id, actor=principal.email, reason=body.reason
+        services.holds.hold(
+            principal.org_id, snapshot_id, actor=principal.email, reason=body.reason
         )
     )
 
@@ -241,55 +223,13 @@ def release_snapshot(
     snapshot_id: str, principal: AdminDep, services: ServicesDep
 ) -> dict[str, Any]:
     return snapshot_body(
-        holds.release(services.db, principal.org_id, snapshot_id, actor=principal.email)
+        services.holds.release(principal.org_id, snapshot_id, actor=principal.email)
     )
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], summary="A job's state")
 def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return job_body(services.snapshots.get_job(principal.org_id, job_id))
-
-
-async def capture_now(
-    services: AppServices, principal: Principal, options: CaptureOptions, *, surface: str
-) -> Snapshot:
-    """Captures while the client waits: on this process's own worker when it has one, else through
-    the queue. Either way the job row exists, so a crash mid-capture is retried like any job."""
-    worker = services.worker
-    local = worker is not None and worker.ready.is_set()
-    org_id = principal.org_id
-    snapshot = await asyncio.to_thread(
-        services.snapshots.create_page,
-        org_id,
-        options,
-        surface=surface,
-        claimed_by=worker.id if local and worker else None,
-        actor=principal.email,
-    )
-    if local and worker is not None:
-        await asyncio.wrap_future(worker.submit(worker.run_claimed(snapshot)))
-    else:
-        await _wait_for(services, org_id, snapshot, options)
-    snapshot = await asyncio.to_thread(services.snapshots.get, org_id, snapshot.id)
-    if snapshot.status == "failed":
-        raise CaptureFailed(snapshot.status_message or "the capture failed")
-    if snapshot.status != "success":
-        raise ServiceUnavailable(
-            f"snapshot {snapshot.id} is still {snapshot.status}; fetch it later", retry_after=5
-        )
-    return snapshot
-
-
-async def _wait_for(
-    services: AppServices, org_id: str, snapshot: Snapshot, options: CaptureOptions
-) -> None:
-    limit = (options.timeout_ms or services.settings.capture_timeout_ms) / 1000 + 30
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        current = await asyncio.to_thread(services.snapshots.get, org_id, snapshot.id)
-        if current.status in ("success", "failed"):
-            return
-        await asyncio.sleep(0.1)
 
 
 @router.get("/capture", summary="Capture and answer with the image bytes")
@@ -305,7 +245,7 @@ async def capture(
         if flag in params:
             params[flag] = params[flag].lower() in ("1", "true", "yes", "on")
     options = parse_options(params)
-    snapshot = await capture_now(services, principal, options, surface="native")
+    snapshot = await services.capture.capture(principal, options, surface="native")
     role = "pdf" if options.format == "pdf" else "image"
     response = await asyncio.to_thread(
         artifact_response, request, services, principal.org_id, snapshot.id, role

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from snapshotd.errors import Conflict
-from snapshotd.http.deps import AppServices, PrincipalDep, ServicesDep
+from snapshotd.http.deps import PrincipalDep, Services, ServicesDep
 from snapshotd.services import downloads, manifests
 from snapshotd.services.thumbnails import evidence_artifacts
 
@@ -26,7 +26,7 @@ DIRECT_SECONDS = 300
 
 def artifact_response(
     request: Request,
-    services: AppServices,
+    services: Services,
     org_id: str,
     snapshot_id: str,
     role: str,
@@ -73,13 +73,13 @@ def link_life(expires: int) -> int:
 
 
 def _direct_redirect(
-    services: AppServices, org_id: str, snapshot_id: str, role: str, lifetime: int
+    services: Services, org_id: str, snapshot_id: str, role: str, lifetime: int
 ) -> Response | None:
     snapshot = services.snapshots.get(org_id, snapshot_id)
     artifact = next((each for each in snapshot.artifacts if each.role == role), None)
     if artifact is None:
         return None  # the streaming path explains why (still running, or no such artifact)
-    location = downloads.direct_url(services.blobs, snapshot, artifact, lifetime=lifetime)
+    location = services.downloads.direct_url(snapshot, artifact, lifetime=lifetime)
     if location is None:
         return None
     headers = {
@@ -101,7 +101,7 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
     )
 
 
-def bundle_of(services: AppServices, org_id: str, snapshot_id: str) -> bytes:
+def bundle_of(services: Services, org_id: str, snapshot_id: str) -> bytes:
     snapshot = services.snapshots.get(org_id, snapshot_id)
     files, manifest = {}, None
     for artifact in evidence_artifacts(snapshot.artifacts):

@@ -30,10 +30,9 @@ from snapshotd.http.deps import (
 from snapshotd.http.native import iso
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.services import synthetic
 from snapshotd.services.accounts import Principal
+from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
-from snapshotd.store.models import Share, Snapshot
 
 router = APIRouter(tags=["shares"])
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -163,7 +162,7 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
     if snapshot.kind != "test_window":
         return []
     rows = []
-    for probe, agent in synthetic.saved_rounds(services.db, int(snapshot.options["test_id"])):
+    for probe, agent in services.synthetic.saved_rounds(int(snapshot.options["test_id"])):
         result = probe.result or {}
         rows.append(
             {

@@ -98,21 +98,6 @@ def find_org(session: Session, slug: str) -> Organization:
     return org
 
 
-def new_account_group(db: Database, org_id: str, name: str, *, actor: str) -> AccountGroup:
-    with db.session() as session:
-        group = create_account_group(session, org_id, name)
-        audit.record(session, org_id, actor, "created", "account_group", str(group.id), name=name)
-        return group
-
-
-def join_account_group(
-    db: Database, org_id: str, group_id: int, user_id: str, *, actor: str
-) -> None:
-    with db.session() as session:
-        add_member(session, org_id, group_id, user_id)
-        audit.record(session, org_id, actor, "added", "account_group", str(group_id), user=user_id)
-
-
 def create_account_group(session: Session, org_id: str, name: str) -> AccountGroup:
     name = name.strip()
     if not name or len(name) > 200:
@@ -150,23 +135,6 @@ def add_member(session: Session, org_id: str, group_id: int, user_id: str) -> No
         session.flush()
 
 
-def account_group_for(db: Database, principal: Principal, aid: str | None) -> AccountGroup:
-    """The context a request works in: `aid` when given (the user must belong to it), else the
-    user's default group. A group the user is not in raises BadRequest naming `aid`, which is what
-    ThousandEyes answers for an invalid `aid`; dialects render it in their own shape."""
-    with db.session() as session:
-        groups = account_groups(session, principal.org_id, principal.user_id)
-        if aid is None or aid == "":
-            default = [group for group in groups if group.is_default] or groups
-            if not default:
-                raise BadRequest("this user belongs to no account group", field="aid")
-            return default[0]
-        for group in groups:
-            if str(group.id) == aid.strip():
-                return group
-    raise BadRequest(f"aid {aid!r} is not an account group this user belongs to", field="aid")
-
-
 # -- users ----------------------------------------------------------------------------------------
 
 
@@ -178,14 +146,6 @@ def _check_role(role: str) -> None:
 def user_by_email(session: Session, org_id: str, email: str) -> User | None:
     normalized = email.strip().lower()
     return session.scalar(select(User).where(User.org_id == org_id, User.email == normalized))
-
-
-def find_user(db: Database, org_id: str, email: str) -> User:
-    with db.session() as session:
-        user = user_by_email(session, org_id, email)
-    if user is None:
-        raise NotFound(f"no user {email.strip().lower()} in this organization", field="email")
-    return user
 
 
 def ensure_user(session: Session, org: Organization, email: str, role: str) -> User:
@@ -206,36 +166,6 @@ def ensure_user(session: Session, org: Organization, email: str, role: str) -> U
     else:
         user.role = role
     return user
-
-
-def add_user(db: Database, org_id: str, email: str, role: str, *, actor: str) -> User:
-    with db.session() as session:
-        org = session.get(Organization, org_id)
-        if org is None:
-            raise NotFound(f"no organization {org_id}")
-        if user_by_email(session, org_id, email) is not None:
-            raise Conflict(f"user {email.strip().lower()} already exists", field="email")
-        user = ensure_user(session, org, email, role)
-        audit.record(session, org_id, actor, "created", "user", user.id, role=role)
-        return user
-
-
-def set_role(db: Database, org_id: str, user_id: str, role: str, *, actor: str) -> User:
-    _check_role(role)
-    with db.session() as session:
-        user = session.get(User, user_id)
-        if user is None or user.org_id != org_id:
-            raise NotFound(f"no user {user_id}")
-        if user.email == actor and role != "admin":
-            raise BadRequest("an admin cannot lower their own role", field="role")
-        user.role = role
-        audit.record(session, org_id, actor, "updated", "user", user_id, role=role)
-        return user
-
-
-def list_users(db: Database, org_id: str) -> list[User]:
-    with db.session() as session:
-        return list(session.scalars(select(User).where(User.org_id == org_id).order_by(User.id)))
 
 
 # -- tokens ---------------------------------------------------------------------------------------
@@ -273,64 +203,6 @@ def issue_token(
     session.flush()
     audit.record(session, user.org_id, actor, "created", "token", row.id, user=user.email)
     return IssuedToken(secret, row)
-
-
-def create_token(
-    db: Database,
-    *,
-    org: str,
-    email: str,
-    role: str,
-    name: str = "",
-    expires_in_days: int | None = None,
-) -> str:
-    """The operator's path (CLI): creates the org and user if missing; returns the new token."""
-    with db.session() as session:
-        organization = ensure_org(session, org)
-        user = ensure_user(session, organization, email, role)
-        issued = issue_token(
-            session, user, name=name, expires_in_days=expires_in_days, actor=audit.SYSTEM
-        )
-    return issued.secret
-
-
-def new_token(
-    db: Database,
-    org_id: str,
-    email: str,
-    *,
-    name: str = "",
-    expires_in_days: int | None = None,
-    actor: str,
-) -> IssuedToken:
-    """A token for an existing user of the organization."""
-    with db.session() as session:
-        user = user_by_email(session, org_id, email)
-        if user is None:
-            raise BadRequest(
-                f"no user {email.strip().lower()} in this organization; add the user first",
-                field="email",
-            )
-        return issue_token(session, user, name=name, expires_in_days=expires_in_days, actor=actor)
-
-
-def list_tokens(db: Database, org_id: str) -> list[ApiToken]:
-    with db.session() as session:
-        statement = select(ApiToken).where(ApiToken.org_id == org_id).order_by(ApiToken.id)
-        return list(session.scalars(statement))
-
-
-def revoke_token(db: Database, org_id: str, token_id: str, *, actor: str) -> ApiToken:
-    """Revocation is a timestamp read at every sign-in; API processes remember a signed-in token
-    for at most 2 seconds (http/deps.py), so it holds on every process within that."""
-    with db.session() as session:
-        row = session.get(ApiToken, token_id)
-        if row is None or row.org_id != org_id:
-            raise NotFound(f"no token {token_id}")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-            audit.record(session, org_id, actor, "revoked", "token", token_id)
-        return row
 
 
 def token_state(row: ApiToken, now: datetime | None = None) -> str:
@@ -390,8 +262,139 @@ def authenticate(
     return Principal(row.org_id, row.user_id, row.email, row.role, row.id, row.expires_at)
 
 
-def sign_in(db: Database, token: str, *, email: str | None = None) -> Principal:
-    """`authenticate` on a bare connection: a Session's bookkeeping would cost more than the
-    query itself."""
-    with db.engine.begin() as connection:
-        return authenticate(connection, token, email=email)
+# -- the operations front ends call ------------------------------------------------------------
+
+
+class Accounts:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def new_account_group(self, org_id: str, name: str, *, actor: str) -> AccountGroup:
+        with self.db.session() as session:
+            group = create_account_group(session, org_id, name)
+            audit.record(
+                session, org_id, actor, "created", "account_group", str(group.id), name=name
+            )
+            return group
+
+    def join_account_group(self, org_id: str, group_id: int, user_id: str, *, actor: str) -> None:
+        with self.db.session() as session:
+            add_member(session, org_id, group_id, user_id)
+            audit.record(
+                session, org_id, actor, "added", "account_group", str(group_id), user=user_id
+            )
+
+    def account_group_for(self, principal: Principal, aid: str | None) -> AccountGroup:
+        """The context a request works in: `aid` when given (the user must belong to it), else
+        the user's default group. A group the user is not in raises BadRequest naming `aid`,
+        which is what ThousandEyes answers for an invalid `aid`; dialects render it in their own
+        shape."""
+        with self.db.session() as session:
+            groups = account_groups(session, principal.org_id, principal.user_id)
+            if aid is None or aid == "":
+                default = [group for group in groups if group.is_default] or groups
+                if not default:
+                    raise BadRequest("this user belongs to no account group", field="aid")
+                return default[0]
+            for group in groups:
+                if str(group.id) == aid.strip():
+                    return group
+        raise BadRequest(f"aid {aid!r} is not an account group this user belongs to", field="aid")
+
+    def find_user(self, org_id: str, email: str) -> User:
+        with self.db.session() as session:
+            user = user_by_email(session, org_id, email)
+        if user is None:
+            raise NotFound(f"no user {email.strip().lower()} in this organization", field="email")
+        return user
+
+    def add_user(self, org_id: str, email: str, role: str, *, actor: str) -> User:
+        with self.db.session() as session:
+            org = session.get(Organization, org_id)
+            if org is None:
+                raise NotFound(f"no organization {org_id}")
+            if user_by_email(session, org_id, email) is not None:
+                raise Conflict(f"user {email.strip().lower()} already exists", field="email")
+            user = ensure_user(session, org, email, role)
+            audit.record(session, org_id, actor, "created", "user", user.id, role=role)
+            return user
+
+    def set_role(self, org_id: str, user_id: str, role: str, *, actor: str) -> User:
+        _check_role(role)
+        with self.db.session() as session:
+            user = session.get(User, user_id)
+            if user is None or user.org_id != org_id:
+                raise NotFound(f"no user {user_id}")
+            if user.email == actor and role != "admin":
+                raise BadRequest("an admin cannot lower their own role", field="role")
+            user.role = role
+            audit.record(session, org_id, actor, "updated", "user", user_id, role=role)
+            return user
+
+    def list_users(self, org_id: str) -> list[User]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(select(User).where(User.org_id == org_id).order_by(User.id))
+            )
+
+    def create_token(
+        self,
+        *,
+        org: str,
+        email: str,
+        role: str,
+        name: str = "",
+        expires_in_days: int | None = None,
+    ) -> str:
+        """The operator's path (CLI): creates the org and user if missing; returns the new token."""
+        with self.db.session() as session:
+            organization = ensure_org(session, org)
+            user = ensure_user(session, organization, email, role)
+            issued = issue_token(
+                session, user, name=name, expires_in_days=expires_in_days, actor=audit.SYSTEM
+            )
+        return issued.secret
+
+    def new_token(
+        self,
+        org_id: str,
+        email: str,
+        *,
+        name: str = "",
+        expires_in_days: int | None = None,
+        actor: str,
+    ) -> IssuedToken:
+        """A token for an existing user of the organization."""
+        with self.db.session() as session:
+            user = user_by_email(session, org_id, email)
+            if user is None:
+                raise BadRequest(
+                    f"no user {email.strip().lower()} in this organization; add the user first",
+                    field="email",
+                )
+            return issue_token(
+                session, user, name=name, expires_in_days=expires_in_days, actor=actor
+            )
+
+    def list_tokens(self, org_id: str) -> list[ApiToken]:
+        with self.db.session() as session:
+            statement = select(ApiToken).where(ApiToken.org_id == org_id).order_by(ApiToken.id)
+            return list(session.scalars(statement))
+
+    def revoke_token(self, org_id: str, token_id: str, *, actor: str) -> ApiToken:
+        """Revocation is a timestamp read at every sign-in; API processes remember a signed-in token
+        for at most 2 seconds (http/deps.py), so it holds on every process within that."""
+        with self.db.session() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or row.org_id != org_id:
+                raise NotFound(f"no token {token_id}")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                audit.record(session, org_id, actor, "revoked", "token", token_id)
+            return row
+
+    def sign_in(self, token: str, *, email: str | None = None) -> Principal:
+        """`authenticate` on a bare connection: a Session's bookkeeping would cost more than the
+        query itself."""
+        with self.db.engine.begin() as connection:
+            return authenticate(connection, token, email=email)

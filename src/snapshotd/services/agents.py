@@ -28,39 +28,40 @@ def host_addresses() -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def register(db: Database, name: str, *, location: str, country_id: str) -> Agent:
-    """The agent for host `name`, created on first start; its details and last-seen time are
-    refreshed on every start."""
-    now = utcnow()
-    for _attempt in range(2):
-        try:
-            with db.session() as session:
-                agent = session.scalar(select(Agent).where(Agent.name == name))
-                if agent is None:
-                    agent = Agent(name=name, created_at=now)
-                    session.add(agent)
-                agent.location, agent.country_id = location, country_id
-                agent.ip_addresses, agent.last_seen_at = host_addresses(), now
-                session.flush()
-                return agent
-        except IntegrityError:
-            continue  # another worker on this host registered it at the same moment
-    raise RuntimeError(f"could not register agent {name!r}")
+class Agents:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
+    def register(self, name: str, *, location: str, country_id: str) -> Agent:
+        """The agent for host `name`, created on first start; its details and last-seen time are
+        refreshed on every start."""
+        now = utcnow()
+        for _attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    agent = session.scalar(select(Agent).where(Agent.name == name))
+                    if agent is None:
+                        agent = Agent(name=name, created_at=now)
+                        session.add(agent)
+                    agent.location, agent.country_id = location, country_id
+                    agent.ip_addresses, agent.last_seen_at = host_addresses(), now
+                    session.flush()
+                    return agent
+            except IntegrityError:
+                continue  # another worker on this host registered it at the same moment
+        raise RuntimeError(f"could not register agent {name!r}")
 
-def seen(db: Database, agent_id: int) -> None:
-    with db.session() as session:
-        session.execute(update(Agent).where(Agent.id == agent_id).values(last_seen_at=utcnow()))
+    def seen(self, agent_id: int) -> None:
+        with self.db.session() as session:
+            session.execute(update(Agent).where(Agent.id == agent_id).values(last_seen_at=utcnow()))
 
+    def all(self) -> list[Agent]:
+        with self.db.session() as session:
+            return list(session.scalars(select(Agent).order_by(Agent.id)))
 
-def all_agents(db: Database) -> list[Agent]:
-    with db.session() as session:
-        return list(session.scalars(select(Agent).order_by(Agent.id)))
-
-
-def known_ids(db: Database) -> set[int]:
-    with db.session() as session:
-        return set(session.scalars(select(Agent.id)))
+    def known_ids(self) -> set[int]:
+        with self.db.session() as session:
+            return set(session.scalars(select(Agent.id)))
 
 
 def is_online(agent: Agent, now: datetime | None = None) -> bool:

@@ -49,34 +49,38 @@ class AuditPage:
     next_cursor: str | None
 
 
-def query(
-    db: Database,
-    org_id: str,
-    *,
-    action: str | None = None,
-    target_id: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 100,
-) -> AuditPage:
-    """Newest first; `cursor` is the id of the last entry of the previous page."""
-    statement = select(AuditEvent).where(AuditEvent.org_id == org_id)
-    if action:
-        statement = statement.where(AuditEvent.action == action)
-    if target_id:
-        statement = statement.where(AuditEvent.target_id == target_id)
-    if actor:
-        statement = statement.where(AuditEvent.actor == actor.strip().lower())
-    if since:
-        statement = statement.where(AuditEvent.at >= since)
-    if cursor:
-        if not cursor.startswith("aud_"):
-            raise BadRequest("cursor is not one this API handed out", field="cursor")
-        statement = statement.where(AuditEvent.id < cursor)
-    statement = statement.order_by(AuditEvent.id.desc()).limit(limit + 1)
-    with db.session() as session:
-        items = list(session.scalars(statement))
-    more = len(items) > limit
-    items = items[:limit]
-    return AuditPage(items, items[-1].id if more and items else None)
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def query(
+        self,
+        org_id: str,
+        *,
+        action: str | None = None,
+        target_id: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> AuditPage:
+        """Newest first; `cursor` is the id of the last entry of the previous page."""
+        statement = select(AuditEvent).where(AuditEvent.org_id == org_id)
+        if action:
+            statement = statement.where(AuditEvent.action == action)
+        if target_id:
+            statement = statement.where(AuditEvent.target_id == target_id)
+        if actor:
+            statement = statement.where(AuditEvent.actor == actor.strip().lower())
+        if since:
+            statement = statement.where(AuditEvent.at >= since)
+        if cursor:
+            if not cursor.startswith("aud_"):
+                raise BadRequest("cursor is not one this API handed out", field="cursor")
+            statement = statement.where(AuditEvent.id < cursor)
+        statement = statement.order_by(AuditEvent.id.desc()).limit(limit + 1)
+        with self.db.session() as session:
+            items = list(session.scalars(statement))
+        more = len(items) > limit
+        items = items[:limit]
+        return AuditPage(items, items[-1].id if more and items else None)

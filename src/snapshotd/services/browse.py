@@ -77,48 +77,52 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min).replace(tzinfo=utcnow().tzinfo)
 
 
-def search(
-    db: Database,
-    org_id: str,
-    filters: Filters,
-    *,
-    before: str = "",
-    after: str = "",
-    limit: int = 24,
-) -> Listing:
-    """One page of the organization's snapshots matching `filters`, with their jobs."""
-    filters.check()
-    query = _filtered(org_id, filters)
-    if after:
-        query = query.where(Snapshot.id > after).order_by(Snapshot.id.asc())
-    else:
-        if before:
-            query = query.where(Snapshot.id < before)
-        query = query.order_by(Snapshot.id.desc())
-    with db.session() as session:
-        rows = list(session.scalars(query.limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
+class Browse:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def search(
+        self,
+        org_id: str,
+        filters: Filters,
+        *,
+        before: str = "",
+        after: str = "",
+        limit: int = 24,
+    ) -> Listing:
+        """One page of the organization's snapshots matching `filters`, with their jobs."""
+        filters.check()
+        query = _filtered(org_id, filters)
         if after:
-            rows.reverse()
-        for row in rows:
-            row.artifacts  # noqa: B018 — load before the session closes
-        job_ids = [row.job_id for row in rows if row.job_id]
-        jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
-    listing = Listing(rows, jobs)
-    if rows and after:
-        listing.older, listing.newer = rows[-1].id, rows[0].id if more else None
-    elif rows:
-        listing.older, listing.newer = rows[-1].id if more else None, rows[0].id if before else None
-    return listing
+            query = query.where(Snapshot.id > after).order_by(Snapshot.id.asc())
+        else:
+            if before:
+                query = query.where(Snapshot.id < before)
+            query = query.order_by(Snapshot.id.desc())
+        with self.db.session() as session:
+            rows = list(session.scalars(query.limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            if after:
+                rows.reverse()
+            for row in rows:
+                row.artifacts  # noqa: B018 — load before the session closes
+            job_ids = [row.job_id for row in rows if row.job_id]
+            jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+        listing = Listing(rows, jobs)
+        if rows and after:
+            listing.older, listing.newer = rows[-1].id, rows[0].id if more else None
+        elif rows:
+            listing.older = rows[-1].id if more else None
+            listing.newer = rows[0].id if before else None
+        return listing
 
-
-def location_choices(db: Database, org_id: str) -> list[tuple[str, str]]:
-    """(id, name) of the organization's locations, for a filter's choices."""
-    with db.session() as session:
-        rows = session.execute(
-            select(Location.id, Location.name)
-            .where(Location.org_id == org_id)
-            .order_by(Location.name)
-        ).all()
-    return [(row.id, row.name) for row in rows]
+    def location_choices(self, org_id: str) -> list[tuple[str, str]]:
+        """(id, name) of the organization's locations, for a filter's choices."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Location.id, Location.name)
+                .where(Location.org_id == org_id)
+                .order_by(Location.name)
+            ).all()
+        return [(row.id, row.name) for row in rows]

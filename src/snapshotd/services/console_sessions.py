@@ -53,45 +53,48 @@ def csrf_matches(secret: str, presented: str) -> bool:
     return hmac.compare_digest(csrf_token(secret).encode(), presented.encode())
 
 
-def open_session(db: Database, principal: Principal, life: timedelta) -> str:
-    """A new session for a signed-in principal; returns the secret for the cookie. Expired
-    sessions of every visitor are removed on the way, which keeps the table small."""
-    secret = secrets.token_urlsafe(_SECRET_BYTES)
-    now = utcnow()
-    expires = now + life
-    if principal.token_expires_at is not None:
-        expires = min(expires, principal.token_expires_at)
-    with db.session() as session:
-        session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
-        session.add(
-            ConsoleSession(
-                id=session_digest(secret),
-                org_id=principal.org_id,
-                token_id=principal.token_id,
-                created_at=now,
-                expires_at=expires,
+class ConsoleSessions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def open_session(self, principal: Principal, life: timedelta) -> str:
+        """A new session for a signed-in principal; returns the secret for the cookie. Expired
+        sessions of every visitor are removed on the way, which keeps the table small."""
+        secret = secrets.token_urlsafe(_SECRET_BYTES)
+        now = utcnow()
+        expires = now + life
+        if principal.token_expires_at is not None:
+            expires = min(expires, principal.token_expires_at)
+        with self.db.session() as session:
+            session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+            session.add(
+                ConsoleSession(
+                    id=session_digest(secret),
+                    org_id=principal.org_id,
+                    token_id=principal.token_id,
+                    created_at=now,
+                    expires_at=expires,
+                )
             )
+        return secret
+
+    def principal_for(self, secret: str) -> Principal | None:
+        """The principal behind a live session; None when the session is unknown or expired, or
+        its token was revoked or expired."""
+        if not secret or len(secret) > 100:
+            return None
+        with self.db.engine.connect() as connection:
+            row = connection.execute(_LOOKUP, {"digest": session_digest(secret)}).first()
+        now = utcnow()
+        if row is None or row.expires_at <= now or row.revoked_at is not None:
+            return None
+        if row.token_expires_at is not None and row.token_expires_at <= now:
+            return None
+        return Principal(
+            row.org_id, row.user_id, row.email, row.role, row.token_id, row.token_expires_at
         )
-    return secret
 
-
-def principal_for(db: Database, secret: str) -> Principal | None:
-    """The principal behind a live session; None when the session is unknown or expired, or its
-    token was revoked or expired."""
-    if not secret or len(secret) > 100:
-        return None
-    with db.engine.connect() as connection:
-        row = connection.execute(_LOOKUP, {"digest": session_digest(secret)}).first()
-    now = utcnow()
-    if row is None or row.expires_at <= now or row.revoked_at is not None:
-        return None
-    if row.token_expires_at is not None and row.token_expires_at <= now:
-        return None
-    return Principal(
-        row.org_id, row.user_id, row.email, row.role, row.token_id, row.token_expires_at
-    )
-
-
-def close_session(db: Database, secret: str) -> None:
-    with db.session() as session:
-        session.execute(delete(ConsoleSession).where(ConsoleSession.id == session_digest(secret)))
+    def close_session(self, secret: str) -> None:
+        with self.db.session() as session:
+            digest = session_digest(secret)
+            session.execute(delete(ConsoleSession).where(ConsoleSession.id == digest))

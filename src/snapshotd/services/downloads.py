@@ -29,46 +29,47 @@ def _signature(key: str, snapshot_id: str, role: str, expires: int) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def sign(db: Database, snapshot: Snapshot, role: str, *, lifetime: int) -> tuple[int, str]:
-    """Returns (expires, signature) for a link to `role` of `snapshot`."""
-    expires = int(time.time()) + lifetime
-    if snapshot.expires_at is not None:
-        expires = min(expires, int(snapshot.expires_at.timestamp()))
-    with db.session() as session:
-        org = session.get(Organization, snapshot.org_id)
-        if org is None:
-            raise NotFound("organization not found")
-        return expires, _signature(org.signing_key, snapshot.id, role, expires)
+class Downloads:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
 
+    def sign(self, snapshot: Snapshot, role: str, *, lifetime: int) -> tuple[int, str]:
+        """Returns (expires, signature) for a link to `role` of `snapshot`."""
+        expires = int(time.time()) + lifetime
+        if snapshot.expires_at is not None:
+            expires = min(expires, int(snapshot.expires_at.timestamp()))
+        with self.db.session() as session:
+            org = session.get(Organization, snapshot.org_id)
+            if org is None:
+                raise NotFound("organization not found")
+            return expires, _signature(org.signing_key, snapshot.id, role, expires)
 
-def verify(db: Database, snapshot_id: str, role: str, expires: int, signature: str) -> str:
-    """Returns the owning org id when the link is genuine and still valid."""
-    with db.session() as session:
-        snapshot = session.get(Snapshot, snapshot_id)
-        org = session.get(Organization, snapshot.org_id) if snapshot else None
-        if snapshot is None or org is None:
-            raise NotFound("no such download")
-        expected = _signature(org.signing_key, snapshot_id, role, expires)
-        if not hmac.compare_digest(expected, signature):
-            raise NotFound("no such download")
-        if expires < time.time():
-            raise Gone("this download link has expired")
-        return snapshot.org_id
+    def verify(self, snapshot_id: str, role: str, expires: int, signature: str) -> str:
+        """Returns the owning org id when the link is genuine and still valid."""
+        with self.db.session() as session:
+            snapshot = session.get(Snapshot, snapshot_id)
+            org = session.get(Organization, snapshot.org_id) if snapshot else None
+            if snapshot is None or org is None:
+                raise NotFound("no such download")
+            expected = _signature(org.signing_key, snapshot_id, role, expires)
+            if not hmac.compare_digest(expected, signature):
+                raise NotFound("no such download")
+            if expires < time.time():
+                raise Gone("this download link has expired")
+            return snapshot.org_id
 
-
-def direct_url(
-    blobs: BlobStore, snapshot: Snapshot, artifact: Artifact, *, lifetime: int
-) -> str | None:
-    """A URL straight into the blob store (a presigned S3 GET), or None when the store has none
-    or the snapshot has under a second left. It lives at most `lifetime` seconds and never past
-    the snapshot's own expiry, so a redirect cannot outlive what it points at."""
-    if snapshot.expires_at is not None and not snapshot.legal_hold:
-        lifetime = min(lifetime, int((snapshot.expires_at - utcnow()).total_seconds()))
-    if lifetime < 1:
-        return None
-    filename = None
-    if artifact.role in ATTACHMENT_ROLES:
-        filename = f"{snapshot.id}.{artifact.role}"
-    return blobs.url(
-        artifact.sha256, expires_in=lifetime, media_type=artifact.media_type, filename=filename
-    )
+    def direct_url(self, snapshot: Snapshot, artifact: Artifact, *, lifetime: int) -> str | None:
+        """A URL straight into the blob store (a presigned S3 GET), or None when the store has
+        none or the snapshot has under a second left. It lives at most `lifetime` seconds and
+        never past the snapshot's own expiry, so a redirect cannot outlive what it points at."""
+        if snapshot.expires_at is not None and not snapshot.legal_hold:
+            lifetime = min(lifetime, int((snapshot.expires_at - utcnow()).total_seconds()))
+        if lifetime < 1:
+            return None
+        filename = None
+        if artifact.role in ATTACHMENT_ROLES:
+            filename = f"{snapshot.id}.{artifact.role}"
+        return self.blobs.url(
+            artifact.sha256, expires_in=lifetime, media_type=artifact.media_type, filename=filename
+        )

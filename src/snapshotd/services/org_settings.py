@@ -7,39 +7,52 @@ from typing import Any
 
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services import audit
+from snapshotd.services.accounts import account_groups
 from snapshotd.services.ratelimit import Limit
 from snapshotd.services.snapshots import KINDS
 from snapshotd.store.db import Database
-from snapshotd.store.models import Organization
+from snapshotd.store.models import AccountGroup, Organization
 
 
-def set_retention(db: Database, org_id: str, days: dict[str, int], *, actor: str) -> Organization:
-    """Per-kind retention for the organization's new snapshots (existing ones keep theirs)."""
-    unknown = sorted(set(days) - set(KINDS))
-    if unknown:
-        raise BadRequest(f"unknown snapshot kind {unknown[0]!r}", field="retention_days")
-    if any(not 1 <= value <= 36_500 for value in days.values()):
-        raise BadRequest("retention is 1 to 36500 days", field="retention_days")
-    return _merge_org_setting(db, org_id, "retention_days", days, actor=actor)
+class OrgSettings:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
+    def get(self, org_id: str) -> Organization:
+        with self.db.session() as session:
+            org = session.get(Organization, org_id)
+            if org is None:
+                raise NotFound(f"no organization {org_id}")
+            return org
 
-def set_rate_limits(
-    db: Database, org_id: str, limits: dict[str, str], *, actor: str
-) -> Organization:
-    """The operator's override of the instance's creation limits for one organization."""
-    for value in limits.values():
-        Limit.parse(value)
-    return _merge_org_setting(db, org_id, "rate_limits", limits, actor=actor)
+    def account_groups(self, org_id: str, user_id: str | None = None) -> list[AccountGroup]:
+        """The organization's account groups, or only those `user_id` belongs to."""
+        with self.db.session() as session:
+            return account_groups(session, org_id, user_id)
 
+    def set_retention(self, org_id: str, days: dict[str, int], *, actor: str) -> Organization:
+        """Per-kind retention for the organization's new snapshots (existing ones keep theirs)."""
+        unknown = sorted(set(days) - set(KINDS))
+        if unknown:
+            raise BadRequest(f"unknown snapshot kind {unknown[0]!r}", field="retention_days")
+        if any(not 1 <= value <= 36_500 for value in days.values()):
+            raise BadRequest("retention is 1 to 36500 days", field="retention_days")
+        return self._merge(org_id, "retention_days", days, actor=actor)
 
-def _merge_org_setting(
-    db: Database, org_id: str, name: str, values: dict[str, Any], *, actor: str
-) -> Organization:
-    """Merges `values` into the organization's `name` overrides, recorded in the audit log."""
-    with db.session() as session:
-        org = session.get(Organization, org_id)
-        if org is None:
-            raise NotFound(f"no organization {org_id}")
-        setattr(org, name, {**getattr(org, name), **values})
-        audit.record(session, org_id, actor, "updated", "organization", org_id, **{name: values})
-        return org
+    def set_rate_limits(self, org_id: str, limits: dict[str, str], *, actor: str) -> Organization:
+        """The operator's override of the instance's creation limits for one organization."""
+        for value in limits.values():
+            Limit.parse(value)
+        return self._merge(org_id, "rate_limits", limits, actor=actor)
+
+    def _merge(self, org_id: str, name: str, values: dict[str, Any], *, actor: str) -> Organization:
+        """Merges `values` into the organization's `name` overrides, recorded in the audit log."""
+        with self.db.session() as session:
+            org = session.get(Organization, org_id)
+            if org is None:
+                raise NotFound(f"no organization {org_id}")
+            setattr(org, name, {**getattr(org, name), **values})
+            audit.record(
+                session, org_id, actor, "updated", "organization", org_id, **{name: values}
+            )
+            return org

@@ -8,6 +8,7 @@ API's bodies read, so the same body functions serve both.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -103,6 +104,21 @@ def read_snapshot(db: Database, org_id: str, snapshot_id: str) -> SnapshotView:
     if not is_live(snapshot):
         raise NotFound(f"no snapshot {snapshot_id}")
     return snapshot
+
+
+class SnapshotReads:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def read(self, org_id: str, snapshot_id: str) -> SnapshotView:
+        return read_snapshot(self.db, org_id, snapshot_id)
+
+    async def read_live(self, org_id: str, snapshot_id: str) -> SnapshotView:
+        """`read` from a coroutine: inline on SQLite, where a read is a short local call, and on
+        a worker thread on PostgreSQL, where it waits on the network."""
+        if self.db.is_postgres:
+            return await asyncio.to_thread(read_snapshot, self.db, org_id, snapshot_id)
+        return read_snapshot(self.db, org_id, snapshot_id)
 
 
 def _view(rows: Sequence[Row[Any]]) -> SnapshotView:

@@ -47,6 +47,11 @@ class Page:
     next_cursor: str | None
 
 
+def device_names() -> tuple[str, ...]:
+    """The devices a capture may emulate, sorted; blocking on first call (see engines/devices)."""
+    return tuple(sorted(devices.descriptors()))
+
+
 def parse_options(raw: dict[str, Any]) -> CaptureOptions:
     try:
         return CaptureOptions.model_validate(raw)

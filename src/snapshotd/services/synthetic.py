@@ -119,7 +119,7 @@ class Synthetic:
             except BadRequest:
                 pass  # an address the guard refuses: each round records the refusal
         if fields.agent_ids is not None:
-            unknown = set(fields.agent_ids) - agents.known_ids(self.db)
+            unknown = set(fields.agent_ids) - agents.Agents(self.db).known_ids()
             if unknown:
                 listed = ", ".join(str(a) for a in sorted(unknown))
                 raise BadRequest(f"no agent with id {listed}", field="agents")
@@ -273,18 +273,17 @@ class Synthetic:
             rows = list(session.scalars(query.order_by(ProbeRound.id).limit(limit + 1)))
         return test, rows[:limit], len(rows) > limit
 
-
-def saved_rounds(db: Database, test_id: int) -> list[tuple[ProbeRound, str]]:
-    """A saved test's frozen rounds with their agents' names, for a share page (whose link was
-    checked before)."""
-    with db.session() as session:
-        rows = session.execute(
-            select(ProbeRound, Agent.name)
-            .outerjoin(Agent, Agent.id == ProbeRound.agent_id)
-            .where(ProbeRound.test_id == test_id)
-            .order_by(ProbeRound.round_id, ProbeRound.agent_id)
-        ).all()
-    return [(probe, name or f"agent {probe.agent_id}") for probe, name in rows]
+    def saved_rounds(self, test_id: int) -> list[tuple[ProbeRound, str]]:
+        """A saved test's frozen rounds with their agents' names, for a share page (whose link
+        was checked before)."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ProbeRound, Agent.name)
+                .outerjoin(Agent, Agent.id == ProbeRound.agent_id)
+                .where(ProbeRound.test_id == test_id)
+                .order_by(ProbeRound.round_id, ProbeRound.agent_id)
+            ).all()
+        return [(probe, name or f"agent {probe.agent_id}") for probe, name in rows]
 
 
 def _apply(test: SyntheticTest, fields: TestFields) -> None:

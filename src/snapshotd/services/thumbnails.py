@@ -57,46 +57,55 @@ def render(data: bytes) -> tuple[bytes, int, int] | None:
     return out.getvalue(), size[0], size[1]
 
 
-def ensure(db: Database, blobs: BlobStore, snapshot_id: str) -> Artifact | None:
-    """The snapshot's thumbnail artifact, made from its `image` artifact on first use; None when
-    it has no image that can be shown small. The caller has checked the snapshot is the viewer's."""
-    with db.session() as session:
-        rows = {
-            row.role: row
-            for row in session.scalars(
-                select(Artifact).where(
-                    Artifact.snapshot_id == snapshot_id,
-                    Artifact.role.in_(("image", THUMBNAIL_ROLE)),
+class Thumbnails:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+
+    def ensure(self, snapshot_id: str) -> Artifact | None:
+        """The snapshot's thumbnail artifact, made from its `image` artifact on first use; None
+        when it has no image that can be shown small. The caller has checked the snapshot is the
+        viewer's."""
+        with self.db.session() as session:
+            rows = {
+                row.role: row
+                for row in session.scalars(
+                    select(Artifact).where(
+                        Artifact.snapshot_id == snapshot_id,
+                        Artifact.role.in_(("image", THUMBNAIL_ROLE)),
+                    )
                 )
-            )
-        }
-    if THUMBNAIL_ROLE in rows:
-        return rows[THUMBNAIL_ROLE]
-    image = rows.get("image")
-    if image is None or not image.media_type.startswith("image/"):
-        return None
-    with blobs.open(image.sha256) as stream:
-        made = render(stream.read())
-    if made is None:
-        return None
-    data, width, height = made
-    artifact = Artifact(
-        snapshot_id=snapshot_id,
-        role=THUMBNAIL_ROLE,
-        sha256=blobs.put(data),
-        size=len(data),
-        media_type=MEDIA_TYPE,
-        width=width,
-        height=height,
-    )
-    try:
-        with db.session() as session:
-            session.add(artifact)
-    except IntegrityError:  # another request made it at the same moment: use theirs
-        with db.session() as session:
-            return session.scalar(
-                select(Artifact).where(
-                    Artifact.snapshot_id == snapshot_id, Artifact.role == THUMBNAIL_ROLE
+            }
+        if THUMBNAIL_ROLE in rows:
+            return rows[THUMBNAIL_ROLE]
+        image = rows.get("image")
+        if image is None or not image.media_type.startswith("image/"):
+            return None
+        made = render(self.read(image))
+        if made is None:
+            return None
+        data, width, height = made
+        artifact = Artifact(
+            snapshot_id=snapshot_id,
+            role=THUMBNAIL_ROLE,
+            sha256=self.blobs.put(data),
+            size=len(data),
+            media_type=MEDIA_TYPE,
+            width=width,
+            height=height,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(artifact)
+        except IntegrityError:  # another request made it at the same moment: use theirs
+            with self.db.session() as session:
+                return session.scalar(
+                    select(Artifact).where(
+                        Artifact.snapshot_id == snapshot_id, Artifact.role == THUMBNAIL_ROLE
+                    )
                 )
-            )
-    return artifact
+        return artifact
+
+    def read(self, artifact: Artifact) -> bytes:
+        with self.blobs.open(artifact.sha256) as stream:
+            return stream.read()

@@ -108,6 +108,15 @@ class Database:
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
+    def ping(self) -> str:
+        """ "ok" when the database answers a query, else why not (for readiness checks)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return f"unavailable: {type(error).__name__}"
+        return "ok"
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._factory() as session:

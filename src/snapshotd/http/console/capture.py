@@ -8,24 +8,22 @@ the capture live until its image is there.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from snapshotd.engines import devices
 from snapshotd.errors import EgressDenied, InvalidURL, SnapshotdError
 from snapshotd.http.console.session import (
-    ConsoleForm,
     ConsoleRoute,
-    ConsoleUser,
+    UploaderForm,
+    UploaderUser,
     Visit,
     form_text,
     render,
 )
 from snapshotd.http.deps import ServicesDep
-from snapshotd.services.snapshots import parse_options
+from snapshotd.services.snapshots import device_names, parse_options
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -37,12 +35,6 @@ WAITS = (
     ("networkidle", "Network quiet (networkidle)"),
 )
 DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "load"}
-
-
-@functools.cache
-def device_names() -> tuple[str, ...]:
-    """Playwright's device list, read once per process (it starts the driver to ask)."""
-    return tuple(sorted(devices.descriptors()))
 
 
 def options_from(form: dict[str, str]) -> dict[str, Any]:
@@ -82,15 +74,13 @@ async def _page(
 
 
 @router.get("/new", include_in_schema=False)
-async def new_capture_form(request: Request, visit: ConsoleUser) -> Response:
-    visit.principal.require("upload")
+async def new_capture_form(request: Request, visit: UploaderUser) -> Response:
     return await _page(request, visit, dict(DEFAULTS))
 
 
 @router.post("/new", include_in_schema=False)
-async def new_capture(request: Request, visit: ConsoleForm, services: ServicesDep) -> Response:
+async def new_capture(request: Request, visit: UploaderForm, services: ServicesDep) -> Response:
     principal = visit.principal
-    principal.require("upload")
     form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
     try:

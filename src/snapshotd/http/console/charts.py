@@ -17,7 +17,6 @@ from snapshotd.http.console import views
 from snapshotd.http.console.params import known_id, page_number
 from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import ServicesDep
-from snapshotd.services import console_reads
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -75,7 +74,7 @@ def space_page(
     except BadRequest as problem:
         error = problem.detail
     charts = services.spaces.charts(org_id, number)
-    history = console_reads.chart_snapshots(services.db, org_id, number)
+    history = services.console_reads.chart_snapshots(org_id, number)
     context = {
         "nav": "charts",
         "space": space,
@@ -103,8 +102,7 @@ async def chart_image(
 ) -> Response:
     seconds = WINDOWS[_window(window)]
     png = await asyncio.to_thread(
-        console_reads.render_chart,
-        services.chart_snapshots,
+        services.console_reads.render_chart,
         visit.principal.org_id,
         known_id(space_id, "space"),
         known_id(chart_id, "chart"),

@@ -20,17 +20,16 @@ from snapshotd.http.console import views
 from snapshotd.http.console.params import page_number
 from snapshotd.http.console.session import (
     PAGE_HEADERS,
-    ConsoleForm,
     ConsoleRoute,
     ConsoleUser,
+    ManagerForm,
     Visit,
     form_text,
     render,
 )
-from snapshotd.http.deps import AppServices, ServicesDep
-from snapshotd.services import comparisons, console_reads
+from snapshotd.http.deps import Services, ServicesDep
 from snapshotd.services.locations import FREQUENCIES, PLATFORMS, LocationFields
-from snapshotd.store.models import Location, Snapshot
+from snapshotd.services.records import Location, Snapshot
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -67,10 +66,10 @@ def locations_page(
 
 
 def _history(
-    services: AppServices, location: Location, before: str
+    services: Services, location: Location, before: str
 ) -> tuple[list[dict[str, Any]], str | None]:
-    found = console_reads.timeline(
-        services.db, location.org_id, location.id, before=before, limit=PER_PAGE
+    found = services.console_reads.timeline(
+        location.org_id, location.id, before=before, limit=PER_PAGE
     )
     rows = []
     for snapshot in found.items:
@@ -95,7 +94,7 @@ def _history(
 def _detail(
     request: Request,
     visit: Visit,
-    services: AppServices,
+    services: Services,
     location: Location,
     *,
     before: str = "",
@@ -169,10 +168,9 @@ def fields_from(form: dict[str, str], location: Location) -> LocationFields:
 
 @router.post("/locations/{location_id}", include_in_schema=False)
 async def save_location(
-    location_id: str, request: Request, visit: ConsoleForm, services: ServicesDep
+    location_id: str, request: Request, visit: ManagerForm, services: ServicesDep
 ) -> Response:
     principal = visit.principal
-    principal.require("manage")
     location = await asyncio.to_thread(services.locations.get, principal.org_id, location_id)
     form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "webhook_url")}
@@ -193,9 +191,8 @@ async def save_location(
 
 
 @router.post("/locations/{location_id}/publish", include_in_schema=False)
-def publish_location(location_id: str, visit: ConsoleForm, services: ServicesDep) -> Response:
+def publish_location(location_id: str, visit: ManagerForm, services: ServicesDep) -> Response:
     principal = visit.principal
-    principal.require("manage")
     services.locations.publish(principal.org_id, location_id, actor=principal.email)
     return RedirectResponse(f"/console/locations/{location_id}?done=published", status_code=303)
 
@@ -227,7 +224,7 @@ def compare_page(
 ) -> Response:
     org_id = visit.principal.org_id
     location = services.locations.get(org_id, location_id)
-    choices = [_option(s) for s in console_reads.comparable(services.db, org_id, location_id)]
+    choices = [_option(s) for s in services.console_reads.comparable(org_id, location_id)]
     context: dict[str, Any] = {
         "nav": "locations",
         "location": location,
@@ -243,7 +240,7 @@ def compare_page(
     try:
         a, b = _pair(choices, a, b)
         context |= {"a": a, "b": b}
-        found = comparisons.compare(services.locations, org_id, location_id, a, b)
+        found = services.comparisons.compare(org_id, location_id, a, b)
     except BadRequest as problem:
         context["error"] = problem.detail
         return render(
@@ -267,6 +264,6 @@ def compare_image(
     location_id: str, visit: ConsoleUser, services: ServicesDep, a: Id = "", b: Id = ""
 ) -> Response:
     org_id = visit.principal.org_id
-    found = comparisons.compare(services.locations, org_id, location_id, a, b)
+    found = services.comparisons.compare(org_id, location_id, a, b)
     headers = {**PAGE_HEADERS, "Cache-Control": "private, max-age=300"}
     return Response(found.image, media_type="image/png", headers=headers)

@@ -1,16 +1,18 @@
 """What every console page shares: the signed-in visitor, CSRF checks, rendering, and errors.
 
 A page asks for `ConsoleUser` (GET) or `ConsoleForm` (POST: a valid session *and* a valid CSRF
-token and same-origin request). Both resolve to a `Visit`: the principal, whose role gates writes
-through `Principal.require` exactly as the API does, and the CSRF token its forms must carry.
-Errors are rendered as console pages by `ConsoleRoute`; a missing session redirects to sign-in.
+token and same-origin request). Both resolve to a `Visit`: the principal and the CSRF token its
+forms must carry. A page or form that needs a role asks for it by name instead (`ManagerUser`,
+`SharerForm`, ...), which checks the role after the session and the form, through
+`Principal.require` exactly as the API does. Errors are rendered as console pages by
+`ConsoleRoute`; a missing session redirects to sign-in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -178,7 +180,7 @@ async def current_visit(request: Request, services: ServicesDep) -> Visit:
     secret = request.cookies.get(COOKIE, "")
     principal = None
     if secret:
-        principal = await asyncio.to_thread(console_sessions.principal_for, services.db, secret)
+        principal = await asyncio.to_thread(services.console_sessions.principal_for, secret)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target if request.method == "GET" else "/console")
@@ -216,6 +218,35 @@ async def checked_form(request: Request, visit: ConsoleUser, services: ServicesD
 
 
 ConsoleForm = Annotated[Visit, Depends(checked_form)]
+
+
+def user_allowed(permission: str) -> Callable[[Visit], Awaitable[Visit]]:
+    """A signed-in visit whose role allows `permission` (accounts.PERMISSIONS), else 403. A
+    coroutine, like the checks it follows, so that FastAPI runs it inline."""
+
+    async def check(visit: ConsoleUser) -> Visit:
+        visit.principal.require(permission)
+        return visit
+
+    return check
+
+
+def form_allowed(permission: str) -> Callable[[Visit], Awaitable[Visit]]:
+    """A checked form whose sender's role allows `permission`, else 403 and nothing changes."""
+
+    async def check(visit: ConsoleForm) -> Visit:
+        visit.principal.require(permission)
+        return visit
+
+    return check
+
+
+UploaderUser = Annotated[Visit, Depends(user_allowed("upload"))]
+ManagerUser = Annotated[Visit, Depends(user_allowed("manage"))]
+UploaderForm = Annotated[Visit, Depends(form_allowed("upload"))]
+SharerForm = Annotated[Visit, Depends(form_allowed("share"))]
+ManagerForm = Annotated[Visit, Depends(form_allowed("manage"))]
+AdminForm = Annotated[Visit, Depends(form_allowed("admin"))]
 
 
 async def form_text(request: Request) -> dict[str, str]:

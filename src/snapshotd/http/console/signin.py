@@ -26,8 +26,7 @@ from snapshotd.http.console.session import (
     render,
     safe_next,
 )
-from snapshotd.http.deps import AppServices, Credentials, ServicesDep, signed_in
-from snapshotd.services import console_sessions
+from snapshotd.http.deps import Credentials, Services, ServicesDep, signed_in
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -35,13 +34,13 @@ FORM_COOKIE = "snapshotd_console_form"
 FAILED = "That token was not accepted. Check it (and the email, if you gave one) and try again."
 
 
-def _secure(request: Request, services: AppServices) -> bool:
+def _secure(request: Request, services: Services) -> bool:
     return request.url.scheme == "https" or services.settings.base_url.startswith("https://")
 
 
 def _form(
     request: Request,
-    services: AppServices,
+    services: Services,
     *,
     next_path: str,
     email: str = "",
@@ -74,7 +73,7 @@ async def sign_in_page(
 ) -> Response:
     secret = request.cookies.get(COOKIE, "")
     if secret:
-        known = await asyncio.to_thread(console_sessions.principal_for, services.db, secret)
+        known = await asyncio.to_thread(services.console_sessions.principal_for, secret)
         if known is not None:
             return RedirectResponse(safe_next(next), status_code=303)
     notice = "You are signed out." if signed_out else ""
@@ -116,7 +115,7 @@ def sign_in(
             request, services, next_path=target, email=email, error=error.detail, status_code=429
         )
     life = timedelta(hours=services.settings.console_session_hours)
-    secret = console_sessions.open_session(services.db, principal, life)
+    secret = services.console_sessions.open_session(principal, life)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -133,7 +132,7 @@ def sign_in(
 
 @router.post("/sign-out", include_in_schema=False)
 def sign_out(visit: ConsoleForm, services: ServicesDep) -> Response:
-    console_sessions.close_session(services.db, visit.secret)
+    services.console_sessions.close_session(visit.secret)
     response = RedirectResponse(f"{SIGN_IN}?signed_out=1", status_code=303)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
-from snapshotd.http.deps import AppServices, ServicesDep, public_base
+from snapshotd.http.deps import Services, ServicesDep, public_base
 from snapshotd.http.native_files import DIRECT_SECONDS, artifact_response, bundle_of
 from snapshotd.services import browse, thumbnails
 from snapshotd.services.manifests import MANIFEST_ROLE
@@ -65,8 +65,8 @@ def snapshot_grid(
             search=q.strip(),
             archived=archived or "exclude",
         )
-        listing = browse.search(
-            services.db, org_id, filters, before=before, after=after, limit=PAGE_SIZE
+        listing = services.browse.search(
+            org_id, filters, before=before, after=after, limit=PAGE_SIZE
         )
     except BadRequest as problem:
         error = problem.detail
@@ -83,7 +83,7 @@ def snapshot_grid(
         "notice": views.DONE_MESSAGES.get(done, ""),
         "kinds": [(value, views.KIND_LABELS[value]) for value in KINDS],
         "statuses": [(value, views.STATUS_LABELS[value]) for value in STATUSES],
-        "locations": browse.location_choices(services.db, org_id),
+        "locations": services.browse.location_choices(org_id),
     }
     return render(
         request, "console/snapshots.html", context, visit=visit, status_code=400 if error else 200
@@ -131,20 +131,20 @@ def snapshot_thumbnail(
     snapshot_id: str, request: Request, visit: ConsoleUser, services: ServicesDep
 ) -> Response:
     snapshot = services.snapshots.get(visit.principal.org_id, snapshot_id)
-    artifact = thumbnails.ensure(services.db, services.blobs, snapshot.id)
+    artifact = services.thumbnails.ensure(snapshot.id)
     if artifact is None:
         raise NotFound(f"snapshot {snapshot_id} has no image to show small")
     etag = f'"{artifact.sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    with services.blobs.open(artifact.sha256) as stream:
-        data = stream.read()
-    return Response(data, media_type=artifact.media_type, headers=headers)
+    return Response(
+        services.thumbnails.read(artifact), media_type=artifact.media_type, headers=headers
+    )
 
 
 def _download(
-    request: Request, services: AppServices, org_id: str, snapshot_id: str, role: str
+    request: Request, services: Services, org_id: str, snapshot_id: str, role: str
 ) -> Response:
     # The image is shown inside the page, whose CSP allows only this origin: it is streamed.
     # Other files may redirect to the bucket like the API's downloads.

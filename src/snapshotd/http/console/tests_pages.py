@@ -12,7 +12,7 @@ from snapshotd.http.console import views
 from snapshotd.http.console.params import cursor, known_id
 from snapshotd.http.console.session import ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import ServicesDep, public_base
-from snapshotd.services import agents, console_reads
+from snapshotd.services.console_reads import Round
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -27,12 +27,12 @@ def interval(seconds: int) -> str:
 
 @router.get("/tests", include_in_schema=False)
 def tests_page(request: Request, visit: ConsoleUser, services: ServicesDep) -> Response:
-    items = console_reads.tests_of(services.db, visit.principal)
+    items = services.console_reads.tests_of(visit.principal)
     context = {"nav": "tests", "rows": items, "types": TYPES, "interval": interval}
     return render(request, "console/tests.html", context, visit=visit)
 
 
-def _result_row(found: console_reads.Round) -> dict[str, Any]:
+def _result_row(found: Round) -> dict[str, Any]:
     result = found.result
     error = result.get("error_type")
     details = result.get("error_details")
@@ -67,10 +67,9 @@ def test_page(
     test_id: str, request: Request, visit: ConsoleUser, services: ServicesDep, before: Text = ""
 ) -> Response:
     principal = visit.principal
-    test = console_reads.synthetic_test(services.db, principal, known_id(test_id, "test"))
-    rounds = console_reads.rounds(
-        services.db, test.id, before=cursor(before, "before"), limit=ROUNDS
-    )
+    reads = services.console_reads
+    test = reads.synthetic_test(principal, known_id(test_id, "test"))
+    rounds = reads.rounds(test.id, before=cursor(before, "before"), limit=ROUNDS)
     older = None
     if len(rounds) == ROUNDS and rounds[0].round_id != rounds[-1].round_id:
         # The page may have cut the last round's agents short: that round starts the next page.
@@ -83,11 +82,9 @@ def test_page(
             "card": views.card(snapshot, None),
             "shares": views.share_rows(base, shares),
         }
-        for snapshot, shares in console_reads.window_snapshots(
-            services.db, principal.org_id, test.id
-        )
+        for snapshot, shares in reads.window_snapshots(principal.org_id, test.id)
     ]
-    names = {agent.id: agent.name for agent in agents.all_agents(services.db)}
+    names = {agent.id: agent.name for agent in services.agents.all()}
     context = {
         "nav": "tests",
         "test": test,

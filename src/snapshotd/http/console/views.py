@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from snapshotd.services.console_reads import has_image
+from snapshotd.services.records import Job, Share, Snapshot
 from snapshotd.services.shares import share_state
-from snapshotd.store.models import Job, Share, Snapshot
 
 LIVE = ("queued", "working")
 STATUS_LABELS = {

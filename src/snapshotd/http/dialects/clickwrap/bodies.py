@@ -10,10 +10,9 @@ from typing import Any
 
 from fastapi import Request
 
-from snapshotd.http.deps import AppServices, public_base
+from snapshotd.http.deps import Services, public_base
 from snapshotd.http.native import iso
-from snapshotd.services import downloads
-from snapshotd.store.models import Location, Snapshot
+from snapshotd.services.records import Location, Snapshot
 
 DOWNLOAD_LIFETIME = 3600
 _STATUS = {"queued": "processing", "working": "processing", "success": "success"}
@@ -108,13 +107,11 @@ def _metadata(snapshot: Snapshot) -> dict[str, Any]:
     return body
 
 
-def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -> dict[str, Any]:
+def snapshot_body(request: Request, services: Services, snapshot: Snapshot) -> dict[str, Any]:
     image = next((a for a in snapshot.artifacts if a.role == "image"), None)
     download = None
     if image is not None:
-        expires, signature = downloads.sign(
-            services.db, snapshot, "image", lifetime=DOWNLOAD_LIFETIME
-        )
+        expires, signature = services.downloads.sign(snapshot, "image", lifetime=DOWNLOAD_LIFETIME)
         base = public_base(request, services)
         download = f"{base}/v1.1/downloads/{snapshot.id}?expires={expires}&sig={signature}"
     captured = (snapshot.meta or {}).get("captured_at") or (snapshot.meta or {}).get(

@@ -25,10 +25,10 @@ from snapshotd.http.dialects.clickwrap.bodies import collection, location_body, 
 from snapshotd.http.dialects.thousandeyes.common import parse_date
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.services import downloads, holds, location_uploads
+from snapshotd.services import location_uploads
 from snapshotd.services.accounts import Principal
 from snapshotd.services.locations import CAPTURE_SETTINGS, LocationFields
-from snapshotd.store.models import Snapshot
+from snapshotd.services.records import Snapshot
 
 router = APIRouter(prefix="/v1.1", tags=["clickwrap"])
 
@@ -298,8 +298,7 @@ async def archive_snapshot(
         raise BadRequest("archived_reason must be a string", field="archived_reason")
     await asyncio.to_thread(services.locations.snapshot, principal.org_id, location_id, snapshot_id)
     await asyncio.to_thread(
-        holds.archive,
-        services.db,
+        services.holds.archive,
         principal.org_id,
         snapshot_id,
         actor=principal.email,
@@ -312,7 +311,7 @@ async def archive_snapshot(
 def download(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:
-    org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
+    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
     return artifact_response(
         request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
     )

@@ -24,12 +24,10 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native import capture_now
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.services import downloads
+from snapshotd.services.records import Snapshot
 from snapshotd.services.snapshots import parse_options
-from snapshotd.store.models import Snapshot
 
 router = APIRouter(tags=["kasisto"])
 
@@ -65,7 +63,7 @@ async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any])
     principal = await asyncio.to_thread(principal_from, services, request, presented)
     principal.require("upload")
     options = parse_options(_options(fields))
-    return await capture_now(services, principal, options, surface="kasisto")
+    return await services.capture.capture(principal, options, surface="kasisto")
 
 
 @router.get("/create_snap", summary="Capture a page and answer with the PNG")
@@ -95,7 +93,7 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
         fields = dict(request.query_params)
     snapshot = await _snap(request, services, fields)
     expires, signature = await asyncio.to_thread(
-        downloads.sign, services.db, snapshot, "image", lifetime=FILE_LINK_LIFETIME
+        services.downloads.sign, snapshot, "image", lifetime=FILE_LINK_LIFETIME
     )
     base = public_base(request, services)
     file_url = f"{base}/create_snap/files/{snapshot.id}.png?expires={expires}&sig={signature}"
@@ -107,7 +105,7 @@ def create_snap_file(
     name: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:
     snapshot_id = name.removesuffix(".png")
-    org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
+    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
     return artifact_response(
         request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
     )

@@ -26,6 +26,7 @@ from snapshotd.errors import BadRequest, NotFound, PayloadTooLarge, SnapshotdErr
 from snapshotd.http.deps import ServicesDep, credentials, principal_from
 from snapshotd.http.problems import error_headers
 from snapshotd.services.accounts import Principal
+from snapshotd.services.records import Metric
 from snapshotd.services.samples import (
     MetricProps,
     Sample,
@@ -36,7 +37,6 @@ from snapshotd.services.samples import (
     tag_set,
     whole,
 )
-from snapshotd.store.models import Metric
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 

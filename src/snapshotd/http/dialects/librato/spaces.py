@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import NotFound
-from snapshotd.http.deps import AppServices, ServicesDep, public_base
+from snapshotd.http.deps import Services, ServicesDep, public_base
 from snapshotd.http.dialects.librato.common import (
     NO_CONTENT,
     Reader,
@@ -28,9 +28,8 @@ from snapshotd.http.dialects.librato.common import (
 )
 from snapshotd.http.native import iso
 from snapshotd.http.native_files import artifact_response, link_life
-from snapshotd.services import downloads
+from snapshotd.services.records import Chart, Job, Snapshot, Space
 from snapshotd.services.samples import MAX_WHOLE
-from snapshotd.store.models import Chart, Job, Snapshot, Space
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 
@@ -178,12 +177,12 @@ def delete_chart(
 # -- snapshots and jobs ---------------------------------------------------------------------------
 
 
-def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -> dict[str, Any]:
+def snapshot_body(request: Request, services: Services, snapshot: Snapshot) -> dict[str, Any]:
     base = public_base(request, services)
     image_href = None
     if snapshot.status == "success":
-        expires, signature = downloads.sign(
-            services.db, snapshot, "image", lifetime=_IMAGE_LINK_LIFETIME
+        expires, signature = services.downloads.sign(
+            snapshot, "image", lifetime=_IMAGE_LINK_LIFETIME
         )
         image_href = (
             f"{base}/v1/snapshots/{snapshot.id}/image.png?expires={expires}&sig={signature}"
@@ -228,7 +227,7 @@ async def create_snapshot(request: Request, services: ServicesDep, principal: Wr
     )
 
 
-def _chart_snapshot(services: AppServices, org_id: str, snapshot_id: str) -> Snapshot:
+def _chart_snapshot(services: Services, org_id: str, snapshot_id: str) -> Snapshot:
     snapshot = services.snapshots.get(org_id, snapshot_id)
     if snapshot.kind != "chart":
         raise NotFound(f"no snapshot {snapshot_id}")
@@ -247,7 +246,7 @@ def get_snapshot(
 def snapshot_image(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:
-    org_id = downloads.verify(services.db, snapshot_id, "image", expires, sig)
+    org_id = services.downloads.verify(snapshot_id, "image", expires, sig)
     return artifact_response(
         request, services, org_id, snapshot_id, "image", direct_for=link_life(expires)
     )

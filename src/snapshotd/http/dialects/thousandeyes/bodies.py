@@ -15,9 +15,9 @@ from typing import Any
 from snapshotd.errors import BadRequest
 from snapshotd.http.dialects.thousandeyes.common import iso
 from snapshotd.services import agents as agent_service
+from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import INTERVALS, ProbeSettings, TestFields
 from snapshotd.services.test_windows import Frozen
-from snapshotd.store.models import Agent, ProbeRound, SyntheticTest
 
 _BOOLEANS = (
     "alertsEnabled",

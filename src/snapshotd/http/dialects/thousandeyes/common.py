@@ -19,9 +19,9 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
-from snapshotd.http.deps import AppServices
+from snapshotd.http.deps import Services
 from snapshotd.http.problems import error_headers
-from snapshotd.services.accounts import Principal, account_group_for
+from snapshotd.services.accounts import Principal
 from snapshotd.services.ratelimit import RateLimited
 from snapshotd.services.synthetic import Scope
 
@@ -67,8 +67,8 @@ def hal(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=HAL)
 
 
-def scope(services: AppServices, principal: Principal, aid: str | None) -> Scope:
-    group = account_group_for(services.db, principal, aid)
+def scope(services: Services, principal: Principal, aid: str | None) -> Scope:
+    group = services.accounts.account_group_for(principal, aid)
     return Scope(principal.org_id, group.id)
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from, public_base
+from snapshotd.http.deps import Services, ServicesDep, credentials, principal_from, public_base
 from snapshotd.http.dialects.thousandeyes import bodies as te_tests
 from snapshotd.http.dialects.thousandeyes.common import (
     hal,
@@ -28,7 +28,6 @@ from snapshotd.http.dialects.thousandeyes.common import (
     parse_window,
     scope,
 )
-from snapshotd.services import agents as agent_service
 from snapshotd.services.accounts import Principal
 from snapshotd.services.synthetic import TYPES
 
@@ -68,8 +67,8 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
-def _agents_by_id(services: AppServices) -> dict[int, Any]:
-    return {agent.id: agent for agent in agent_service.all_agents(services.db)}
+def _agents_by_id(services: Services) -> dict[int, Any]:
+    return {agent.id: agent for agent in services.agents.all()}
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -80,7 +79,7 @@ def list_agents(request: Request, services: ServicesDep, principal: V7User, aid:
     scope(services, principal, aid)
     base = public_base(request, services)
     body = {
-        "agents": [te_tests.agent_body(a) for a in agent_service.all_agents(services.db)],
+        "agents": [te_tests.agent_body(a) for a in services.agents.all()],
         "_links": {"self": {"href": f"{base}/v7/agents"}},
     }
     return hal(body)
