@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartRenderer
@@ -38,10 +38,13 @@ from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker_jobs import MAX_PAUSE_SECONDS, JobHandler, Persist, job_handlers
+from snapshotd.worker_jobs import JobHandler, job_handlers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+# The longest pause between two tries of something the database refused because it was down.
+MAX_PAUSE_SECONDS = 5.0
 
 
 class Worker:
@@ -75,7 +78,6 @@ class Worker:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._work_queued: asyncio.Event | None = None
-        self.persist = Persist(self.outages, lambda: self.stopping)
         self.stack: CaptureStack | None = None
         self.handlers: Mapping[str, JobHandler] = {}
 
@@ -100,6 +102,7 @@ class Worker:
                 evidence=self.evidence,
                 stack=stack,
                 persist=self.persist,
+                outages=self.outages,
                 telemetry=self.telemetry,
             )
             name = s.agent_name or socket.gethostname()
@@ -230,6 +233,23 @@ class Worker:
             if not held:
                 job.cancel()
                 return
+
+    async def persist(self, write: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `write` (one of the job's database writes) in a thread, again and again while the
+        database is out of reach: the work is done and worth keeping, and the lease decides
+        whether it still may be kept (once the database is back, a lost lease cancels the job
+        through the heartbeat, or fences the write). Gives up only when the worker stops."""
+        pause = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(write, *args, **kwargs)
+            except Exception as error:
+                outage = as_outage(error)
+                if not isinstance(outage, DatabaseUnavailable) or self.stopping:
+                    raise
+                self.outages.failed(outage, "saving a job's progress")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
     async def _idle(self, seconds: float) -> None:
         """Waits `seconds`, or less when a job is queued in this process meanwhile."""

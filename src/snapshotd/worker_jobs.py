@@ -26,10 +26,8 @@ from snapshotd.errors import (
     ArtifactsNotStored,
     BlobStoreUnavailable,
     CaptureFailed,
-    DatabaseUnavailable,
     DiskFull,
     OutageLog,
-    as_outage,
 )
 from snapshotd.services import webhooks
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
@@ -43,36 +41,17 @@ from snapshotd.telemetry import Telemetry
 log = logging.getLogger("snapshotd.worker")
 T = TypeVar("T")
 P = ParamSpec("P")
-# The longest pause between two tries of something the database refused because it was down.
-MAX_PAUSE_SECONDS = 5.0
 
 
 class JobHandler(Protocol):
     async def __call__(self, claim: Claim) -> None: ...
 
 
-class Persist:
-    """Runs one of a job's database writes in a thread, again and again while the database is
-    out of reach: the work is done and worth keeping, and the lease decides whether it still may
-    be kept (once the database is back, a lost lease cancels the job through the heartbeat, or
-    fences the write). Gives up only when the worker stops."""
+class Persist(Protocol):
+    """Runs one of a job's database writes, again while the database is out of reach (the
+    worker's `persist`)."""
 
-    def __init__(self, outages: OutageLog, stopping: Callable[[], bool]) -> None:
-        self.outages = outages
-        self.stopping = stopping
-
-    async def __call__(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        pause = 0.5
-        while True:
-            try:
-                return await asyncio.to_thread(write, *args, **kwargs)
-            except Exception as error:
-                outage = as_outage(error)
-                if not isinstance(outage, DatabaseUnavailable) or self.stopping():
-                    raise
-                self.outages.failed(outage, "saving a job's progress")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+    async def __call__(self, write: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 class CaptureJob:
@@ -84,10 +63,11 @@ class CaptureJob:
         evidence: Evidence,
         stack: CaptureStack,
         persist: Persist,
+        outages: OutageLog,
         telemetry: Telemetry,
     ) -> None:
         self.snapshots, self.evidence, self.stack = snapshots, evidence, stack
-        self.persist, self.telemetry, self.outages = persist, telemetry, persist.outages
+        self.persist, self.outages, self.telemetry = persist, outages, telemetry
 
     async def __call__(self, claim: Claim) -> None:
         jobs, pool = self.snapshots.jobs, self.stack.pool
@@ -261,12 +241,13 @@ def job_handlers(
     evidence: Evidence,
     stack: CaptureStack,
     persist: Persist,
+    outages: OutageLog,
     telemetry: Telemetry,
 ) -> Mapping[str, JobHandler]:
     """Every job kind a worker runs, with its handler."""
     return {
-        CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, telemetry),
-        CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, persist.outages, telemetry),
+        CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, outages, telemetry),
+        CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, outages, telemetry),
         PROBE_JOB: ProbeJob(synthetic, stack),
         webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
     }
