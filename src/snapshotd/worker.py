@@ -1,8 +1,10 @@
-"""The worker loop: claim → run the engine → store → complete, with a lease renewed meanwhile.
+"""The worker loop: claim → hand the job to its kind's handler (`worker_jobs`) → complete, with
+a lease renewed meanwhile.
 
-A worker owns one event loop, one egress guard and one browser pool. `snapshotd serve` runs workers
-in threads beside the API; `snapshotd worker` runs one in the foreground. Stopping only sets a flag:
-in-flight jobs finish (each has its own hard deadline), then the browser and guard close.
+A worker owns one event loop and one capture stack (egress guard, browser pool, capture engine).
+`snapshotd serve` runs workers in threads beside the API; `snapshotd worker` runs one in the
+foreground. Stopping only sets a flag: in-flight jobs finish (each has its own hard deadline), then
+the browser and guard close.
 
 A worker outlives the parts it depends on. While the database is out of reach its loops log one
 line, back off and try again, and a finished capture waits to be saved rather than being thrown
@@ -19,31 +21,33 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
-
-import httpx
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from snapshotd.config import Settings
-from snapshotd.engines.browser import BrowserPool
-from snapshotd.engines.capture import CaptureEngine
 from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.engines.guard import EgressGuard
+from snapshotd.engines.stack import CaptureStack, capture_stack
 from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
 from snapshotd.services import retention
 from snapshotd.services.graph import build_services
+from snapshotd.services.snapshots import CAPTURE_JOB
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
+from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
+from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker_jobs import MAX_PAUSE_SECONDS, JobRunner
+from snapshotd.worker_jobs import JobHandler, job_handlers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+# The longest pause between two tries of something the database refused because it was down.
+MAX_PAUSE_SECONDS = 5.0
 
 
-class Worker(JobRunner):
+class Worker:
     def __init__(
         self,
         settings: Settings,
@@ -73,11 +77,9 @@ class Worker(JobRunner):
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine: CaptureEngine | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._guard: EgressGuard | None = None
         self._work_queued: asyncio.Event | None = None
-        self.pool: BrowserPool | None = None
+        self.stack: CaptureStack | None = None
+        self.handlers: Mapping[str, JobHandler] = {}
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -89,18 +91,20 @@ class Worker(JobRunner):
 
     async def run(self) -> None:
         s = self.settings
-        async with (
-            EgressGuard(EgressPolicy(s.egress_allow)) as guard,
-            BrowserPool(
-                executable=s.chromium_path,
-                proxy_url=guard.url,
-                slots=s.worker_concurrency,
-                recycle_after=s.browser_recycle_after,
-                sandbox=s.chromium_sandbox,
-            ) as pool,
-            httpx.AsyncClient(proxy=guard.url, timeout=10.0) as http,
-        ):
-            self.pool, self._http, self._guard = pool, http, guard
+        async with capture_stack(s) as stack:
+            self.stack = stack
+            self.handlers = job_handlers(
+                snapshots=self.snapshots,
+                charts=self.charts,
+                renderer=self.renderer,
+                chart_thread=self._chart_thread,
+                synthetic=self.synthetic,
+                evidence=self.evidence,
+                stack=stack,
+                persist=self.persist,
+                outages=self.outages,
+                telemetry=self.telemetry,
+            )
             name = s.agent_name or socket.gethostname()
             agent = await asyncio.to_thread(
                 self.services.agents.register,
@@ -110,13 +114,6 @@ class Worker(JobRunner):
             )
             self.agent_id = agent.id
             await asyncio.to_thread(lambda: self.snapshots.signer.key)  # created on first start
-            self._engine = CaptureEngine(
-                pool,
-                guard,
-                default_timeout_ms=s.capture_timeout_ms,
-                max_full_page_height=s.max_full_page_height,
-                max_navigations=s.max_navigations,
-            )
             self._loop = asyncio.get_running_loop()
             self._work_queued = asyncio.Event()
             unsubscribe = self.queue.db.on_enqueued(self._wake)
@@ -177,6 +174,83 @@ class Worker(JobRunner):
                 continue
             await self.run_claim(claim)
 
+    async def run_claimed(self, snapshot: Snapshot) -> None:
+        """Runs a snapshot created with `claimed_by=self.id` (its job is already attempt 1)."""
+        assert snapshot.job_id is not None
+        payload = {"snapshot_id": snapshot.id}
+        max_attempts = self.queue.max_attempts
+        await self.run_claim(
+            Claim(snapshot.job_id, CAPTURE_JOB, payload, 1, max_attempts, snapshot.org_id)
+        )
+
+    async def run_claim(self, claim: Claim) -> None:
+        """Runs one claimed job to an outcome; never raises (failures are recorded on the job).
+        A job whose lease was lost is dropped; one an outage interrupted is tried again."""
+        job = asyncio.current_task()
+        assert job is not None
+        heartbeat = asyncio.create_task(self._heartbeat(claim, job))
+        try:
+            handler = self.handlers.get(claim.kind)
+            if handler is None:
+                await asyncio.to_thread(
+                    self.snapshots.jobs.fail,
+                    claim,
+                    f"unknown job kind {claim.kind!r}",
+                    retry=False,
+                )
+            else:
+                await handler(claim)
+        except LeaseLost as error:
+            log.warning("job %s: %s; result dropped", claim.job_id, error)
+        except asyncio.CancelledError:
+            if not heartbeat.done() or self.stopping:
+                raise
+            log.warning("job %s: lease lost while running; abandoned", claim.job_id)
+        except Exception as error:
+            self._trouble(error, f"running job {claim.job_id}")
+            if as_outage(error) is None:
+                # A job this worker cannot run (a bug, or a payload it cannot use): record why, so
+                # the attempts run out with the reason instead of a silent lease expiry.
+                message = f"the job could not be run: {type(error).__name__}: {error}"
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.snapshots.jobs.fail, claim, message, retry=True)
+            # Otherwise the job stays claimed; when its lease expires the reaper queues it again.
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, claim: Claim, job: asyncio.Task[Any]) -> None:
+        """Renews the lease every third of it; cancels the job once the lease is lost. A renewal
+        the database refuses is tried again at the next beat: the lease has time to spare, and
+        if it runs out meanwhile the fenced writes drop this worker's result."""
+        interval = max(1.0, self.settings.job_lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await asyncio.to_thread(self.queue.heartbeat, claim)
+            except Exception as error:
+                self._trouble(error, f"renewing the lease of job {claim.job_id}")
+                continue
+            if not held:
+                job.cancel()
+                return
+
+    async def persist(self, write: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `write` (one of the job's database writes) in a thread, again and again while the
+        database is out of reach: the work is done and worth keeping, and the lease decides
+        whether it still may be kept (once the database is back, a lost lease cancels the job
+        through the heartbeat, or fences the write). Gives up only when the worker stops."""
+        pause = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(write, *args, **kwargs)
+            except Exception as error:
+                outage = as_outage(error)
+                if not isinstance(outage, DatabaseUnavailable) or self.stopping:
+                    raise
+                self.outages.failed(outage, "saving a job's progress")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+
     async def _idle(self, seconds: float) -> None:
         """Waits `seconds`, or less when a job is queued in this process meanwhile."""
         assert self._work_queued is not None
@@ -206,7 +280,7 @@ class Worker(JobRunner):
                 await asyncio.sleep(min(0.5, interval))
 
     def _reap(self) -> str:
-        reaped = self.queue.reap(self.snapshots.fail_reaped)
+        reaped = self.queue.reap(self.snapshots.jobs.fail_reaped)
         return f"returned {reaped} jobs with expired leases" if reaped else ""
 
     def _schedule(self) -> str:

@@ -68,14 +68,14 @@ def claim_page(service: Snapshots) -> tuple[str, Claim]:
     snapshot = service.create_page(org_id, CaptureOptions(url="https://example.org"))
     claim = service.queue.claim("worker-1")
     assert claim is not None and claim.payload["snapshot_id"] == snapshot.id
-    service.start(claim)
+    service.jobs.start(claim)
     return snapshot.id, claim
 
 
 def captured(service: Snapshots) -> str:
     """A page snapshot run to success the way a worker runs it: image, html and manifest rows."""
     snapshot_id, claim = claim_page(service)
-    service.finish(claim, result("image", "html"))
+    service.jobs.finish(claim, result("image", "html"))
     return snapshot_id
 
 
@@ -167,10 +167,10 @@ def test_the_blobs_of_a_capture_whose_lease_was_lost_are_collected(
 
     late = result("image")
     with pytest.raises(LeaseLost):
-        service.finish(first, late)  # stores its blobs, then fencing refuses the rows
+        service.jobs.finish(first, late)  # stores its blobs, then fencing refuses the rows
     lost = hashlib.sha256(late.artifacts[0].data).hexdigest()
     assert any_store.exists(lost)
-    service.finish(second, result("image"))
+    service.jobs.finish(second, result("image"))
     winner = digests_of(any_db, snapshot_id)
 
     report = sweep(graced(settings, 0), any_db, any_store, every_shard=True)

@@ -33,7 +33,7 @@ def org(db: Database, slug: str) -> str:
 def finished_capture(service: Snapshots, org_id: str) -> str:
     created = service.create_page(org_id, CaptureOptions(url="https://example.org", width=900))
     claim = service.queue.claim("w")
-    assert claim is not None and service.start(claim) is not None
+    assert claim is not None and service.jobs.start(claim) is not None
     result = CaptureResult(
         [
             CapturedArtifact("image", b"\x89PNG pretend", "image/png", 900, 800),
@@ -41,7 +41,7 @@ def finished_capture(service: Snapshots, org_id: str) -> str:
         ],
         {"final_url": "https://example.org/", "http_status": 200},
     )
-    service.finish(claim, result)
+    service.jobs.finish(claim, result)
     return created.id
 
 

@@ -33,14 +33,14 @@ def test_create_run_finish_and_read_back(service: Snapshots, any_db: Database) -
     }
     claim = service.queue.claim("w")
     assert claim is not None
-    started = service.start(claim)
+    started = service.jobs.start(claim)
     assert started is not None and started.status == "working"
     assert started.options["width"] == 900
     result = CaptureResult(
         [CapturedArtifact("image", b"\x89PNG pretend", "image/png", 900, 800)],
         {"final_url": "https://example.org/"},
     )
-    service.finish(claim, result)
+    service.jobs.finish(claim, result)
     snapshot, job = service.get_with_job(acme, created.id)
     assert snapshot.status == "success" and job is not None and job.state == "complete"
     assert snapshot.meta["final_url"] == "https://example.org/"
@@ -78,9 +78,9 @@ def test_failure_paths_update_the_snapshot(service: Snapshots, any_db: Database)
     created = service.create_page(acme, CaptureOptions(url="https://example.org"))
     claim = service.queue.claim("w")
     assert claim is not None
-    assert service.fail(claim, "browser crashed", retry=True) == "queued"
+    assert service.jobs.fail(claim, "browser crashed", retry=True) == "queued"
     assert "retrying" in service.get(acme, created.id).status_message
     with any_db.session() as session:
-        service.fail_reaped(session, [created.job_id or ""])
+        service.jobs.fail_reaped(session, [created.job_id or ""])
     snapshot = service.get(acme, created.id)
     assert snapshot.status == "failed" and "stopped responding" in snapshot.status_message

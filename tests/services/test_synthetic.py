@@ -15,7 +15,7 @@ from snapshotd.errors import BadRequest
 from snapshotd.services import agents
 from snapshotd.services.accounts import Accounts, authenticate
 from snapshotd.services.graph import make_queue
-from snapshotd.services.synthetic import Scope, Synthetic, TestFields, round_of
+from snapshotd.services.synthetic import ProbeSettings, Scope, Synthetic, TestFields, round_of
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job, ProbeRound
 from snapshotd.store.queue import LeaseLost
@@ -151,3 +151,19 @@ def test_a_round_whose_lease_was_lost_is_not_started(
         synthetic.start_round(claim)
     with any_db.session() as session:
         assert session.scalars(select(ProbeRound.state)).all() == ["queued"]
+
+
+def test_probe_settings_are_kept_and_an_update_changes_only_those_given(
+    synthetic: Synthetic, any_db: Database
+) -> None:
+    here = agents.Agents(any_db).register("host-a", location="Local", country_id="")
+    scope = scope_of(any_db)
+    probe = ProbeSettings(http_time_limit=9, headers=("X-A: 1",))
+    fields = TestFields(url="http://127.0.0.1/", interval=60, agent_ids=[here.id], probe=probe)
+    test = synthetic.create(scope, "http-server", fields, actor="a")
+    assert ProbeSettings.of(test) == probe
+    change = TestFields(probe=ProbeSettings(follow_redirects=False))
+    synthetic.update(scope, test.id, "http-server", change, actor="a")
+    assert ProbeSettings.of(synthetic.get(scope, test.id)) == ProbeSettings(
+        http_time_limit=9, headers=("X-A: 1",), follow_redirects=False
+    )

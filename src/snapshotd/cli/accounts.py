@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from snapshotd.cli.client import fail, settings_from_env
+from snapshotd.cli.common import fail, settings_from_env
 from snapshotd.errors import SnapshotdError
 
 if TYPE_CHECKING:

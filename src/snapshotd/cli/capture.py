@@ -1,13 +1,13 @@
 """`snapshotd capture`: one URL or many, with a local browser or through a snapshotd server.
 
-Locally, every capture shares one egress guard and one browser with `--concurrency` contexts.
+Locally, `services.local_capture` checks each capture as the API would and runs them all through
+one capture stack (one egress guard, one browser with `--concurrency` contexts).
 With --server (or SNAPSHOTD_SERVER) each URL is a snapshot made on that server through the SDK
 (create, wait, download), and the summary names the snapshot, ready for `snapshotd share`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from snapshotd.cli.batch import FORMATS, InputError, Plan, Row, plan, read_rows
-from snapshotd.cli.client import (
+from snapshotd.cli.common import (
     USAGE,
     ServerOption,
     TokenOption,
@@ -65,18 +65,12 @@ def _written(each: Plan, data: bytes, snapshot_id: str | None = None) -> Outcome
     return Outcome(each, size=len(data), snapshot_id=snapshot_id)
 
 
-def _unexpected(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def _validate(plans: list[Plan], settings: Settings | None) -> None:
-    """Parses each capture's options; locally (given `settings`) also applies the egress policy
-    to the URL, as the server does before it queues anything."""
-    from snapshotd.engines.egress import EgressPolicy
+    """Parses each capture's options; locally (given `settings`) also checks them as the server
+    does before it queues anything (the server checks remote ones itself)."""
+    from snapshotd.services import local_capture
     from snapshotd.services.snapshots import parse_options
 
-    policy = EgressPolicy(settings.egress_allow) if settings else None
     for each in plans:
         if each.error:
             continue
@@ -84,56 +78,32 @@ def _validate(plans: list[Plan], settings: Settings | None) -> None:
             each.error = "no URL"
             continue
         try:
-            each.options = parse_options(each.raw)
-            if policy is not None:
-                policy.check_url(each.options.url)
+            if settings is None:
+                each.options = parse_options(each.raw)
+            else:
+                each.options = local_capture.checked(settings, each.raw)
         except SnapshotdError as error:
             each.error = error.detail
 
 
-async def _local(plans: list[Plan], settings: Settings, slots: int, report: Report) -> None:
-    from snapshotd.engines.browser import BrowserPool
-    from snapshotd.engines.capture import CaptureEngine
-    from snapshotd.engines.egress import EgressPolicy
-    from snapshotd.engines.guard import EgressGuard
-
-    async with (
-        EgressGuard(EgressPolicy(settings.egress_allow)) as guard,
-        BrowserPool(
-            executable=settings.chromium_path,
-            proxy_url=guard.url,
-            slots=slots,
-            sandbox=settings.chromium_sandbox,
-        ) as pool,
-    ):
-        engine = CaptureEngine(
-            pool,
-            guard,
-            default_timeout_ms=settings.capture_timeout_ms,
-            max_full_page_height=settings.max_full_page_height,
-            max_navigations=settings.max_navigations,
-        )
-
-        async def one(each: Plan) -> None:
-            try:
-                result = await engine.capture(each.options)
-            except SnapshotdError as error:
-                report(Outcome(each, error=error.detail))
-            except Exception as error:  # one page's failure must not end the batch
-                report(Outcome(each, error=_unexpected(error)))
-            else:
-                report(_written(each, result.artifacts[0].data))
-
-        await asyncio.gather(*(one(each) for each in plans))
-
-
 def _run_local(plans: list[Plan], settings: Settings, slots: int, report: Report) -> None:
+    from snapshotd.engines.capture import CaptureResult
+    from snapshotd.services import local_capture
+
+    def done(index: int, result: CaptureResult | str) -> None:
+        each = plans[index]
+        if isinstance(result, str):
+            report(Outcome(each, error=result))
+        else:
+            report(_written(each, result.artifacts[0].data))
+
     try:
-        asyncio.run(_local(plans, settings, slots, report))
+        local_capture.run(settings, [each.options for each in plans], slots=slots, report=done)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     except Exception as error:  # the browser or the guard did not start
-        raise fail(f"cannot start the local browser: {_unexpected(error)}") from None
+        reason = local_capture.describe(error)
+        raise fail(f"cannot start the local browser: {reason}") from None
 
 
 def _create(client: SnapshotClient, each: Plan) -> Snapshot:

@@ -1,35 +1,36 @@
 """The worker's side of a snapshot: marking it working, storing a capture's artifacts and sealing
 them in a signed manifest, or failing it. Each write goes through the job's claim, so a worker that
 lost its lease cannot overwrite what another worker already finished.
+
+`Snapshots` owns one of these as `snapshots.jobs`; it shares that service's database, queue, blob
+store and signer rather than holding copies of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from snapshotd.config import Settings
 from snapshotd.engines.capture import CaptureResult
 from snapshotd.errors import ArtifactsNotStored, DatabaseUnavailable, as_outage
 from snapshotd.services import webhooks
-from snapshotd.services.manifests import MANIFEST_ROLE, Signer
-from snapshotd.services.thumbnails import THUMBNAIL_ROLE
-from snapshotd.store.blobs import BlobStore
-from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Snapshot, utcnow
-from snapshotd.store.queue import Claim, JobQueue
+from snapshotd.store.queue import Claim
+
+if TYPE_CHECKING:
+    from snapshotd.services.snapshots import Snapshots
 
 
 class SnapshotJobs:
-    """Mixed into `Snapshots`, which sets these attributes."""
-
-    settings: Settings
-    db: Database
-    queue: JobQueue
-    blobs: BlobStore
-    signer: Signer
+    def __init__(self, snapshots: Snapshots) -> None:
+        self.snapshots = snapshots
+        self.settings = snapshots.settings
+        self.db = snapshots.db
+        self.queue = snapshots.queue
+        self.blobs = snapshots.blobs
 
     def start(self, claim: Claim) -> Snapshot | None:
         """Marks the claimed job's snapshot working; None when the snapshot is gone. Fenced like
@@ -80,43 +81,8 @@ class SnapshotJobs:
             snapshot.meta = result.metadata
             snapshot.completed_at = utcnow()
             session.flush()
-            self.seal(session, snapshot)
+            self.snapshots.seal(session, snapshot)
             webhooks.enqueue_event(session, self.queue, snapshot, self.settings)
-
-    def seal(self, session: Session, snapshot: Snapshot) -> None:
-        """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
-        rows = session.scalars(
-            select(Artifact).where(
-                Artifact.snapshot_id == snapshot.id,
-                Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
-            )
-        )
-        listed = [
-            {
-                "role": a.role,
-                "media_type": a.media_type,
-                "size": a.size,
-                "sha256": a.sha256,
-                "width": a.width,
-                "height": a.height,
-            }
-            for a in rows
-        ]
-        data = self.signer.manifest(snapshot, listed)
-        session.execute(
-            delete(Artifact).where(
-                Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
-            )
-        )
-        session.add(
-            Artifact(
-                snapshot_id=snapshot.id,
-                role=MANIFEST_ROLE,
-                sha256=self.blobs.put(data),
-                size=len(data),
-                media_type="application/json",
-            )
-        )
 
     def fail(self, claim: Claim, message: str, *, retry: bool) -> str:
         with self.db.session() as session:

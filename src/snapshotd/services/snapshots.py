@@ -1,5 +1,5 @@
-"""Snapshot use-cases: create, read, list and delete; the worker's start/finish/fail come from
-`SnapshotJobs`.
+"""Snapshot use-cases: create, read, list, seal and delete; the worker's start/finish/fail are on
+`snapshots.jobs` (`SnapshotJobs`).
 
 Every query is scoped by organization here, so no route can forget it: another organization's
 snapshot is simply not found.
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,10 +26,10 @@ from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit, manifests
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.liveness import is_live, live_clause, live_snapshot
-from snapshotd.services.manifests import Signer
+from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.services.snapshot_jobs import SnapshotJobs
-from snapshotd.services.thumbnails import evidence_artifacts
+from snapshotd.services.thumbnails import THUMBNAIL_ROLE, evidence_artifacts
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
@@ -61,7 +61,25 @@ def parse_options(raw: dict[str, Any]) -> CaptureOptions:
         raise BadRequest(f"{where}: {first['msg']}", field=where) from None
 
 
-class Snapshots(SnapshotJobs):
+def check_options(settings: Settings, policy: EgressPolicy, options: CaptureOptions) -> None:
+    """Server-side ceilings and plainly bad URLs, refused before anything is queued."""
+    s = settings
+    if options.width > s.max_width:
+        raise BadRequest(f"width must be at most {s.max_width}", field="width")
+    if options.height > s.max_height:
+        raise BadRequest(f"height must be at most {s.max_height}", field="height")
+    if options.timeout_ms is not None and options.timeout_ms > s.max_timeout_ms:
+        raise BadRequest(f"timeout_ms must be at most {s.max_timeout_ms}", field="timeout_ms")
+    if options.device and options.device not in devices.descriptors():
+        raise BadRequest(f"unknown device {options.device!r}", field="device")
+    if options.quality is not None and options.format not in ("jpeg", "webp"):
+        raise BadRequest("quality applies to jpeg and webp only", field="quality")
+    if options.format == "pdf" and options.selector:
+        raise BadRequest("selector cannot be combined with format pdf", field="selector")
+    policy.check_url(options.url)
+
+
+class Snapshots:
     def __init__(self, settings: Settings, db: Database, queue: JobQueue, blobs: BlobStore) -> None:
         self.settings = settings
         self.db = db
@@ -70,25 +88,12 @@ class Snapshots(SnapshotJobs):
         self.policy = EgressPolicy(settings.egress_allow)
         self.limits = CreationLimits(settings.rate_limits)
         self.signer = Signer(settings)
+        self.jobs = SnapshotJobs(self)
 
     # -- validation ---------------------------------------------------------------------------
 
     def check_options(self, options: CaptureOptions) -> None:
-        """Server-side ceilings and plainly bad URLs, refused before anything is queued."""
-        s = self.settings
-        if options.width > s.max_width:
-            raise BadRequest(f"width must be at most {s.max_width}", field="width")
-        if options.height > s.max_height:
-            raise BadRequest(f"height must be at most {s.max_height}", field="height")
-        if options.timeout_ms is not None and options.timeout_ms > s.max_timeout_ms:
-            raise BadRequest(f"timeout_ms must be at most {s.max_timeout_ms}", field="timeout_ms")
-        if options.device and options.device not in devices.descriptors():
-            raise BadRequest(f"unknown device {options.device!r}", field="device")
-        if options.quality is not None and options.format not in ("jpeg", "webp"):
-            raise BadRequest("quality applies to jpeg and webp only", field="quality")
-        if options.format == "pdf" and options.selector:
-            raise BadRequest("selector cannot be combined with format pdf", field="selector")
-        self.policy.check_url(options.url)
+        check_options(self.settings, self.policy, options)
 
     # -- create -------------------------------------------------------------------------------
 
@@ -291,13 +296,50 @@ class Snapshots(SnapshotJobs):
         for artifact in evidence_artifacts(snapshot.artifacts):
             with self.blobs.open(artifact.sha256) as stream:
                 data = stream.read()
-            if artifact.role == manifests.MANIFEST_ROLE:
+            if artifact.role == MANIFEST_ROLE:
                 manifest = data
             else:
                 files[f"{artifact.role}.{manifests.extension(artifact.media_type)}"] = data
         if manifest is None:
             raise Conflict(f"snapshot {snapshot_id} has no signed manifest yet")
         return manifests.bundle(manifest, files, self.signer.public())
+
+    # -- evidence -----------------------------------------------------------------------------
+
+    def seal(self, session: Session, snapshot: Snapshot) -> None:
+        """Writes the signed manifest of the snapshot's artifacts, as its `manifest` artifact."""
+        rows = session.scalars(
+            select(Artifact).where(
+                Artifact.snapshot_id == snapshot.id,
+                Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
+            )
+        )
+        listed = [
+            {
+                "role": a.role,
+                "media_type": a.media_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "width": a.width,
+                "height": a.height,
+            }
+            for a in rows
+        ]
+        data = self.signer.manifest(snapshot, listed)
+        session.execute(
+            delete(Artifact).where(
+                Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
+            )
+        )
+        session.add(
+            Artifact(
+                snapshot_id=snapshot.id,
+                role=MANIFEST_ROLE,
+                sha256=self.blobs.put(data),
+                size=len(data),
+                media_type="application/json",
+            )
+        )
 
     # -- delete -------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -33,9 +34,39 @@ INTERVALS = (60, 120, 300, 600, 900, 1800, 3600)
 PROBE_JOB = "probe"
 
 
+class ProbeSettings(BaseModel):
+    """How a round probes a test's URL, in snapshotd's own names: a dialect translates its wire
+    names into these, and the worker reads nothing else. Stored in a test's `config` under these
+    names, beside the settings a dialect keeps for its clients without snapshotd acting on them.
+
+    Built with only some fields (an update), it sets just those: `model_fields_set` says which."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    page_load_time_limit: int = 10
+    http_time_limit: int = 5
+    follow_redirects: bool = True
+    desired_status_code: str = "default"
+    verify_certificate: bool = False
+    request_method: Literal["get", "post"] = "get"
+    headers: tuple[str, ...] = ()
+    post_body: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def of(cls, test: SyntheticTest) -> ProbeSettings:
+        return cls.model_validate(test.config or {})
+
+    def given(self) -> dict[str, Any]:
+        """The fields set when this was built, as stored."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 @dataclass
 class TestFields:
-    """What a create or update sets; None leaves a field as it is (an update) or defaulted."""
+    """What a create or update sets; None leaves a field as it is (an update) or defaulted.
+    `extra` holds settings a dialect keeps and returns for its clients; snapshotd stores them
+    as given and never reads them."""
 
     __test__ = False  # not a pytest test class, despite its name
 
@@ -45,7 +76,8 @@ class TestFields:
     enabled: bool | None = None
     description: str | None = None
     agent_ids: list[int] | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -263,8 +295,9 @@ def _apply(test: SyntheticTest, fields: TestFields) -> None:
         test.agent_ids = sorted(set(fields.agent_ids))
     if fields.enabled is not None:
         test.enabled = fields.enabled
-    if fields.config:
-        test.config = {**(test.config or {}), **fields.config}
+    changes = {**fields.probe.given(), **fields.extra}
+    if changes:
+        test.config = {**(test.config or {}), **changes}
 
 
 def _test(session: Session, scope: Scope, test_id: int, kind: str | None) -> SyntheticTest:

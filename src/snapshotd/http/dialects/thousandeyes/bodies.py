@@ -1,8 +1,9 @@
 """ThousandEyes v7 test bodies: reading an `HttpServerTestRequest` / `PageLoadTestRequest` into
 snapshotd's test fields, and writing tests, agents and results back in the types the official SDK
 checks strictly (ids as strings, integers as integers, booleans as booleans, `interval` one of its
-enum). Settings snapshotd does not act on are kept and returned when they are of the right type;
-`password` is kept for the probe but never returned.
+enum). The settings a probe acts on become snapshotd's `ProbeSettings` (its own names, mapped
+here both ways); the others are kept and returned when they are of the right type. `password` is
+kept but never returned.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from snapshotd.errors import BadRequest
 from snapshotd.http.wire import iso_seconds
 from snapshotd.services import agents as agent_service
 from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
-from snapshotd.services.synthetic import INTERVALS, TestFields
+from snapshotd.services.synthetic import INTERVALS, ProbeSettings, TestFields
 from snapshotd.services.test_windows import Frozen
 
 _BOOLEANS = (
@@ -78,6 +79,26 @@ _CHOICES = {
 }
 _SUBINTERVALS = (60, 120, 300, 600, 900, 1200, 1800, 3600)
 _NEVER_RETURNED = ("password",)
+# Wire name → ProbeSettings field, for the settings a round acts on.
+_PROBE_FIELDS = {
+    "pageLoadTimeLimit": "page_load_time_limit",
+    "httpTimeLimit": "http_time_limit",
+    "followRedirects": "follow_redirects",
+    "desiredStatusCode": "desired_status_code",
+    "verifyCertificate": "verify_certificate",
+    "requestMethod": "request_method",
+    "headers": "headers",
+    "postBody": "post_body",
+    "userAgent": "user_agent",
+}
+_WIRE_NAMES = {field: wire for wire, field in _PROBE_FIELDS.items()}
+# Settings are returned in the order they are read here, whatever order they were stored in.
+_ORDER = {
+    name: position
+    for position, name in enumerate(
+        (*_BOOLEANS, *_INTEGERS, *_STRINGS, *_CHOICES, "headers", "httpInterval", "subinterval")
+    )
+}
 
 
 def _bad(field: str, message: str) -> BadRequest:
@@ -92,7 +113,7 @@ def _whole(value: Any, field: str, low: int, high: int) -> int:
 
 def test_fields(body: Mapping[str, Any], *, creating: bool) -> TestFields:
     """Validates a v7 test request body; unknown keys are ignored, as the SDK sends many."""
-    fields = TestFields(config={})
+    fields = TestFields()
     for key, attribute in (("testName", "name"), ("url", "url"), ("description", "description")):
         value = body.get(key)
         if value is not None:
@@ -111,7 +132,11 @@ def test_fields(body: Mapping[str, Any], *, creating: bool) -> TestFields:
         fields.agent_ids = _agent_ids(body["agents"])
     elif creating:
         raise _bad("agents", "is required: name at least one agent (GET /v7/agents)")
-    fields.config = _config(body)
+    config = _config(body)
+    fields.probe = ProbeSettings(
+        **{_PROBE_FIELDS[key]: value for key, value in config.items() if key in _PROBE_FIELDS}
+    )
+    fields.extra = {key: value for key, value in config.items() if key not in _PROBE_FIELDS}
     return fields
 
 
@@ -198,9 +223,15 @@ def simple_test(base: str, test: SyntheticTest) -> dict[str, Any]:
     }
 
 
+def _settings(test: SyntheticTest) -> dict[str, Any]:
+    """A test's stored settings under their wire names."""
+    named = [(_WIRE_NAMES.get(key, key), value) for key, value in (test.config or {}).items()]
+    kept = [(key, value) for key, value in named if key not in _NEVER_RETURNED]
+    return dict(sorted(kept, key=lambda item: _ORDER.get(item[0], len(_ORDER))))
+
+
 def unexpanded_test(base: str, test: SyntheticTest) -> dict[str, Any]:
-    config = {k: v for k, v in (test.config or {}).items() if k not in _NEVER_RETURNED}
-    return {**config, **simple_test(base, test), "url": test.url}
+    return {**_settings(test), **simple_test(base, test), "url": test.url}
 
 
 def agent_body(agent: Agent) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""`snapshotd verify`, `keygen` and `sweep`: looking after the evidence kept, from a machine of the
+deployment or offline: checking bundles against their signed manifests, making the key that signs
+them, and deleting what has expired.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snapshotd.cli.common import fail, open_db, settings_from_env
+
+
+def verify(
+    files: Annotated[list[Path], typer.Argument(help="Bundles downloaded from /bundle.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(help="The instance's public key PEM (/.well-known/snapshotd-manifest-key)."),
+    ] = None,
+) -> None:
+    """Check snapshot bundles offline: the manifest's signature and every artifact's SHA-256.
+    Exits 1 when any bundle does not verify."""
+    from snapshotd.services import manifests
+
+    public = manifests.load_public(key.read_bytes()) if key else None
+    failed = False
+    for path in files:
+        verdict = manifests.verify_bundle(path.read_bytes(), public)
+        typer.echo(f"{path}: {'OK' if verdict.ok else 'FAILED'}")
+        for line in verdict.lines:
+            typer.echo(f"  {line}")
+        failed |= not verdict.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+def keygen(
+    file: Annotated[Path, typer.Argument(help="Where to write the key (refused if it exists).")],
+) -> None:
+    """Create an Ed25519 manifest signing key (PEM, mode 0600) for SNAPSHOTD_MANIFEST_KEY_FILE,
+    to copy to every machine of a deployment."""
+    from snapshotd.services.manifests import create_key_file
+
+    if not create_key_file(file):
+        raise fail(f"{file} already exists; it was left as it is")
+    typer.echo(f"wrote {file}", err=True)
+
+
+def sweep() -> None:
+    """Delete expired snapshots, share links and unreferenced blobs now, looking at every blob
+    for orphans (workers do this every sweep_interval_seconds, one shard of the blobs at a
+    time)."""
+    from snapshotd.services.retention import sweep as run_sweep
+    from snapshotd.store.blobs import make_blob_store
+
+    settings = settings_from_env()
+    store = make_blob_store(settings)
+    report = run_sweep(settings, open_db(settings), store, every_shard=True)
+    typer.echo(str(report))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("keygen")(keygen)
+    app.command("sweep")(sweep)
