@@ -36,7 +36,11 @@ def test_routes_never_touch_the_database_the_blobs_or_the_queue() -> None:
 
 def test_every_path_in_the_architecture_doc_exists() -> None:
     doc = (ROOT / "docs" / "architecture.md").read_text()
-    paths = set(re.findall(r"`((?:src/snapshotd/|http/|services/|engines/|store/)[\w/.]*)", doc))
+    paths = set(
+        re.findall(
+            r"`((?:src/snapshotd/|http/|services/|engines/|store/|worker/|cli/)[\w/.]*)", doc
+        )
+    )
     assert paths
     for path in paths:
         full = ROOT / path if path.startswith("src/") else SRC / path

@@ -1,4 +1,4 @@
-"""The worker loop: claim → hand the job to its kind's handler (`worker_jobs`) → complete, with
+"""The worker loop: claim → hand the job to its kind's handler (`worker/jobs.py`) → complete, with
 a lease renewed meanwhile.
 
 A worker owns one event loop and one capture stack (egress guard, browser pool, capture engine).
@@ -38,7 +38,7 @@ from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker_jobs import JobHandler, job_handlers
+from snapshotd.worker.jobs import JobHandler, job_handlers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
