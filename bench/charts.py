@@ -25,12 +25,12 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartRenderer, ChartSpec
 from snapshotd.engines.charts import Series as Line
 from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.graph import make_queue
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
-from snapshotd.services.graph import make_queue
 
 POINTS = 3600
 STREAMS = 3

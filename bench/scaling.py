@@ -36,7 +36,8 @@ from bench.report import Row, render
 from bench.server import BIN
 from snapshotd.config import Settings
 from snapshotd.services.accounts import ensure_org
-from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots, parse_options
+from snapshotd.services.capture_request import parse_request
+from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.store.blobs import make_blob_store
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job, utcnow
@@ -237,7 +238,7 @@ class Queue:
         self.db = Database.from_url(database_url)
         queue = JobQueue(self.db, max_length=settings.queue_max_length)
         self.snapshots = Snapshots(settings, self.db, queue, make_blob_store(settings))
-        self.options = parse_options({"url": page_url, "width": 1280, "height": 800})
+        self.options = parse_request({"url": page_url, "width": 1280, "height": 800})
         with self.db.session() as session:
             self.org_id = ensure_org(session, "scaling").id
 

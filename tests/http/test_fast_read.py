@@ -13,11 +13,11 @@ from sqlalchemy import update
 from starlette.types import Receive, Scope, Send
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CaptureOptions
 from snapshotd.http.app import create_app
 from snapshotd.http.deps import Services
 from snapshotd.http.fast_read import FastSnapshotRead
 from snapshotd.services import accounts
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot, utcnow
@@ -66,7 +66,7 @@ def test_the_fast_answer_is_the_routes_answer_byte_for_byte(
     client, services = app_and_services
     acme_org = org_of(any_db, acme)
     captured = finished_capture(services.snapshots, acme_org)
-    queued = services.snapshots.create_page(acme_org, CaptureOptions(url="https://example.com"))
+    queued = services.snapshots.create_page(acme_org, CaptureRequest(url="https://example.com"))
     route = Route()
     fast = TestClient(FastSnapshotRead(route, services))
     for snapshot_id in (captured, queued.id):
@@ -88,9 +88,9 @@ def test_all_but_the_common_case_goes_on_to_the_route(
         org="rival", email="boss@rival.test", role="admin"
     )
     acme_org = org_of(any_db, acme)
-    mine = services.snapshots.create_page(acme_org, CaptureOptions(url="https://example.com")).id
+    mine = services.snapshots.create_page(acme_org, CaptureRequest(url="https://example.com")).id
     theirs = services.snapshots.create_page(
-        org_of(any_db, rival), CaptureOptions(url="https://example.com")
+        org_of(any_db, rival), CaptureRequest(url="https://example.com")
     ).id
     route = Route()
     fast = TestClient(FastSnapshotRead(route, services))
@@ -129,7 +129,7 @@ def test_each_read_counts_once_against_the_token_budget(
     app = create_app(tight, db=any_db, blobs=blobs)
     services: Services = app.state.services
     mine = services.snapshots.create_page(
-        org_of(any_db, acme), CaptureOptions(url="https://example.com")
+        org_of(any_db, acme), CaptureRequest(url="https://example.com")
     ).id
     with TestClient(app) as client:
         found = [client.get(f"/api/v1/snapshots/{mine}", headers=bearer(acme)) for _ in range(3)]

@@ -20,8 +20,9 @@ import pytest
 from sqlalchemy import select, update
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CapturedArtifact, CaptureResult
 from snapshotd.services.accounts import ensure_org
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.retention import collect_orphans, orphan_shard, sweep
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import BlobStore, FileBlobStore
@@ -65,7 +66,7 @@ def result(*roles: str) -> CaptureResult:
 def claim_page(service: Snapshots) -> tuple[str, Claim]:
     with service.db.session() as session:
         org_id = ensure_org(session, "acme").id
-    snapshot = service.create_page(org_id, CaptureOptions(url="https://example.org"))
+    snapshot = service.create_page(org_id, CaptureRequest(url="https://example.org"))
     claim = service.queue.claim("worker-1")
     assert claim is not None and claim.payload["snapshot_id"] == snapshot.id
     service.jobs.start(claim)

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import update
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import BadRequest, TooManyRequests
 from snapshotd.services.accounts import Accounts, ensure_org
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.graph import make_queue
 from snapshotd.services.org_settings import OrgSettings
 from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
@@ -30,7 +30,7 @@ from snapshotd.store.db import Database
 from snapshotd.store.models import RateEvent, utcnow
 
 SNAPSHOTD = str(Path(sys.executable).with_name("snapshotd"))
-PAGE = CaptureOptions(url="https://example.org")
+PAGE = CaptureRequest(url="https://example.org")
 
 
 def org(db: Database, slug: str) -> str:
@@ -103,7 +103,7 @@ def test_a_refused_creation_counts_nothing(settings: Settings, any_db: Database)
     snapshots = service(settings, any_db, native="1/60")
     acme = org(any_db, "acme")
     with pytest.raises(BadRequest):
-        snapshots.create_page(acme, CaptureOptions(url="http://10.0.0.1/"))
+        snapshots.create_page(acme, CaptureRequest(url="http://10.0.0.1/"))
     assert attempt(snapshots, acme) == "created"
 
 

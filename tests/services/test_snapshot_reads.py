@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import text, update
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CapturedArtifact, CaptureResult
 from snapshotd.errors import NotFound
 from snapshotd.http.native import snapshot_body
 from snapshotd.services.accounts import ensure_org
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.snapshot_reads import read_snapshot
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
@@ -31,7 +32,7 @@ def org(db: Database, slug: str) -> str:
 
 
 def finished_capture(service: Snapshots, org_id: str) -> str:
-    created = service.create_page(org_id, CaptureOptions(url="https://example.org", width=900))
+    created = service.create_page(org_id, CaptureRequest(url="https://example.org", width=900))
     claim = service.queue.claim("w")
     assert claim is not None and service.jobs.start(claim) is not None
     result = CaptureResult(
@@ -48,7 +49,7 @@ def finished_capture(service: Snapshots, org_id: str) -> str:
 def test_the_fast_read_matches_the_orm_read(service: Snapshots, any_db: Database) -> None:
     acme = org(any_db, "acme")
     captured = finished_capture(service, acme)
-    queued = service.create_page(acme, CaptureOptions(url="https://example.com")).id
+    queued = service.create_page(acme, CaptureRequest(url="https://example.com")).id
     for snapshot_id in (captured, queued):
         snapshot, job = service.get_with_job(acme, snapshot_id)
         view = read_snapshot(any_db, acme, snapshot_id)

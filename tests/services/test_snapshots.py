@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CapturedArtifact, CaptureResult
 from snapshotd.errors import Conflict, NotFound
 from snapshotd.services.accounts import ensure_org
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
@@ -26,7 +27,7 @@ def org(db: Database, slug: str) -> str:
 
 def test_create_run_finish_and_read_back(service: Snapshots, any_db: Database) -> None:
     acme = org(any_db, "acme")
-    created = service.create_page(acme, CaptureOptions(url="https://example.org", width=900))
+    created = service.create_page(acme, CaptureRequest(url="https://example.org", width=900))
     assert created.status == "queued" and created.options == {
         "url": "https://example.org",
         "width": 900,
@@ -52,12 +53,12 @@ def test_create_run_finish_and_read_back(service: Snapshots, any_db: Database) -
 
 def test_tenancy_idempotency_pagination_and_delete(service: Snapshots, any_db: Database) -> None:
     acme, rival = org(any_db, "acme"), org(any_db, "rival")
-    options = CaptureOptions(url="https://example.org")
+    options = CaptureRequest(url="https://example.org")
     first = service.create_page(acme, options, idempotency_key="k1")
     assert service.create_page(acme, options, idempotency_key="k1").id == first.id
     assert service.create_page(rival, options, idempotency_key="k1").id != first.id
     with pytest.raises(Conflict):
-        service.create_page(acme, CaptureOptions(url="https://example.com"), idempotency_key="k1")
+        service.create_page(acme, CaptureRequest(url="https://example.com"), idempotency_key="k1")
     with pytest.raises(NotFound):
         service.get(rival, first.id)
     for _ in range(4):
@@ -75,7 +76,7 @@ def test_tenancy_idempotency_pagination_and_delete(service: Snapshots, any_db: D
 
 def test_failure_paths_update_the_snapshot(service: Snapshots, any_db: Database) -> None:
     acme = org(any_db, "acme")
-    created = service.create_page(acme, CaptureOptions(url="https://example.org"))
+    created = service.create_page(acme, CaptureRequest(url="https://example.org"))
     claim = service.queue.claim("w")
     assert claim is not None
     assert service.jobs.fail(claim, "browser crashed", retry=True) == "queued"

@@ -52,7 +52,7 @@ class Plan:
     url: str
     raw: dict[str, Any]
     target: Path | None = None
-    options: Any = None  # CaptureOptions once validated
+    options: Any = None  # CaptureRequest once validated
     error: str | None = None
 
 

@@ -69,7 +69,7 @@ def _validate(plans: list[Plan], settings: Settings | None) -> None:
     """Parses each capture's options; locally (given `settings`) also checks them as the server
     does before it queues anything (the server checks remote ones itself)."""
     from snapshotd.services import local_capture
-    from snapshotd.services.snapshots import parse_options
+    from snapshotd.services.capture_request import parse_request
 
     for each in plans:
         if each.error:
@@ -79,7 +79,7 @@ def _validate(plans: list[Plan], settings: Settings | None) -> None:
             continue
         try:
             if settings is None:
-                each.options = parse_options(each.raw)
+                each.options = parse_request(each.raw)
             else:
                 each.options = local_capture.checked(settings, each.raw)
         except SnapshotdError as error:

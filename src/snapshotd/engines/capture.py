@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,7 +20,6 @@ from urllib.parse import urlsplit
 from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from snapshotd.engines import devices
 from snapshotd.engines.browser import BrowserPool
@@ -42,51 +42,40 @@ class BrowserGone(RuntimeError):
     (on the relaunched browser) instead of failing it as it would a CaptureFailed."""
 
 
-class Cookie(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=256)
-    value: str = Field(max_length=4096)
+@dataclass(frozen=True)
+class Cookie:
+    name: str
+    value: str
     domain: str | None = None
     path: str = "/"
     secure: bool = False
     http_only: bool = False
 
 
-_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+@dataclass(frozen=True)
+class CaptureOptions:
+    """What the engine does for one capture. The services check a client's request against the
+    instance's ceilings (services/capture_request.py) before it becomes these options."""
 
-
-class CaptureOptions(BaseModel):
-    """What a client may ask of one page capture. Ceilings from settings are applied by services."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(min_length=1, max_length=8192)
-    width: int = Field(1280, ge=100, le=16384)
-    height: int = Field(800, ge=100, le=16384)
+    url: str
+    width: int = 1280
+    height: int = 800
     full_page: bool = False
-    selector: str | None = Field(None, min_length=1, max_length=1000)
-    device: str | None = Field(None, max_length=100)
+    selector: str | None = None
+    device: str | None = None
     format: Literal["png", "jpeg", "webp", "pdf"] = "png"
-    quality: int | None = Field(None, ge=1, le=100)
-    device_scale_factor: float = Field(1.0, ge=0.5, le=4.0)
+    quality: int | None = None
+    device_scale_factor: float = 1.0
     wait_until: Literal["load", "domcontentloaded", "networkidle"] = "load"
-    wait_for_selector: str | None = Field(None, min_length=1, max_length=1000)
-    delay_ms: int = Field(0, ge=0, le=30_000)
-    hide_selectors: list[str] = Field(default_factory=list, max_length=50)
-    user_agent: str | None = Field(None, max_length=1000)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
-    cookies: list[Cookie] = Field(default_factory=list, max_length=100)
+    wait_for_selector: str | None = None
+    delay_ms: int = 0
+    hide_selectors: tuple[str, ...] = ()
+    user_agent: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cookies: tuple[Cookie, ...] = ()
     color_scheme: Literal["light", "dark", "no-preference"] | None = None
-    timeout_ms: int | None = Field(None, ge=1000, le=600_000)
+    timeout_ms: int | None = None
     evidence: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _trimmed(cls, url: str) -> str:
-        # What a browser does to a URL before anything else: leading and trailing spaces and
-        # control characters go, so the one stored is the one navigated to.
-        return url.strip(_C0_AND_SPACE)
 
 
 @dataclass

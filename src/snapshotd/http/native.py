@@ -21,13 +21,14 @@ from snapshotd.http.deps import (
 )
 from snapshotd.http.native_files import artifact_response
 from snapshotd.http.wire import iso
+from snapshotd.services.capture_request import CaptureRequest, parse_request
 from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (
     ArtifactView,
     JobView,
     SnapshotView,
 )
-from snapshotd.services.snapshots import Archived, CaptureOptions, parse_options
+from snapshotd.services.snapshots import Archived
 from snapshotd.services.thumbnails import evidence_artifacts
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
@@ -40,7 +41,7 @@ class Reason(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-class SnapshotCreate(CaptureOptions):
+class SnapshotCreate(CaptureRequest):
     callback_url: str | None = Field(
         None, max_length=2000, description="Receives a signed JSON event when the job ends."
     )
@@ -121,7 +122,7 @@ def create_snapshot(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    options = CaptureOptions.model_validate(body.model_dump(exclude={"callback_url"}))
+    options = CaptureRequest.model_validate(body.model_dump(exclude={"callback_url"}))
     snapshot = services.snapshots.create_page(
         principal.org_id,
         options,
@@ -241,7 +242,7 @@ async def capture(
     for flag in ("full_page", "evidence"):
         if flag in params:
             params[flag] = params[flag].lower() in ("1", "true", "yes", "on")
-    options = parse_options(params)
+    options = parse_request(params)
     snapshot = await services.capture.capture(principal, options, surface="native")
     role = "pdf" if options.format == "pdf" else "image"
     response = await asyncio.to_thread(

@@ -11,21 +11,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CaptureResult
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.stack import capture_stack
 from snapshotd.errors import SnapshotdError
-from snapshotd.services.snapshots import check_options, parse_options
+from snapshotd.services.capture_request import CaptureRequest, parse_request
+from snapshotd.services.snapshots import check_options
 
 # Called once per capture as it ends, with its index in the list asked for and its result, or why
 # it failed.
 Report = Callable[[int, CaptureResult | str], None]
 
 
-def checked(settings: Settings, raw: Mapping[str, Any]) -> CaptureOptions:
+def checked(settings: Settings, raw: Mapping[str, Any]) -> CaptureRequest:
     """One capture's options, parsed and checked as the API would; raises a SnapshotdError that
     says what is wrong."""
-    options = parse_options(dict(raw))
+    options = parse_request(dict(raw))
     check_options(settings, EgressPolicy(settings.egress_allow), options)
     return options
 
@@ -37,15 +38,15 @@ def describe(error: BaseException) -> str:
 
 
 async def capture_all(
-    settings: Settings, captures: Sequence[CaptureOptions], *, slots: int, report: Report
+    settings: Settings, captures: Sequence[CaptureRequest], *, slots: int, report: Report
 ) -> None:
     """Runs every capture, `slots` at once. One page's failure is reported and the rest go on;
     only a stack that cannot start (or stop) raises."""
     async with capture_stack(settings, slots=slots) as stack:
 
-        async def one(index: int, options: CaptureOptions) -> None:
+        async def one(index: int, options: CaptureRequest) -> None:
             try:
-                result = await stack.engine.capture(options)
+                result = await stack.engine.capture(options.options())
             except SnapshotdError as error:
                 report(index, error.detail)
             except Exception as error:  # one page's failure must not end the batch
@@ -57,7 +58,7 @@ async def capture_all(
 
 
 def run(
-    settings: Settings, captures: Sequence[CaptureOptions], *, slots: int, report: Report
+    settings: Settings, captures: Sequence[CaptureRequest], *, slots: int, report: Report
 ) -> None:
     """`capture_all` from synchronous code, in an event loop of its own."""
     asyncio.run(capture_all(settings, captures, slots=slots, report=report))

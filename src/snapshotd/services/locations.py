@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit
+from snapshotd.services.capture_request import parse_request
 from snapshotd.services.liveness import live_clause
-from snapshotd.services.snapshots import Snapshots, parse_options
+from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.models import Location, Snapshot, utcnow
 
 TYPES = ("web", "mobile_app")
@@ -85,7 +86,7 @@ class Locations:
             if unknown:
                 raise BadRequest(f"unknown capture settings: {', '.join(sorted(unknown))}")
             url = fields.capture_url or "https://example.org/"
-            self.snapshots.check_options(parse_options({"url": url, **fields.capture}))
+            self.snapshots.check_options(parse_request({"url": url, **fields.capture}))
 
     def create(self, org_id: str, fields: LocationFields, *, actor: str) -> Location:
         kind = fields.location_type or ("mobile_app" if fields.application_id else "web")
@@ -237,7 +238,7 @@ class Locations:
             settings["device"] = DEVICES[location.platform]
         snapshot = self.snapshots.create_page(
             org_id,
-            parse_options(settings),
+            parse_request(settings),
             surface="clickwrap",
             actor=actor,
             location_id=location.id,

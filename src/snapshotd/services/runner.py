@@ -14,9 +14,9 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import CaptureFailed, ServiceUnavailable
 from snapshotd.services.accounts import Principal
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.models import Snapshot
 from snapshotd.telemetry import Telemetry
@@ -43,7 +43,7 @@ class SyncCapture:
         self.runner = runner
 
     async def capture(
-        self, principal: Principal, options: CaptureOptions, *, surface: str
+        self, principal: Principal, options: CaptureRequest, *, surface: str
     ) -> Snapshot:
         """The finished snapshot; CaptureFailed when the capture failed, ServiceUnavailable when
         it did not end in time (the job goes on, and the snapshot can be fetched later)."""
@@ -72,7 +72,7 @@ class SyncCapture:
             )
         return snapshot
 
-    async def _wait_for(self, org_id: str, snapshot: Snapshot, options: CaptureOptions) -> None:
+    async def _wait_for(self, org_id: str, snapshot: Snapshot, options: CaptureRequest) -> None:
         limit = (options.timeout_ms or self.settings.capture_timeout_ms) / 1000 + 30
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:

@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
 
-from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from snapshotd.config import Settings
 from snapshotd.engines import devices
-from snapshotd.engines.capture import CaptureOptions
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit, manifests
 from snapshotd.services.blob_gc import delete_unreferenced
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.liveness import is_live, live_clause, live_snapshot
 from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
@@ -52,16 +51,7 @@ def device_names() -> tuple[str, ...]:
     return tuple(sorted(devices.descriptors()))
 
 
-def parse_options(raw: dict[str, Any]) -> CaptureOptions:
-    try:
-        return CaptureOptions.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}", field=where) from None
-
-
-def check_options(settings: Settings, policy: EgressPolicy, options: CaptureOptions) -> None:
+def check_options(settings: Settings, policy: EgressPolicy, options: CaptureRequest) -> None:
     """Server-side ceilings and plainly bad URLs, refused before anything is queued."""
     s = settings
     if options.width > s.max_width:
@@ -92,7 +82,7 @@ class Snapshots:
 
     # -- validation ---------------------------------------------------------------------------
 
-    def check_options(self, options: CaptureOptions) -> None:
+    def check_options(self, options: CaptureRequest) -> None:
         check_options(self.settings, self.policy, options)
 
     # -- create -------------------------------------------------------------------------------
@@ -100,7 +90,7 @@ class Snapshots:
     def create_page(
         self,
         org_id: str,
-        options: CaptureOptions,
+        options: CaptureRequest,
         *,
         surface: str = "native",
         idempotency_key: str | None = None,
@@ -204,7 +194,7 @@ class Snapshots:
         return int(self.settings.retention_days.get(kind, self.settings.snapshot_ttl_days))
 
     def _check_replay(
-        self, existing: Snapshot, options: CaptureOptions, callback_url: str | None
+        self, existing: Snapshot, options: CaptureRequest, callback_url: str | None
     ) -> Snapshot:
         same = existing.url == options.url and existing.callback_url == callback_url
         if not same or existing.options != _stored(options):
@@ -360,7 +350,7 @@ class Snapshots:
         delete_unreferenced(self.db, self.blobs, digests, self.settings.blob_grace_seconds)
 
 
-def _stored(options: CaptureOptions) -> dict[str, Any]:
+def _stored(options: CaptureRequest) -> dict[str, Any]:
     return options.model_dump(mode="json", exclude_defaults=True)
 
 

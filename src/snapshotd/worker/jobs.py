@@ -19,7 +19,7 @@ from typing import ParamSpec, Protocol, TypeVar
 import httpx
 
 from snapshotd.engines import probes
-from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.capture import CapturedArtifact, CaptureResult
 from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.stack import CaptureStack
 from snapshotd.errors import (
@@ -30,6 +30,7 @@ from snapshotd.errors import (
     OutageLog,
 )
 from snapshotd.services import webhooks
+from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
@@ -75,7 +76,7 @@ class CaptureJob:
         if snapshot is None:
             await self.persist(jobs.fail, claim, "snapshot was deleted", retry=False)
             return
-        options = CaptureOptions.model_validate({"url": snapshot.url, **snapshot.options})
+        options = CaptureRequest.model_validate({"url": snapshot.url, **snapshot.options}).options()
         began, restarts = time.perf_counter(), pool.stats.restarts
         outcome = "success"
         try:

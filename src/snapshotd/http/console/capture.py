@@ -23,7 +23,8 @@ from snapshotd.http.console.session import (
     render,
 )
 from snapshotd.http.deps import ServicesDep
-from snapshotd.services.snapshots import device_names, parse_options
+from snapshotd.services.capture_request import parse_request
+from snapshotd.services.snapshots import device_names
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -84,7 +85,7 @@ async def new_capture(request: Request, visit: UploaderForm, services: ServicesD
     form = await form_text(request)
     values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
     try:
-        options = parse_options(options_from(form))
+        options = parse_request(options_from(form))
         snapshot = await asyncio.to_thread(
             services.snapshots.create_page,
             principal.org_id,

@@ -21,8 +21,8 @@ from snapshotd.http.native_files import artifact_response
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import add_signed_download, json_object, principal_factory
 from snapshotd.services.accounts import Principal
+from snapshotd.services.capture_request import parse_request
 from snapshotd.services.records import Snapshot
-from snapshotd.services.snapshots import parse_options
 
 router = APIRouter(tags=["kasisto"])
 
@@ -64,7 +64,7 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _snap(services: Services, principal: Principal, fields: dict[str, Any]) -> Snapshot:
-    options = parse_options(_options(fields))
+    options = parse_request(_options(fields))
     return await services.capture.capture(principal, options, surface="kasisto")
 
 
