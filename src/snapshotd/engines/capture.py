@@ -26,6 +26,7 @@ from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
 from snapshotd.errors import CaptureFailed
+from snapshotd.timestamps import iso
 
 MEDIA_TYPES = {
     "png": "image/png",
@@ -369,7 +370,7 @@ class CaptureEngine:
             "selector": options.selector,
             "blocked_requests": watch.blocked[:100],
             "navigations": watch.navigations,
-            "captured_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "captured_at": iso(datetime.now(UTC)),
         }
         if response is not None:
             details = await response.security_details()

@@ -34,6 +34,7 @@ from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.egress import EgressPolicy, IPAddress
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.errors import EgressDenied, InvalidURL
+from snapshotd.timestamps import iso
 
 __all__ = ["MAX_BODY_BYTES", "HttpResult", "PageLoadResult", "http_server", "page_load"]
 
@@ -55,7 +56,7 @@ class _Result:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(cast(Any, self))
-        data["date"] = self.date.isoformat().replace("+00:00", "Z")
+        data["date"] = iso(self.date)
         return data
 
 

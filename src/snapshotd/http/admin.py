@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
-from snapshotd.http.wire import iso
 from snapshotd.services import accounts
 from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
+from snapshotd.timestamps import iso
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

@@ -20,7 +20,6 @@ from snapshotd.http.deps import (
     UploaderDep,
 )
 from snapshotd.http.native_files import artifact_response
-from snapshotd.http.wire import iso
 from snapshotd.services.capture_request import CaptureRequest, parse_request
 from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (
@@ -30,6 +29,7 @@ from snapshotd.services.snapshot_reads import (
 )
 from snapshotd.services.snapshots import Archived
 from snapshotd.services.thumbnails import evidence_artifacts
+from snapshotd.timestamps import iso
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 

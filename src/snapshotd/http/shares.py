@@ -29,10 +29,10 @@ from snapshotd.http.deps import (
 )
 from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
-from snapshotd.http.wire import iso
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
+from snapshotd.timestamps import iso
 
 router = APIRouter(tags=["shares"])
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))

@@ -68,12 +68,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-# -- dates ----------------------------------------------------------------------------------------
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 with `Z`, to the microsecond the database keeps."""
-    return value.isoformat().replace("+00:00", "Z") if value else None
+# -- dates (snapshotd.timestamps writes them) ------------------------------------------------
 
 
 def iso_seconds(moment: datetime) -> str:

@@ -16,6 +16,7 @@ from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, PayloadTooLarge
 from snapshotd.services.locations import Locations
 from snapshotd.store.models import Artifact, Snapshot, utcnow
+from snapshotd.timestamps import iso
 
 UPLOAD_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
@@ -52,7 +53,7 @@ def upload(
         )
         snapshot.meta = {
             **(metadata or {}),
-            "captured_time": (captured_at or utcnow()).isoformat().replace("+00:00", "Z"),
+            "captured_time": iso(captured_at or utcnow()),
         }
         session.add(
             Artifact(

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from snapshotd.config import Settings
 from snapshotd.store.models import Snapshot
+from snapshotd.timestamps import iso
 
 MANIFEST_ROLE = "manifest"
 MEDIA_TYPE = "application/json"
@@ -150,8 +151,8 @@ class Signer:
                 "url": snapshot.url,
                 "source": snapshot.source,
                 "location": snapshot.location_id,
-                "created_at": _iso(snapshot.created_at),
-                "completed_at": _iso(snapshot.completed_at),
+                "created_at": iso(snapshot.created_at),
+                "completed_at": iso(snapshot.completed_at),
             },
             "metadata": snapshot.meta or {},
             "artifacts": sorted(artifacts, key=lambda a: a["role"]),
@@ -166,10 +167,6 @@ class Signer:
             },
         }
         return json.dumps(document, indent=2, sort_keys=True).encode()
-
-
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def extension(media_type: str, default: str = "bin") -> str:

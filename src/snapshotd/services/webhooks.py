@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from snapshotd.config import Settings
 from snapshotd.store.models import Location, Organization, Snapshot
 from snapshotd.store.queue import JobQueue
+from snapshotd.timestamps import iso
 
 WEBHOOK_JOB = "webhook"
 
@@ -27,9 +28,7 @@ WEBHOOK_JOB = "webhook"
 def event_body(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "type": f"snapshot.{'completed' if snapshot.status == 'success' else 'failed'}",
-        "timestamp": (snapshot.completed_at or snapshot.created_at)
-        .isoformat()
-        .replace("+00:00", "Z"),
+        "timestamp": iso(snapshot.completed_at or snapshot.created_at),
         "data": {
             "id": snapshot.id,
             "kind": snapshot.kind,
@@ -65,9 +64,7 @@ def enqueue_change(
     """`location.changed`: a location's new capture differs from its previous one."""
     body = {
         "type": "location.changed",
-        "timestamp": (snapshot.completed_at or snapshot.created_at)
-        .isoformat()
-        .replace("+00:00", "Z"),
+        "timestamp": iso(snapshot.completed_at or snapshot.created_at),
         "data": {
             "location": location.id,
             "key": location.key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from snapshotd import timestamps
 from snapshotd.services.console_reads import has_image
 from snapshotd.services.records import Job, Share, Snapshot
 from snapshotd.services.shares import share_state
@@ -41,7 +42,7 @@ def when(moment: datetime | None) -> str:
 
 
 def iso(moment: datetime | None) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if moment else ""
+    return timestamps.iso(moment) or ""
 
 
 def size(count: int | None) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import Request
 
 from snapshotd.http.deps import Services, public_base
-from snapshotd.http.wire import iso
 from snapshotd.services.records import Location, Snapshot
+from snapshotd.timestamps import iso
 
 DOWNLOAD_LIFETIME = 3600
 _STATUS = {"queued": "processing", "working": "processing", "success": "success"}

@@ -26,9 +26,10 @@ from snapshotd.http.dialects.librato.common import (
     query_fields,
     read_body,
 )
-from snapshotd.http.wire import add_signed_download, iso
+from snapshotd.http.wire import add_signed_download
 from snapshotd.services.records import Chart, Job, Snapshot, Space
 from snapshotd.services.samples import MAX_WHOLE
+from snapshotd.timestamps import iso
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 

@@ -1,0 +1,11 @@
+"""Moments as snapshotd writes them everywhere: ISO 8601 in UTC with `Z` (DESIGN's rule for the
+wire, manifests, webhooks and metadata alike)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def iso(moment: datetime | None) -> str | None:
+    """`moment` (aware, UTC) as ISO 8601 with `Z`, to the microsecond it holds; None stays None."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
