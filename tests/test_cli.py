@@ -472,3 +472,66 @@ def test_a_worker_metrics_address_it_cannot_serve_on_is_refused(env: dict[str, s
     malformed = run({**env, "SNAPSHOTD_WORKER_METRICS_ADDRESS": "9101"}, "worker")
     assert malformed.returncode == 1 and "Traceback" not in malformed.stderr
     assert "error: SNAPSHOTD_WORKER_METRICS_ADDRESS: give HOST:PORT" in malformed.stderr
+
+
+# -- wrong settings ----------------------------------------------------------------------------
+
+
+def refused_in_one_line(done: subprocess.CompletedProcess[str], variable: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: {variable}: ")
+
+
+def test_a_rate_limit_serve_cannot_use_is_refused_in_one_line(env: dict[str, str]) -> None:
+    done = run({**env, "SNAPSHOTD_RATE_LIMITS": "native=5/0"}, "serve", "--port", str(free_port()))
+    refused_in_one_line(done, "SNAPSHOTD_RATE_LIMITS")
+    assert "native" in done.stderr and "5/0" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SNAPSHOTD_RATE_LIMITS", "native=0/60"),
+        ("SNAPSHOTD_RETENTION_DAYS", "page=0"),
+        ("SNAPSHOTD_EGRESS_ALLOW", "10.0.0.0/33"),
+        ("SNAPSHOTD_WORKER_METRICS_ADDRESS", "localhost"),
+        ("SNAPSHOTD_DATABASE_URL", "mysql://db/snapshotd"),
+        ("SNAPSHOTD_BASE_URL", "snap.example"),
+        ("SNAPSHOTD_WORKERS", "-1"),
+    ],
+)
+def test_serve_refuses_a_wrong_value_in_one_line(
+    env: dict[str, str], variable: str, value: str
+) -> None:
+    done = run({**env, variable: value}, "serve", "--processes", "2", "--port", str(free_port()))
+    refused_in_one_line(done, variable)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker"],
+        ["capture", "http://127.0.0.1:9/", "-o", "{tmp}/page.png"],
+        ["token", "create", "--org", "acme", "--email", "ops@acme.test"],
+        ["migrate"],
+        ["sweep"],
+        ["org", "create", "acme"],
+        ["audit", "--org", "acme"],
+    ],
+)
+def test_every_command_refuses_a_wrong_value_in_one_line(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    wrong = {**env, "SNAPSHOTD_RATE_LIMITS": "native=5/0"}
+    done = run(wrong, *(part.format(tmp=tmp_path) for part in command))
+    refused_in_one_line(done, "SNAPSHOTD_RATE_LIMITS")
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_organization_limit_the_server_cannot_use_is_refused(env: dict[str, str]) -> None:
+    assert run(env, "org", "create", "acme").returncode == 0
+    done = run(env, "org", "set", "acme", "--rate-limit", "native=5/0")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: native: rate limit '5/0' is out of range")

@@ -6,12 +6,13 @@ in step. Nothing here is built at import time: the CLI or a test constructs `Set
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from snapshotd import rules
 
 
 class Settings(BaseSettings):
@@ -227,45 +228,52 @@ class Settings(BaseSettings):
     @field_validator("blobs")
     @classmethod
     def _check_blobs(cls, value: str) -> str:
-        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
-            raise ValueError("blobs must be empty (the data dir) or s3://bucket/prefix")
+        rules.blob_bucket(value)
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        return rules.database_url(value)
+
+    @field_validator("base_url", "s3_endpoint_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return rules.http_url(value)
 
     @field_validator("worker_metrics_address")
     @classmethod
     def _check_metrics_address(cls, value: str) -> str:
         if value:
-            host, colon, port = value.rpartition(":")
-            if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError("give HOST:PORT, e.g. 127.0.0.1:9101")
+            rules.host_port(value)
         return value
 
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+        return rules.split_list(value) if isinstance(value, str) else value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_allowlist(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            rules.allowlist_entry(entry)
         return value
 
     @field_validator("retention_days", "rate_limits", mode="before")
     @classmethod
     def _split_pairs(cls, value: object) -> object:
-        if isinstance(value, str):
-            pairs = [part.strip() for part in value.split(",") if part.strip()]
-            return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
-        return value
+        return rules.split_pairs(value) if isinstance(value, str) else value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _check_retention(cls, value: dict[str, int]) -> dict[str, int]:
+        return rules.retention_days(value)
 
     @field_validator("rate_limits")
     @classmethod
     def _check_limits(cls, value: dict[str, str]) -> dict[str, str]:
-        for bucket, limit in value.items():
-            spec = limit.strip().lower()
-            count, _, seconds = spec.partition("/")
-            if spec not in ("0", "off") and not (
-                count.isascii() and count.isdigit() and seconds.isascii() and seconds.isdigit()
-            ):
-                raise ValueError(f"rate limit for {bucket} must be COUNT/SECONDS, not {limit!r}")
-        return value
+        return rules.rate_limits(value)
 
     @property
     def resolved_database_url(self) -> str:
@@ -289,6 +297,8 @@ def load_settings() -> Settings:
     except ValidationError as error:
         problems = []
         for each in error.errors():
-            name = "SNAPSHOTD_" + str(each["loc"][0]).upper() if each["loc"] else "settings"
-            problems.append(f"{name}: {each['msg'].removeprefix('Value error, ')}")
+            where = [str(part) for part in each["loc"]]
+            name = "SNAPSHOTD_" + where[0].upper() if where else "settings"
+            key = "".join(f"{part}: " for part in where[1:])
+            problems.append(f"{name}: {key}{each['msg'].removeprefix('Value error, ')}")
         raise SettingsError("; ".join(problems)) from None

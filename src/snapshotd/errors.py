@@ -72,6 +72,11 @@ class EgressDenied(BadRequest):
     title = "Destination not allowed"
 
 
+class InvalidValue(BadRequest, ValueError):
+    """A value that breaks one of `snapshotd.rules`: a 400 when a client sent it, and a
+    ValueError so that settings validation names the variable when an operator did."""
+
+
 class Unauthorized(SnapshotdError):
     status = 401
     title = "Unauthorized"

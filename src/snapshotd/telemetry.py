@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from snapshotd.errors import as_outage
+from snapshotd.rules import host_port
 
 
 class _QueueCollector(Collector):
@@ -63,5 +64,5 @@ class Telemetry:
         """Serves this registry at http://HOST:PORT/metrics from a daemon thread, for processes
         without an API of their own (`snapshotd worker`). Raises OSError when the address cannot
         be bound."""
-        host, _, port = address.rpartition(":")
-        start_http_server(int(port), host.strip("[]"), registry=self.registry)
+        host, port = host_port(address)
+        start_http_server(port, host, registry=self.registry)

@@ -11,11 +11,11 @@ import ipaddress
 import logging
 import re
 import socket
-import unicodedata
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from snapshotd.errors import BadRequest, EgressDenied, InvalidURL
+from snapshotd.errors import EgressDenied, InvalidURL
+from snapshotd.rules import HOSTNAME, allowlist_entry, legacy_ipv4, normalize_host
 
 __all__ = ["EgressPolicy", "IPAddress"]
 
@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
@@ -83,31 +80,6 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
-def _normalize_name(host: str) -> str | None:
-    """A host name as a browser would look it up (percent-decoded, IDNA, lower case), or None."""
-    host = unquote(host)
-    if not host.isascii():
-        try:
-            host = unicodedata.normalize("NFKC", host).encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    return host.lower()
-
-
-def _legacy_ipv4(name: str) -> ipaddress.IPv4Address | None | bool:
-    """Parse `name` as browsers do when its last label is a number: an address, or False if it
-    must be rejected; None if it is an ordinary name."""
-    labels = name.split(".")
-    if not _NUMERIC_LABEL.fullmatch(labels[-1]):
-        return None
-    if not re.fullmatch(r"[0-9a-fx.]+", name):
-        return False
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(name))
-    except OSError:
-        return False
-
-
 class EgressPolicy:
     """Which destinations are allowed: global addresses, plus what the operator allowlisted."""
 
@@ -116,23 +88,13 @@ class EgressPolicy:
         self._names: set[str] = set()
         self._suffixes: list[str] = []
         for entry in allow:
-            text = entry.strip()
-            try:
-                self._networks.append(ipaddress.ip_network(text, strict=False))
-                continue
-            except ValueError:
-                pass
-            name = _normalize_name(text.removeprefix("*")) or ""
-            suffix = name.startswith(".")
-            body = name.removeprefix(".").removesuffix(".")
-            if not _HOSTNAME.fullmatch(body) or _legacy_ipv4(body) is not None:
-                raise ValueError(
-                    f"invalid egress allowlist entry {entry!r}: not a CIDR or host name"
-                )
-            if suffix:
-                self._suffixes.append("." + body)
+            allowed = allowlist_entry(entry)
+            if isinstance(allowed, str) and allowed.startswith("."):
+                self._suffixes.append(allowed)
+            elif isinstance(allowed, str):
+                self._names.add(allowed)
             else:
-                self._names.add(body)
+                self._networks.append(allowed)
 
     def _name_allowed(self, host: str) -> bool:
         name = host.lower().removesuffix(".")
@@ -155,7 +117,7 @@ class EgressPolicy:
                 return f"{ip} embeds {v4}, {kind}"
         return None
 
-    def _inspect(self, url: str) -> BadRequest | None:
+    def _inspect(self, url: str) -> InvalidURL | EgressDenied | None:
         # WHATWG URL parsing strips leading/trailing C0 controls and spaces.
         text = url.strip("".join(map(chr, range(0x21))))
         if _CONTROL.search(text):
@@ -185,12 +147,12 @@ class EgressPolicy:
                 return InvalidURL("IPv6 zone identifiers are not allowed")
             ip: IPAddress = ip6
         else:
-            name = _normalize_name(host)
-            parsed = None if name is None else _legacy_ipv4(name.removesuffix("."))
+            name = normalize_host(host)
+            parsed = None if name is None else legacy_ipv4(name.removesuffix("."))
             if (
                 name is None
                 or parsed is False
-                or (parsed is None and not _HOSTNAME.fullmatch(name.removesuffix(".")))
+                or (parsed is None and not HOSTNAME.fullmatch(name.removesuffix(".")))
             ):
                 return InvalidURL(f"invalid host {host!r}")
             if isinstance(parsed, ipaddress.IPv4Address):

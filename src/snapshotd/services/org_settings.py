@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from snapshotd.errors import BadRequest, NotFound
+from snapshotd import rules
+from snapshotd.errors import InvalidValue, NotFound
 from snapshotd.services import audit
 from snapshotd.services.accounts import account_groups
-from snapshotd.services.ratelimit import Limit
-from snapshotd.services.snapshots import KINDS
 from snapshotd.store.db import Database
 from snapshotd.store.models import AccountGroup, Organization
 
@@ -32,17 +31,18 @@ class OrgSettings:
 
     def set_retention(self, org_id: str, days: dict[str, int], *, actor: str) -> Organization:
         """Per-kind retention for the organization's new snapshots (existing ones keep theirs)."""
-        unknown = sorted(set(days) - set(KINDS))
-        if unknown:
-            raise BadRequest(f"unknown snapshot kind {unknown[0]!r}", field="retention_days")
-        if any(not 1 <= value <= 36_500 for value in days.values()):
-            raise BadRequest("retention is 1 to 36500 days", field="retention_days")
+        try:
+            rules.retention_days(days)
+        except InvalidValue as error:
+            raise InvalidValue(error.detail, field="retention_days") from None
         return self._merge(org_id, "retention_days", days, actor=actor)
 
     def set_rate_limits(self, org_id: str, limits: dict[str, str], *, actor: str) -> Organization:
         """The operator's override of the instance's creation limits for one organization."""
-        for value in limits.values():
-            Limit.parse(value)
+        try:
+            rules.rate_limits(limits)
+        except InvalidValue as error:
+            raise InvalidValue(error.detail, field="rate_limits") from None
         return self._merge(org_id, "rate_limits", limits, actor=actor)
 
     def _merge(self, org_id: str, name: str, values: dict[str, Any], *, actor: str) -> Organization:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from snapshotd.errors import BadRequest, TooManyRequests
+from snapshotd.errors import TooManyRequests
+from snapshotd.rules import Limit
 from snapshotd.store.db import on_postgres
 from snapshotd.store.models import Organization, RateEvent, utcnow
 
@@ -34,28 +34,6 @@ DEFAULT_LIMITS = {
     "thousandeyes_v7": "5/300",
     "thousandeyes_v6": "10/3600",
 }
-
-
-@dataclass(frozen=True)
-class Limit:
-    count: int
-    seconds: int
-
-    @classmethod
-    def parse(cls, value: str) -> Limit | None:
-        """`"5/300"` is 5 per 300 seconds; `"0"` or `"off"` means unlimited (None)."""
-        value = str(value).strip().lower()
-        if value in ("0", "off", "none", ""):
-            return None
-        count, slash, seconds = value.partition("/")
-        if not slash or not re.fullmatch(r"[0-9]+", count) or not re.fullmatch(r"[0-9]+", seconds):
-            raise BadRequest(f"a rate limit is COUNT/SECONDS (e.g. 5/300), not {value!r}")
-        if int(count) < 1 or not 1 <= int(seconds) <= 86_400 * 31:
-            raise BadRequest(f"rate limit {value!r} is out of range")
-        return cls(int(count), int(seconds))
-
-    def __str__(self) -> str:
-        return f"{self.count}/{self.seconds}"
 
 
 @dataclass(frozen=True)

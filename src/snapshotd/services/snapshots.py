@@ -21,6 +21,7 @@ from snapshotd.config import Settings
 from snapshotd.engines import devices
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
+from snapshotd.rules import SNAPSHOT_KINDS
 from snapshotd.services import audit, manifests
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.capture_request import CaptureRequest
@@ -35,7 +36,7 @@ from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
 from snapshotd.store.queue import JobQueue
 
 STATUSES = ("queued", "working", "success", "failed")
-KINDS = ("page", "chart", "test_window", "upload")
+KINDS = SNAPSHOT_KINDS
 CAPTURE_JOB = "capture"
 Archived = Literal["exclude", "include", "only"]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urlsplit
 
+from snapshotd.rules import blob_bucket
 from snapshotd.store.blobs import (
     check_digest,
     check_prefix,
@@ -65,7 +65,8 @@ class S3BlobStore:
         import boto3  # only deployments on S3 install it (the `s3` extra)
         from botocore.config import Config
 
-        parts = urlsplit(settings.blobs)
+        location = blob_bucket(settings.blobs)
+        assert location is not None, "make_blob_store picks S3 only for s3:// blobs"
         client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url or None,
@@ -84,7 +85,7 @@ class S3BlobStore:
                 signature_version="s3v4",
             ),
         )
-        return cls(client, parts.netloc, parts.path)
+        return cls(client, *location)
 
     def _key(self, digest: str) -> str:
         return self.prefix + layout(check_digest(digest))
