@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from snapshotd.errors import as_outage
 from snapshotd.rules import host_port
+from snapshotd.store.outages import as_outage
 
 
 class _QueueCollector(Collector):

@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import update
 
 from snapshotd.config import Settings
-from snapshotd.errors import BadRequest, TooManyRequests
+from snapshotd.errors import BadRequest, RateLimited, TooManyRequests
 from snapshotd.services.accounts import Accounts, ensure_org
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.graph import make_queue
 from snapshotd.services.org_settings import OrgSettings
-from snapshotd.services.ratelimit import CreationLimits, Limit, RateLimited
+from snapshotd.services.ratelimit import CreationLimits, Limit
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database

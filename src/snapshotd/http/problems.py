@@ -7,6 +7,7 @@ its surface's own shape, and the log gets one line per outage rather than a trac
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import BadRequest, OutageLog, SnapshotdError, as_outage
+from snapshotd.errors import (
+    BadRequest,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    SnapshotdError,
+    UnsupportedMediaType,
+)
+from snapshotd.outage_log import OutageLog
+from snapshotd.store.outages import as_outage, outage_classes, refused_value
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +82,24 @@ def _describe_validation(error: RequestValidationError) -> tuple[str, str | None
     return (f"{field}: {message}" if field else message), field
 
 
-_STATUS_ERRORS = {
-    404: "Not found",
-    405: "Method not allowed",
-    406: "Not acceptable",
-    413: "Payload too large",
-    415: "Unsupported media type",
+_STATUS_ERRORS: dict[int, type[SnapshotdError]] = {
+    kind.status: kind
+    for kind in (NotFound, MethodNotAllowed, NotAcceptable, PayloadTooLarge, UnsupportedMediaType)
 }
+
+
+def refusal(error: StarletteHTTPException, *, title: str | None = None) -> SnapshotdError:
+    """The tree's error for a request the web framework refused itself (no such route, a body
+    it could not parse), in the tree's own words unless a surface gives its `title`."""
+    kind = _STATUS_ERRORS.get(error.status_code) or _status_class(error.status_code)
+    return kind(str(error.detail), title=title)
+
+
+@functools.cache
+def _status_class(status: int) -> type[SnapshotdError]:
+    # Statuses the tree does not name (the framework's 400 for a body it cannot parse) keep the
+    # framework's status under a plain title.
+    return type(f"Refused{status}", (SnapshotdError,), {"status": status, "title": "Error"})
 
 
 def install(app: FastAPI) -> None:
@@ -89,16 +112,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> Response:
         detail, field = _describe_validation(error)
-        failure = SnapshotdError(detail, field=field)
-        failure.status, failure.title = 400, "Invalid request"
-        return render(request, failure)
+        return render(request, InvalidRequest(detail, field=field))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
-        failure = SnapshotdError(str(error.detail))
-        failure.status = error.status_code
-        failure.title = _STATUS_ERRORS.get(error.status_code, "Error")
-        return render(request, failure)
+        return render(request, refusal(error))
 
     outages = OutageLog(log, then="answering 503 with Retry-After until it is back")
 
@@ -121,24 +139,3 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         failure = SnapshotdError("an internal error occurred; it has been logged")
         return render(request, failure)
-
-
-def refused_value(error: Exception) -> bool:
-    """The database refused a value itself (PostgreSQL takes no NUL in text, nor numbers out of
-    a column's range): the request's fault, not the server's."""
-    from sqlalchemy import exc as sa
-
-    return isinstance(error, sa.DataError)
-
-
-def outage_classes() -> list[type[Exception]]:
-    """The exception classes that may stand for an outage (`as_outage` decides for each error):
-    OS errors (a full disk), SQLAlchemy's (the database), and botocore's when S3 is in use."""
-    from sqlalchemy import exc as sa
-
-    classes: list[type[Exception]] = [OSError, sa.DBAPIError, sa.TimeoutError]
-    try:
-        from botocore import exceptions as boto
-    except ImportError:  # blobs are kept in a folder; botocore is not installed
-        return classes
-    return [*classes, boto.BotoCoreError, boto.ClientError]

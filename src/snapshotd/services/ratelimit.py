@@ -23,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from snapshotd.errors import TooManyRequests
+from snapshotd.errors import RateLimited
 from snapshotd.rules import Limit
 from snapshotd.store.db import on_postgres
 from snapshotd.store.models import Organization, RateEvent, utcnow
@@ -50,14 +50,6 @@ class Decision:
             "RateLimit-Policy": f"{name};q={self.limit.count};w={self.limit.seconds}",
             "RateLimit": f"{name};r={self.remaining};t={self.reset}",
         }
-
-
-class RateLimited(TooManyRequests):
-    """429 carrying the decision, so a dialect can add its own product's headers."""
-
-    def __init__(self, detail: str, decision: Decision) -> None:
-        super().__init__(detail, retry_after=max(1, decision.reset), headers=decision.headers())
-        self.decision = decision
 
 
 def _lock_key(org_id: str, bucket: str) -> int:

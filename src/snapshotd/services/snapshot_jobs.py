@@ -15,9 +15,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from snapshotd.engines.capture import CaptureResult
-from snapshotd.errors import ArtifactsNotStored, DatabaseUnavailable, as_outage
+from snapshotd.errors import ArtifactsNotStored, DatabaseUnavailable
 from snapshotd.services import webhooks
 from snapshotd.store.models import Artifact, Snapshot, utcnow
+from snapshotd.store.outages import as_outage
 from snapshotd.store.queue import Claim
 
 if TYPE_CHECKING:

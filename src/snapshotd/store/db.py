@@ -180,7 +180,9 @@ def open_database(url: str, *, wait: bool = False) -> Database:
     """The database at `url`, migrated. With `wait` (a server or worker starting), a database
     that cannot be reached yet is waited for, with one log line when the wait starts and one when
     it ends, rather than the process exiting for its supervisor to restart it."""
-    from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
+    from snapshotd.errors import DatabaseUnavailable
+    from snapshotd.outage_log import OutageLog
+    from snapshotd.store.outages import as_outage
 
     waiting = OutageLog(log, then="waiting for it before starting")
     delay = 1.0

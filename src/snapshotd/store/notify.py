@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
+from snapshotd.errors import DatabaseUnavailable
+from snapshotd.outage_log import OutageLog
+from snapshotd.store.outages import as_outage
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from snapshotd.errors import SnapshotdError, TooManyRequests
+from snapshotd.errors import TooManyRequests
 from snapshotd.store.db import ENQUEUED, Database, on_postgres, rowcount
 from snapshotd.store.models import Job, utcnow
 from snapshotd.store.notify import CHANNEL
@@ -24,11 +24,9 @@ from snapshotd.store.notify import CHANNEL
 TERMINAL = ("complete", "failed")
 
 
-class LeaseLost(SnapshotdError):
-    """The job was reaped or finished by someone else; this worker's result must be dropped."""
-
-    status = 409
-    title = "Lease lost"
+class LeaseLost(Exception):
+    """The job was reaped or finished by someone else; this worker's result must be dropped.
+    Only workers see it: no request ever waits on a lease."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.stack import CaptureStack, capture_stack
-from snapshotd.errors import DatabaseUnavailable, OutageLog, as_outage
+from snapshotd.errors import DatabaseUnavailable
+from snapshotd.outage_log import OutageLog
 from snapshotd.services import retention
 from snapshotd.services.graph import build_services
 from snapshotd.services.snapshots import CAPTURE_JOB
@@ -36,6 +37,7 @@ from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot
 from snapshotd.store.notify import JobListener, conninfo
+from snapshotd.store.outages import as_outage
 from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
 from snapshotd.worker.jobs import JobHandler, job_handlers

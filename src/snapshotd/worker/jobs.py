@@ -27,8 +27,8 @@ from snapshotd.errors import (
     BlobStoreUnavailable,
     CaptureFailed,
     DiskFull,
-    OutageLog,
 )
+from snapshotd.outage_log import OutageLog
 from snapshotd.services import webhooks
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots

@@ -25,11 +25,13 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapshotd.errors import BadRequest, Forbidden, OutageLog, SnapshotdError, as_outage
+from snapshotd.errors import BadRequest, Forbidden, InvalidRequest, SnapshotdError
 from snapshotd.http.deps import ServicesDep
-from snapshotd.http.problems import error_headers, refused_value
+from snapshotd.http.problems import error_headers, refusal
+from snapshotd.outage_log import OutageLog
 from snapshotd.services import console_sessions
 from snapshotd.services.accounts import Principal
+from snapshotd.store.outages import as_outage, refused_value
 
 PREFIX = "/console"
 COOKIE = "snapshotd_console"
@@ -127,16 +129,12 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
 def _invalid(error: RequestValidationError) -> SnapshotdError:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-    failure = SnapshotdError(f"{where}: {first.get('msg', 'invalid')}")
-    failure.status, failure.title = 400, "Invalid request"
-    return failure
+    return InvalidRequest(f"{where}: {first.get('msg', 'invalid')}")
 
 
 def _refused(error: StarletteHTTPException) -> SnapshotdError:
     """An error the framework raised itself, such as a body it could not parse."""
-    failure = SnapshotdError(str(error.detail))
-    failure.status, failure.title = error.status_code, "Request refused"
-    return failure
+    return refusal(error, title="Request refused")
 
 
 def _unexpected(request: Request, error: Exception) -> SnapshotdError:

@@ -22,7 +22,13 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from snapshotd.errors import BadRequest, NotFound, PayloadTooLarge, SnapshotdError
+from snapshotd.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    SnapshotdError,
+    UnsupportedMediaType,
+)
 from snapshotd.http.deps import ServicesDep, credentials
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import parse_json_object, principal_factory
@@ -102,9 +108,7 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     if stripped[:1] in (b"{", b"[") or "json" in content_type:
         return parse_json_object(raw)
     if json_only:
-        unsupported = SnapshotdError("Content type was not application/json")
-        unsupported.status, unsupported.title = 415, "Unsupported media type"
-        raise unsupported
+        raise UnsupportedMediaType("Content type was not application/json")
     try:
         pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:

@@ -18,11 +18,10 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.errors import BadRequest, RateLimited, SnapshotdError
 from snapshotd.http.deps import Services
 from snapshotd.http.problems import error_headers
 from snapshotd.services.accounts import Principal
-from snapshotd.services.ratelimit import RateLimited
 from snapshotd.services.synthetic import Scope
 
 PROBLEM = "application/problem+json"
