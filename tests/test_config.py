@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
 from snapshotd.config import Settings, SettingsError, load_settings
 from snapshotd.engines.egress import EgressPolicy
@@ -121,3 +122,12 @@ def test_organization_overrides_follow_the_same_rules(db: Database) -> None:
     assert overrides.set_rate_limits(org_id, {"native": "2/60"}, actor="operator").rate_limits == {
         "native": "2/60"
     }
+
+
+def test_an_override_through_the_api_is_a_clear_400(api: TestClient, auth: dict[str, str]) -> None:
+    refused = api.patch("/api/v1/org", headers=auth, json={"retention_days": {"page": 0}})
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["field"] == "retention_days"
+    assert problem["detail"] == "retention is 1 to 36500 days"

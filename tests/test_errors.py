@@ -7,6 +7,8 @@ import pkgutil
 import subprocess
 import sys
 
+from fastapi.testclient import TestClient
+
 import snapshotd
 from snapshotd import errors
 from snapshotd.errors import SnapshotdError
@@ -42,3 +44,16 @@ def test_every_error_is_in_the_tree_and_drawn_in_its_docstring() -> None:
         assert kind.__module__ == "snapshotd.errors", f"{kind.__qualname__} is outside the tree"
         assert f" {kind.__name__}" in doc, f"{kind.__name__} is missing from the drawing"
         assert "status" not in vars(kind) or f"{kind.__name__} ({kind.status})" in doc
+
+
+def test_what_the_framework_refuses_is_rendered_as_before(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    missing = api.get("/api/v1/nowhere", headers=auth)
+    assert (missing.status_code, missing.json()["title"]) == (404, "Not found")
+    wrong_method = api.delete("/api/v1/snapshots", headers=auth)
+    assert (wrong_method.status_code, wrong_method.json()["title"]) == (405, "Method not allowed")
+    invalid = api.post("/api/v1/snapshots", headers=auth, json={"url": 5})
+    assert invalid.status_code == 400
+    assert (invalid.json()["title"], invalid.json()["field"]) == ("Invalid request", "url")
+    assert invalid.headers["content-type"] == "application/problem+json"

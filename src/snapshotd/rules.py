@@ -176,18 +176,18 @@ def database_url(value: str) -> str:
     """Empty (SQLite in the data dir), a `sqlite:///` URL, or `postgresql+psycopg://`."""
     if not value:
         return value
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     hint = "give postgresql+psycopg://user@host/db or sqlite:///path"
+    scheme, separator, _ = value.partition("://")
     try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):
+        urlsplit(value).port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
         raise InvalidValue(f"not a database URL; {hint}") from None
-    if url.drivername == "postgresql+psycopg":
+    if not separator or not scheme:
+        raise InvalidValue(f"not a database URL; {hint}")
+    if scheme == "postgresql+psycopg":
         _require("psycopg", "postgresql+psycopg://", "postgres")
-    elif url.drivername not in ("sqlite", "sqlite+pysqlite"):
-        raise InvalidValue(f"{url.drivername}:// is not supported; {hint}")
+    elif scheme not in ("sqlite", "sqlite+pysqlite"):
+        raise InvalidValue(f"{scheme}:// is not supported; {hint}")
     return value
 
 

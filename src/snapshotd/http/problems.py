@@ -28,7 +28,7 @@ from snapshotd.errors import (
     UnsupportedMediaType,
 )
 from snapshotd.outage_log import OutageLog
-from snapshotd.store.outages import as_outage, outage_classes, refused_value
+from snapshotd.services.outages import as_outage, outage_classes, refused_value
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from snapshotd.http.problems import error_headers, refusal
 from snapshotd.outage_log import OutageLog
 from snapshotd.services import console_sessions
 from snapshotd.services.accounts import Principal
-from snapshotd.store.outages import as_outage, refused_value
+from snapshotd.services.outages import as_outage, refused_value
 
 PREFIX = "/console"
 COOKIE = "snapshotd_console"
