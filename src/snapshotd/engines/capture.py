@@ -20,6 +20,7 @@ from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from snapshotd.engines import devices
 from snapshotd.engines.browser import BrowserPool
@@ -85,8 +86,12 @@ class CaptureOptions(BaseModel):
     @classmethod
     def _trimmed(cls, url: str) -> str:
         # What a browser does to a URL before anything else: leading and trailing spaces and
-        # control characters go, so the one stored is the one navigated to.
-        return url.strip(_C0_AND_SPACE)
+        # control characters go, so the one stored is the one navigated to. Nothing may be left
+        # empty by it: every later check, and a re-validation, takes a URL as given.
+        trimmed = url.strip(_C0_AND_SPACE)
+        if not trimmed:
+            raise PydanticCustomError("url_empty", "is empty once spaces and controls are removed")
+        return trimmed
 
 
 @dataclass

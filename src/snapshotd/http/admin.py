@@ -4,12 +4,12 @@ creating organizations and changing rate limits is the operator's job (the CLI).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from snapshotd.http import openapi
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
 from snapshotd.http.native import iso
 from snapshotd.services import accounts, audit, org_settings
@@ -196,7 +196,7 @@ def list_audit(
     action: str | None = None,
     target_id: str | None = None,
     actor: str | None = None,
-    since: datetime | None = None,
+    since: openapi.Instant = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from snapshotd import __version__
 from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
-from snapshotd.http import admin, console, native, native_files, problems, redact, shares
+from snapshotd.http import admin, console, native, native_files, openapi, problems, redact, shares
 from snapshotd.http.deps import AppServices, ServicesDep
 from snapshotd.http.dialects.clickwrap import routes as clickwrap
 from snapshotd.http.dialects.kasisto import routes as kasisto
@@ -139,6 +139,7 @@ def create_app(
     )
     app.state.services = services
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(FastSnapshotRead, services=services)  # outermost: it skips the rest
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
@@ -161,7 +162,11 @@ def create_app(
     problems.register_renderer(app, "/v7/", thousandeyes.render_v7_error)
     problems.register_renderer(app, "/s/", shares.render_error)
 
-    @app.get("/.well-known/snapshotd-manifest-key", summary="The key that signs manifests")
+    @app.get(
+        "/.well-known/snapshotd-manifest-key",
+        summary="The key that signs manifests",
+        openapi_extra=openapi.PUBLIC,
+    )
     def manifest_key() -> dict[str, str]:
         return services.snapshots.signer.public()
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.engines.capture import CaptureOptions
 from snapshotd.errors import CaptureFailed, ServiceUnavailable
+from snapshotd.http import openapi
 from snapshotd.http.deps import (
     AdminDep,
     AppServices,
@@ -152,8 +153,8 @@ def list_snapshots(
     services: ServicesDep,
     status: str | None = None,
     kind: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: openapi.Instant = None,
+    created_before: openapi.Instant = None,
     archived: Archived = "exclude",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -292,7 +293,11 @@ async def _wait_for(
         await asyncio.sleep(0.1)
 
 
-@router.get("/capture", summary="Capture and answer with the image bytes")
+@router.get(
+    "/capture",
+    summary="Capture and answer with the image bytes",
+    responses=openapi.answers(400, 502),
+)
 async def capture(
     request: Request,
     principal: UploaderDep,

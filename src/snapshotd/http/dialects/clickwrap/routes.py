@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials, principal_from
 from snapshotd.http.dialects.clickwrap.bodies import collection, location_body, snapshot_body
 from snapshotd.http.dialects.thousandeyes.common import parse_date
@@ -308,7 +309,11 @@ async def archive_snapshot(
     return {"data": {"id": snapshot_id}}
 
 
-@router.get("/downloads/{snapshot_id}", summary="A snapshot's image through its signed link")
+@router.get(
+    "/downloads/{snapshot_id}",
+    summary="A snapshot's image through its signed link",
+    **openapi.SIGNED_LINK,
+)
 def download(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:

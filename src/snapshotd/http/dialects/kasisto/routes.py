@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import (
     Credentials,
     ServicesDep,
@@ -68,7 +69,11 @@ async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any])
     return await capture_now(services, principal, options, surface="kasisto")
 
 
-@router.get("/create_snap", summary="Capture a page and answer with the PNG")
+@router.get(
+    "/create_snap",
+    summary="Capture a page and answer with the PNG",
+    responses=openapi.answers(400, 403, 502),
+)
 async def create_snap_get(request: Request, services: ServicesDep) -> Response:
     snapshot = await _snap(request, services, dict(request.query_params))
     return await asyncio.to_thread(
@@ -76,7 +81,11 @@ async def create_snap_get(request: Request, services: ServicesDep) -> Response:
     )
 
 
-@router.post("/create_snap", summary="Capture a page and answer with a link to the PNG")
+@router.post(
+    "/create_snap",
+    summary="Capture a page and answer with a link to the PNG",
+    responses=openapi.answers(403, 502),
+)
 async def create_snap_post(request: Request, services: ServicesDep) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -87,7 +96,7 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
     elif content_type.startswith("application/json"):
         try:
             fields = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser goes
             raise BadRequest("the body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise BadRequest("the JSON body must be an object")
@@ -102,7 +111,11 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
     return {"file_url": file_url, "status": "success"}
 
 
-@router.get("/create_snap/files/{name}", summary="Download a PNG named by a file_url")
+@router.get(
+    "/create_snap/files/{name}",
+    summary="Download a PNG named by a file_url",
+    **openapi.SIGNED_LINK,
+)
 def create_snap_file(
     name: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:

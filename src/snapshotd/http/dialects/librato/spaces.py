@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import NotFound
+from snapshotd.http import openapi
 from snapshotd.http.deps import AppServices, ServicesDep, public_base
 from snapshotd.http.dialects.librato.common import (
     NO_CONTENT,
@@ -243,7 +244,11 @@ def get_snapshot(
     return snapshot_body(request, services, snapshot)
 
 
-@router.get("/snapshots/{snapshot_id}/image.png", summary="A chart snapshot's PNG (signed link)")
+@router.get(
+    "/snapshots/{snapshot_id}/image.png",
+    summary="A chart snapshot's PNG (signed link)",
+    **openapi.SIGNED_LINK,
+)
 def snapshot_image(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep
 ) -> Response:

@@ -23,6 +23,7 @@ from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from, public_base
 from snapshotd.http.dialects.thousandeyes import bodies as te_tests
 from snapshotd.http.dialects.thousandeyes.common import (
+    HalJSON,
     hal,
     parse_date,
     parse_window,
@@ -32,7 +33,7 @@ from snapshotd.services import agents as agent_service
 from snapshotd.services.accounts import Principal
 from snapshotd.services.synthetic import TYPES
 
-router = APIRouter(prefix="/v7", tags=["thousandeyes v7"])
+router = APIRouter(prefix="/v7", tags=["thousandeyes v7"], default_response_class=HalJSON)
 
 RESULTS_PAGE = 500
 Aid = Annotated[str | None, Query()]

@@ -1,0 +1,280 @@
+"""The error answers in the OpenAPI document: for each operation, the statuses it really answers,
+each with its surface's own error shape and media type, so that a client generated from the
+document can type them.
+
+Most statuses follow from what a route is, read from its definition: any parameter or body can be
+refused (400, since validation answers 400 on every surface, never FastAPI's 422); a body can be
+too large (413); a path names something that may not exist (404); a token is required unless the
+operation says `security: []` (401, and 429 once a token or an address has asked too often); a
+permission other than "view" can be refused (403). Every operation can answer 503 while the
+database, the blob store or the disk is out of reach. What only some routes answer (409, 410, 422,
+502) each route declares in its decorator with `answers(...)`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import WithJsonSchema
+
+DESCRIPTIONS = {
+    400: "The request is malformed, or a value in it is invalid",
+    401: "No token, or one that is unknown, revoked or expired",
+    403: "The token's role does not hold the permission this operation needs",
+    404: "Nothing by that name in the caller's organization",
+    409: "The request conflicts with the current state of the resource",
+    410: "The link has expired or was revoked",
+    413: "The request body is larger than the server accepts",
+    422: "The request is well formed but names something that already exists",
+    429: "Too many requests; wait for Retry-After seconds",
+    502: "The page could not be captured; the message says why",
+    503: "A part the server depends on is out of reach, or the capture is not done; try again "
+    "after Retry-After seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+}
+
+PROBLEM = "application/problem+json"
+_NATIVE: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "field": {"type": "string"},
+    },
+}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_SURFACE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {**_NATIVE, "description": "RFC 9457 problem details"},
+    "KasistoError": {
+        "type": "object",
+        "required": ["status", "message"],
+        "properties": {"status": {"const": "error"}, "message": {"type": "string"}},
+    },
+    "ClickwrapError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                },
+            }
+        },
+    },
+    "LibratoError": {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["errors"],
+                "properties": {
+                    "errors": {
+                        "type": "object",
+                        "properties": {
+                            "params": {"type": "object", "additionalProperties": _STRINGS},
+                            "request": _STRINGS,
+                            "system": _STRINGS,
+                        },
+                    }
+                },
+            },
+            {
+                "type": "object",
+                "description": "429",
+                "required": ["request_time", "error"],
+                "properties": {"request_time": {"type": "integer"}, "error": {"type": "string"}},
+            },
+        ]
+    },
+    "ThousandEyesV6Error": {
+        "type": "object",
+        "required": ["timestamp", "httpStatus", "errors", "path"],
+        "properties": {
+            "timestamp": {"type": "integer"},
+            "httpStatus": {"type": "string"},
+            "errors": _STRINGS,
+            "path": {"type": "string"},
+        },
+    },
+    "ThousandEyesV7Error": {
+        "oneOf": [
+            {
+                **_NATIVE,
+                "properties": {
+                    **_NATIVE["properties"],
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string"},
+                                "field": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            {
+                "type": "object",
+                "description": "401",
+                "required": ["error", "error_description"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "error_description": {"type": "string"},
+                },
+            },
+        ]
+    },
+}
+# Longest prefix first; everything else (native, admin, /.well-known) answers problem+json.
+_SURFACES = (
+    ("/create_snap", "KasistoError", ("application/json",)),
+    ("/v1.1/", "ClickwrapError", ("application/json",)),
+    ("/v1/", "LibratoError", ("application/json",)),
+    ("/v6/", "ThousandEyesV6Error", ("application/json", "text/xml")),
+    ("/v7/", "ThousandEyesV7Error", (PROBLEM,)),
+)
+# A permission check, in a dependency or inline: `principal.require("upload")`.
+_REQUIRE = re.compile(r"\.require\(\s*[\"'](\w+)[\"']\s*\)")
+
+
+# A time in a query: pydantic reads an ISO 8601 date-time, a bare date or Unix seconds, and the
+# document says so rather than promising RFC 3339 alone.
+Instant = Annotated[
+    datetime | None,
+    WithJsonSchema(
+        {"type": "string", "description": "ISO 8601 date-time, a date, or Unix seconds"}
+    ),
+]
+
+PUBLIC: dict[str, Any] = {"security": []}
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For a route decorator's `responses=`: the statuses only that route answers."""
+    return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
+
+
+# Links signed by the server: no token, and they run out.
+SIGNED_LINK: dict[str, Any] = {"responses": answers(410), "openapi_extra": PUBLIC}
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # Included routers nest their routes; a route context sees each with its full path.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        path = route.path_format or ""
+        declared = {int(status) for status in route.responses if str(status).isdigit()}
+        for method in route.methods or ():
+            operation = schema["paths"][path][method.lower()]
+            statuses = declared | set(_derived(route, method, operation))
+            _document(operation, path, sorted(statuses), components)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in repr(schema["paths"]):
+            components.pop(unused, None)
+    return schema
+
+
+def _derived(route: RouteContext, method: str, operation: dict[str, Any]) -> Iterator[int]:
+    dependant = route.dependant
+    takes_request = _takes_request(dependant)
+    has_body = "requestBody" in operation or (
+        takes_request and method in ("POST", "PUT", "PATCH", "DELETE")
+    )
+    if operation.get("parameters") or has_body:
+        yield 400
+    if has_body:
+        yield 413
+    if dependant.path_params:
+        yield 404
+    if operation.get("security") != []:
+        yield from (401, 429)
+    if any(permission != "view" for permission in _permissions(dependant)):
+        yield 403
+    yield 503
+
+
+def _document(
+    operation: dict[str, Any], path: str, statuses: list[int], components: dict[str, Any]
+) -> None:
+    name, media_types = next(
+        ((name, types) for prefix, name, types in _SURFACES if path.startswith(prefix)),
+        ("Problem", (PROBLEM,)),
+    )
+    if path.endswith(".xml"):
+        media_types = ("text/xml",)
+    elif path.endswith(".json"):
+        media_types = ("application/json",)
+    components.setdefault(name, _SURFACE_SCHEMAS[name])
+    responses = operation["responses"]
+    if 422 not in statuses:
+        responses.pop("422", None)  # FastAPI's default; validation answers 400 here
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    for status in statuses:
+        response = responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
+        response["content"] = {media_type: {"schema": ref} for media_type in media_types}
+        if status in (429, 503):
+            response["headers"] = _RETRY_AFTER
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    if dependant.call is not None:
+        yield dependant.call
+    for child in dependant.dependencies:
+        yield from _calls(child)
+
+
+def _takes_request(dependant: Dependant) -> bool:
+    return dependant.request_param_name is not None or any(
+        _takes_request(child) for child in dependant.dependencies
+    )
+
+
+def _permissions(dependant: Dependant) -> Iterator[str]:
+    """The permissions the route checks: `deps.require(...)` dependencies, and `.require(...)`
+    calls in its endpoint and dependencies, read from their source so the document cannot drift
+    from the checks."""
+    for call in _calls(dependant):
+        closure = inspect.getclosurevars(call).nonlocals if inspect.isfunction(call) else {}
+        if isinstance(closure.get("permission"), str):
+            yield closure["permission"]
+        try:
+            source = inspect.getsource(call)
+        except (OSError, TypeError):
+            continue
+        yield from _REQUIRE.findall(source)

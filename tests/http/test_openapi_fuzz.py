@@ -1,0 +1,108 @@
+"""Schemathesis over the app's own OpenAPI: every operation, signed in, with valid and invalid
+inputs. No answer may be a server error, and every answer (status, media type, body) must be the
+one the schema documents, so that clients generated from it can type every answer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from snapshotd.config import Settings
+from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.http.app import create_app
+from snapshotd.store.blobs import FileBlobStore
+from snapshotd.store.db import Database
+from snapshotd.worker import Worker, WorkerThreads
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+)
+# Small on purpose: 84 operations share two cores with the rest of the suite.
+EXAMPLES_PER_OPERATION = 12
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+class _PaintingEngine:
+    """Stands in for Chromium: every capture is the same small PNG, at once."""
+
+    async def capture(self, options: CaptureOptions) -> CaptureResult:
+        art = CapturedArtifact("image", _png(), "image/png", 4, 4)
+        return CaptureResult([art], {"final_url": options.url})
+
+
+class PaintingWorker(Worker):
+    """A worker that runs jobs as `snapshotd serve` does, minus the browser and the guard, so the
+    capture routes that wait for their image answer within the example."""
+
+    async def run(self) -> None:
+        self._engine = _PaintingEngine()  # type: ignore[assignment]
+        self.pool = SimpleNamespace(stats=SimpleNamespace(restarts=0))  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+        self._work_queued = asyncio.Event()
+        unsubscribe = self.queue.db.on_enqueued(self._wake)
+        self.ready.set()
+        try:
+            await self._claim_loop()
+        finally:
+            unsubscribe()
+            self.ready.clear()
+            self._loop = None
+
+
+@pytest.fixture
+def fuzz_app(settings: Settings, db: Database, blobs: FileBlobStore, token: str) -> Iterator[Any]:
+    worker = PaintingWorker(settings, db, blobs)
+    threads = WorkerThreads([worker])
+    threads.start()
+    app = create_app(settings, db=db, blobs=blobs, worker=worker)
+    with TestClient(app):
+        yield app
+    threads.stop(timeout=30)
+
+
+@pytest.fixture
+def fuzz_schema(fuzz_app: Any, token: str) -> Any:
+    config = schemathesis.Config.from_dict(
+        {
+            "headers": {"Authorization": f"Bearer {token}"},
+            "generation": {
+                "mode": "all",
+                "max-examples": EXAMPLES_PER_OPERATION,
+                "no-shrink": True,
+                "database": "none",
+                "deterministic": True,
+            },
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {
+                "enabled": False,
+                **{name: {"enabled": True} for name in CHECKS},
+            },
+        }
+    )
+    return schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
+
+
+schema = schemathesis.pytest.from_fixture("fuzz_schema")
+
+
+@pytest.mark.timeout(600)
+@schema.parametrize()
+def test_every_operation_answers_as_documented(case: schemathesis.Case) -> None:
+    case.call_and_validate()
