@@ -129,7 +129,12 @@ def test_a_scheduled_location_captures_on_its_own(
 
 @pytest.mark.parametrize(
     ("url", "status"),
-    [("http://10.0.0.7/", 400), ("ftp://example.org/", 400), ("not a url", 400)],
+    [
+        ("http://10.0.0.7/", 400),
+        ("ftp://example.org/", 400),
+        ("not a url", 400),
+        ("\u0001", 400),
+    ],
 )
 def test_a_denied_or_bad_url_is_refused_on_create(
     api: TestClient, auth: dict[str, str], url: str, status: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http import openapi
@@ -90,7 +90,7 @@ def list_users(principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return {"items": [user_body(u) for u in accounts.list_users(services.db, principal.org_id)]}
 
 
-@router.post("/users", status_code=201, summary="Add a user")
+@router.post("/users", status_code=201, summary="Add a user", responses=openapi.answers(409))
 def create_user(body: UserCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     user = accounts.add_user(
         services.db, principal.org_id, body.email, body.role, actor=principal.email
@@ -146,7 +146,12 @@ def list_groups(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any
         return {"items": [group_body(group) for group in groups]}
 
 
-@router.post("/account-groups", status_code=201, summary="Create an account group")
+@router.post(
+    "/account-groups",
+    status_code=201,
+    summary="Create an account group",
+    responses=openapi.answers(409),
+)
 def create_group(body: GroupCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     group = accounts.new_account_group(
         services.db, principal.org_id, body.name, actor=principal.email
@@ -154,10 +159,17 @@ def create_group(body: GroupCreate, principal: AdminDep, services: ServicesDep) 
     return group_body(group)
 
 
+# The column is an INTEGER: 32 bits on PostgreSQL, 64 on SQLite. A larger number names no group,
+# and the database would refuse to bind it.
+AccountGroupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 @router.put(
     "/account-groups/{aid}/members/{user_id}", status_code=204, summary="Add a user to a group"
 )
-def add_member(aid: int, user_id: str, principal: AdminDep, services: ServicesDep) -> Response:
+def add_member(
+    aid: AccountGroupId, user_id: str, principal: AdminDep, services: ServicesDep
+) -> Response:
     accounts.join_account_group(services.db, principal.org_id, aid, user_id, actor=principal.email)
     return Response(status_code=204)
 

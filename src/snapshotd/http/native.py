@@ -124,7 +124,9 @@ def snapshot_body(
     return body
 
 
-@router.post("/snapshots", status_code=202, summary="Queue a page capture")
+@router.post(
+    "/snapshots", status_code=202, summary="Queue a page capture", responses=openapi.answers(409)
+)
 def create_snapshot(
     body: SnapshotCreate,
     principal: UploaderDep,
@@ -199,7 +201,12 @@ async def read_live(services: AppServices, org_id: str, snapshot_id: str) -> Sna
     return read_snapshot(services.db, org_id, snapshot_id)
 
 
-@router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
+@router.delete(
+    "/snapshots/{snapshot_id}",
+    status_code=204,
+    summary="Delete a snapshot",
+    responses=openapi.answers(409),
+)
 def delete_snapshot(snapshot_id: str, principal: ManagerDep, services: ServicesDep) -> Response:
     services.snapshots.delete(principal.org_id, snapshot_id, actor=principal.email)
     return Response(status_code=204)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from snapshotd.errors import Conflict
+from snapshotd.http import openapi
 from snapshotd.http.deps import AppServices, PrincipalDep, ServicesDep
 from snapshotd.services import downloads, manifests
 from snapshotd.services.thumbnails import evidence_artifacts
@@ -91,7 +92,9 @@ def _direct_redirect(
 
 
 @router.get(
-    "/snapshots/{snapshot_id}/bundle", summary="The signed manifest and every artifact, zipped"
+    "/snapshots/{snapshot_id}/bundle",
+    summary="The signed manifest and every artifact, zipped",
+    responses=openapi.answers(409),
 )
 def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
     data = bundle_of(services, principal.org_id, snapshot_id)
@@ -116,7 +119,11 @@ def bundle_of(services: AppServices, org_id: str, snapshot_id: str) -> bytes:
     return manifests.bundle(manifest, files, services.snapshots.signer.public())
 
 
-@router.get("/snapshots/{snapshot_id}/{artifact}", summary="Download an artifact")
+@router.get(
+    "/snapshots/{snapshot_id}/{artifact}",
+    summary="Download an artifact",
+    responses=openapi.answers(409),
+)
 def get_artifact(
     snapshot_id: str,
     artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff"],

@@ -199,7 +199,9 @@ def document(app: FastAPI) -> dict[str, Any]:
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
         path = route.path_format or ""
-        declared = {int(status) for status in route.responses if str(status).isdigit()}
+        declared = {
+            int(code) for code in route.responses if str(code).isdigit() and int(code) >= 400
+        }
         for method in route.methods or ():
             operation = schema["paths"][path][method.lower()]
             statuses = declared | set(_derived(route, method, operation))

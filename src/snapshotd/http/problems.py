@@ -113,7 +113,7 @@ def install(app: FastAPI) -> None:
 
     # Starlette re-raises whatever reaches the `Exception` handler so that the server logs it
     # again; these classes are handled one level down, where an answer ends the matter.
-    for kind in outage_classes():
+    for kind in (*outage_classes(), OverflowError):
         app.add_exception_handler(kind, _outage)
 
     @app.exception_handler(Exception)
@@ -125,9 +125,12 @@ def install(app: FastAPI) -> None:
 
 def refused_value(error: Exception) -> bool:
     """The database refused a value itself (PostgreSQL takes no NUL in text, nor numbers out of
-    a column's range): the request's fault, not the server's."""
+    a column's range; SQLite's driver refuses integers over 64 bits before sending them): the
+    request's fault, not the server's."""
     from sqlalchemy import exc as sa
 
+    if isinstance(error, OverflowError):
+        return "SQLite INTEGER" in str(error)
     return isinstance(error, sa.DataError)
 
 

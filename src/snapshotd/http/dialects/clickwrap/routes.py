@@ -118,7 +118,12 @@ def list_locations(request: Request, services: ServicesDep, principal: User) -> 
     return collection([location_body(i) for i in items], page, per_page, total)
 
 
-@router.post("/locations", status_code=201, summary="Create a snapshot location")
+@router.post(
+    "/locations",
+    status_code=201,
+    summary="Create a snapshot location",
+    responses=openapi.answers(409),
+)
 async def create_location(
     request: Request, services: ServicesDep, principal: User
 ) -> dict[str, Any]:
@@ -136,7 +141,9 @@ def get_location(location_id: str, services: ServicesDep, principal: User) -> di
     return {"data": location_body(services.locations.get(principal.org_id, location_id))}
 
 
-@router.patch("/locations/{location_id}", summary="Update a snapshot location")
+@router.patch(
+    "/locations/{location_id}", summary="Update a snapshot location", responses=openapi.answers(409)
+)
 async def update_location(
     location_id: str, request: Request, services: ServicesDep, principal: User
 ) -> dict[str, Any]:

@@ -261,7 +261,7 @@ def _props(item: Mapping[str, Any], kind: str, where: str) -> MetricProps:
     )
 
 
-@router.put("/metrics", summary="Update several metrics")
+@router.put("/metrics", summary="Update several metrics", status_code=204)
 async def put_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     names = _names(body)
@@ -270,7 +270,7 @@ async def put_metrics(request: Request, services: ServicesDep, principal: Writer
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/metrics", summary="Delete several metrics")
+@router.delete("/metrics", summary="Delete several metrics", status_code=204)
 async def delete_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request) or query_fields(request)
     await asyncio.to_thread(services.metrics.delete, principal.org_id, _names(body))
@@ -286,7 +286,12 @@ def _names(body: Mapping[str, Any]) -> list[str]:
     return names
 
 
-@router.put("/metrics/{name}", summary="Create or update a metric")
+@router.put(
+    "/metrics/{name}",
+    summary="Create or update a metric",
+    status_code=204,
+    responses={201: {"description": "Created"}},
+)
 async def put_metric(
     name: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -300,7 +305,7 @@ async def put_metric(
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/metrics/{name}", summary="Delete a metric and its measurements")
+@router.delete("/metrics/{name}", summary="Delete a metric and its measurements", status_code=204)
 async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> Response:
     check_name(name)
     if not await asyncio.to_thread(services.metrics.delete, principal.org_id, [name]):
@@ -311,7 +316,7 @@ async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> 
 # -- measurements (tagged) ------------------------------------------------------------------------
 
 
-@router.post("/measurements", summary="Submit tagged measurements")
+@router.post("/measurements", summary="Submit tagged measurements", status_code=202)
 async def post_measurements(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request, json_only=True)
     samples, props = _tagged_samples(body, services.settings.max_measurements_per_request)

@@ -65,7 +65,7 @@ def list_spaces(request: Request, services: ServicesDep, principal: Reader) -> d
     }
 
 
-@router.post("/spaces", summary="Create a space")
+@router.post("/spaces", summary="Create a space", status_code=201, responses=openapi.answers(422))
 async def create_space(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     space = await asyncio.to_thread(
@@ -80,7 +80,9 @@ def get_space(space_id: str, services: ServicesDep, principal: Reader) -> dict[s
     return {**space_body(space), "charts": [{"id": c} for c in charts]}
 
 
-@router.put("/spaces/{space_id}", summary="Rename a space")
+@router.put(
+    "/spaces/{space_id}", summary="Rename a space", status_code=204, responses=openapi.answers(422)
+)
 async def update_space(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -95,7 +97,7 @@ async def update_space(
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/spaces/{space_id}", summary="Delete a space and its charts")
+@router.delete("/spaces/{space_id}", summary="Delete a space and its charts", status_code=204)
 def delete_space(space_id: str, services: ServicesDep, principal: Writer) -> Response:
     services.spaces.delete(principal.org_id, _id(space_id, "space"), actor=principal.email)
     return Response(status_code=NO_CONTENT)
@@ -127,7 +129,7 @@ def list_charts(space_id: str, services: ServicesDep, principal: Reader) -> list
     return [chart_body(c) for c in charts]
 
 
-@router.post("/spaces/{space_id}/charts", summary="Create a chart")
+@router.post("/spaces/{space_id}/charts", summary="Create a chart", status_code=201)
 async def create_chart(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -166,7 +168,7 @@ async def update_chart(
     return chart_body(chart)
 
 
-@router.delete("/spaces/{space_id}/charts/{chart_id}", summary="Delete a chart")
+@router.delete("/spaces/{space_id}/charts/{chart_id}", summary="Delete a chart", status_code=204)
 def delete_chart(
     space_id: str, chart_id: str, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -206,7 +208,9 @@ def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -
     }
 
 
-@router.post("/snapshots", summary="Snapshot a chart over a time window (rendered by a job)")
+@router.post(
+    "/snapshots", summary="Snapshot a chart over a time window (rendered by a job)", status_code=202
+)
 async def create_snapshot(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     subject = body.get("subject")

@@ -63,6 +63,10 @@ def _xml(root: str, data: Any) -> bytes:
     return ElementTree.tostring(top, encoding="utf-8", xml_declaration=True)
 
 
+class XMLResponse(Response):
+    media_type = "text/xml"
+
+
 def _answer(request: Request, body: dict[str, Any], status: int, headers: dict[str, str]):
     if _format(request) == "xml":
         return Response(
@@ -142,9 +146,19 @@ def link_body(frozen: Frozen, view_url: str, user_id: str) -> dict[str, Any]:
     }
 
 
-@router.post("/snapshot", summary="Freeze a test's rounds in a window (JSON)")
-@router.post("/snapshot.json", summary="Freeze a test's rounds in a window (JSON)")
-@router.post("/snapshot.xml", summary="Freeze a test's rounds in a window (XML)")
+@router.post(
+    "/snapshot",
+    summary="Freeze a test's rounds in a window (JSON, or XML when Accept asks for it)",
+    status_code=201,
+    responses={201: {"content": {"text/xml": {}}}},
+)
+@router.post("/snapshot.json", summary="Freeze a test's rounds in a window (JSON)", status_code=201)
+@router.post(
+    "/snapshot.xml",
+    summary="Freeze a test's rounds in a window (XML)",
+    status_code=201,
+    response_class=XMLResponse,
+)
 async def create_snapshot(request: Request, services: ServicesDep) -> Response:
     presented = credentials(request, basic=True)
     principal = await asyncio.to_thread(principal_from, services, request, presented)

@@ -116,7 +116,7 @@ def list_typed(
     )
 
 
-@router.post("/tests/{test_type}", summary="Create a test")
+@router.post("/tests/{test_type}", summary="Create a test", status_code=201)
 async def create_test(
     test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
 ):
@@ -262,7 +262,9 @@ def test_results(
 
 
 @router.post(
-    "/tests/{test_id}/snapshot", summary="Freeze a test's rounds in a window and share them"
+    "/tests/{test_id}/snapshot",
+    status_code=201,
+    summary="Freeze a test's rounds in a window and share them",
 )
 async def create_snapshot(
     test_id: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
