@@ -30,7 +30,7 @@ CHECKS = (
     "negative_data_rejection",
 )
 # Small on purpose: 84 operations share two cores with the rest of the suite.
-EXAMPLES_PER_OPERATION = 60
+EXAMPLES_PER_OPERATION = 100
 
 
 def _png() -> bytes:

@@ -303,7 +303,11 @@ async def _wait_for(
 @router.get(
     "/capture",
     summary="Capture and answer with the image bytes",
-    responses=openapi.answers(400, 502),
+    response_class=Response,
+    responses={**openapi.answers(400, 502), **openapi.files(*openapi.IMAGES, "application/pdf")},
+    openapi_extra=openapi.query(
+        CaptureOptions, exclude=("headers", "cookies"), flags=("full_page", "evidence")
+    ),
 )
 async def capture(
     request: Request,

@@ -23,6 +23,13 @@ CHUNK = 256 * 1024
 # A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
 # redirect, too short to be worth passing around (share links exist for that).
 DIRECT_SECONDS = 300
+ARTIFACT_TYPES = (
+    *openapi.IMAGES,
+    "application/pdf",
+    "text/html",
+    "multipart/related",
+    "application/json",
+)
 
 
 def artifact_response(
@@ -94,7 +101,8 @@ def _direct_redirect(
 @router.get(
     "/snapshots/{snapshot_id}/bundle",
     summary="The signed manifest and every artifact, zipped",
-    responses=openapi.answers(409),
+    response_class=Response,
+    responses={**openapi.answers(409), **openapi.files("application/zip")},
 )
 def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
     data = bundle_of(services, principal.org_id, snapshot_id)
@@ -122,7 +130,8 @@ def bundle_of(services: AppServices, org_id: str, snapshot_id: str) -> bytes:
 @router.get(
     "/snapshots/{snapshot_id}/{artifact}",
     summary="Download an artifact",
-    responses=openapi.answers(409),
+    response_class=Response,
+    responses={**openapi.answers(409), **openapi.files(*ARTIFACT_TYPES)},
 )
 def get_artifact(
     snapshot_id: str,

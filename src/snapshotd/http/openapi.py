@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
-from pydantic import WithJsonSchema
+from pydantic import BaseModel, WithJsonSchema
 
 DESCRIPTIONS = {
     400: "The request is malformed, or a value in it is invalid",
@@ -33,6 +33,7 @@ DESCRIPTIONS = {
     409: "The request conflicts with the current state of the resource",
     410: "The link has expired or was revoked",
     413: "The request body is larger than the server accepts",
+    415: "The body is not in a media type this operation reads",
     422: "The request is well formed but names something that already exists",
     429: "Too many requests; wait for Retry-After seconds",
     502: "The page could not be captured; the message says why",
@@ -173,8 +174,73 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
 
 
-# Links signed by the server: no token, and they run out.
-SIGNED_LINK: dict[str, Any] = {"responses": answers(410), "openapi_extra": PUBLIC}
+def body(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """For a route decorator's `openapi_extra=`: the body a route reads itself, a schema per
+    media type. A dialect's fields are its product's (docs/<dialect>.md); this promises the form."""
+    return {"requestBody": {"content": {kind: {"schema": s} for kind, s in schemas.items()}}}
+
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+_BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+_FORM = "application/x-www-form-urlencoded"
+JSON_BODY = body({"application/json": _OBJECT})
+JSON_OR_FORM = body({"application/json": _OBJECT, _FORM: _OBJECT})
+KASISTO_BODY = body({"application/json": _OBJECT, _FORM: _OBJECT, "multipart/form-data": _OBJECT})
+UPLOAD_BODY = body(
+    {
+        "multipart/form-data": {"type": "object", "properties": {"file": _BINARY}},
+        "image/png": _BINARY,
+        "image/jpeg": _BINARY,
+    }
+)
+
+
+def query(
+    model: type[BaseModel], *, exclude: tuple[str, ...] = (), flags: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """For `openapi_extra=`: `model`'s fields as the query parameters of a route that reads them
+    from the raw query. `flags` are read as true when 1, true, yes or on, false otherwise."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field in schema["properties"].items():
+        if name in exclude:
+            continue
+        if name in flags:
+            field = {"type": "string", "description": "1, true, yes or on; anything else is false"}
+        parameters.append(
+            {"name": name, "in": "query", "required": name in required, "schema": _value(field)}
+        )
+    return {"parameters": parameters}
+
+
+def _value(field: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema without pydantic's title and null: a query value is absent, never null."""
+    choices = [each for each in field.get("anyOf", ()) if each.get("type") != "null"]
+    rest = {k: v for k, v in field.items() if k not in ("anyOf", "title", "default")}
+    if len(choices) == 1:
+        return {**rest, **choices[0]}
+    return {**rest, **({"anyOf": choices} if choices else {})}
+
+
+IMAGES = ("image/png", "image/jpeg", "image/webp")
+
+
+def files(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """For `responses=` of a route that answers a file's bytes (with `response_class=Response`,
+    so that JSON is not promised as well)."""
+    content = {media_type: {"schema": _BINARY} for media_type in media_types}
+    return {200: {"description": "The file", "content": content}}
+
+
+def signed_link(*media_types: str) -> dict[str, Any]:
+    """A route decorator's keywords for a link the server signed: it needs no token, answers
+    the file, and runs out."""
+    return {
+        "response_class": Response,
+        "responses": {**answers(410), **files(*media_types)},
+        "openapi_extra": PUBLIC,
+    }
 
 
 def install(app: FastAPI) -> None:
@@ -204,7 +270,7 @@ def document(app: FastAPI) -> dict[str, Any]:
         }
         for method in route.methods or ():
             operation = schema["paths"][path][method.lower()]
-            statuses = declared | set(_derived(route, method, operation))
+            statuses = declared | set(_derived(route, operation))
             _document(operation, path, sorted(statuses), components)
     for unused in ("HTTPValidationError", "ValidationError"):
         if f"#/components/schemas/{unused}" not in repr(schema["paths"]):
@@ -212,12 +278,9 @@ def document(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _derived(route: RouteContext, method: str, operation: dict[str, Any]) -> Iterator[int]:
+def _derived(route: RouteContext, operation: dict[str, Any]) -> Iterator[int]:
     dependant = route.dependant
-    takes_request = _takes_request(dependant)
-    has_body = "requestBody" in operation or (
-        takes_request and method in ("POST", "PUT", "PATCH", "DELETE")
-    )
+    has_body = "requestBody" in operation
     if operation.get("parameters") or has_body:
         yield 400
     if has_body:
@@ -259,12 +322,6 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield dependant.call
     for child in dependant.dependencies:
         yield from _calls(child)
-
-
-def _takes_request(dependant: Dependant) -> bool:
-    return dependant.request_param_name is not None or any(
-        _takes_request(child) for child in dependant.dependencies
-    )
 
 
 def _permissions(dependant: Dependant) -> Iterator[str]:

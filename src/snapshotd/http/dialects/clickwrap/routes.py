@@ -123,6 +123,7 @@ def list_locations(request: Request, services: ServicesDep, principal: User) -> 
     status_code=201,
     summary="Create a snapshot location",
     responses=openapi.answers(409),
+    openapi_extra=openapi.JSON_BODY,
 )
 async def create_location(
     request: Request, services: ServicesDep, principal: User
@@ -142,7 +143,10 @@ def get_location(location_id: str, services: ServicesDep, principal: User) -> di
 
 
 @router.patch(
-    "/locations/{location_id}", summary="Update a snapshot location", responses=openapi.answers(409)
+    "/locations/{location_id}",
+    summary="Update a snapshot location",
+    responses=openapi.answers(409),
+    openapi_extra=openapi.JSON_BODY,
 )
 async def update_location(
     location_id: str, request: Request, services: ServicesDep, principal: User
@@ -169,7 +173,11 @@ def publish_location(location_id: str, services: ServicesDep, principal: User) -
     return {"data": location_body(location)}
 
 
-@router.post("/locations/{location_id}/archive", summary="Archive a published location")
+@router.post(
+    "/locations/{location_id}/archive",
+    summary="Archive a published location",
+    openapi_extra=openapi.JSON_BODY,
+)
 async def archive_location(
     location_id: str, request: Request, services: ServicesDep, principal: User
 ) -> dict[str, Any]:
@@ -211,6 +219,7 @@ def trigger_capture(
     "/locations/{location_id}/snapshots/upload",
     status_code=201,
     summary="Upload a manually captured snapshot (multipart `file`, or the image as the body)",
+    openapi_extra=openapi.UPLOAD_BODY,
 )
 async def upload_snapshot(
     location_id: str, request: Request, services: ServicesDep, principal: User
@@ -296,7 +305,11 @@ def get_snapshot(
     return {"data": snapshot_body(request, services, snapshot)}
 
 
-@router.post("/locations/{location_id}/snapshots/{snapshot_id}/archive", summary="Archive one")
+@router.post(
+    "/locations/{location_id}/snapshots/{snapshot_id}/archive",
+    summary="Archive one",
+    openapi_extra=openapi.JSON_BODY,
+)
 async def archive_snapshot(
     location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: User
 ) -> dict[str, Any]:
@@ -319,7 +332,7 @@ async def archive_snapshot(
 @router.get(
     "/downloads/{snapshot_id}",
     summary="A snapshot's image through its signed link",
-    **openapi.SIGNED_LINK,
+    **openapi.signed_link(*openapi.IMAGES),
 )
 def download(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep

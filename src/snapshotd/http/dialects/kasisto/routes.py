@@ -35,6 +35,19 @@ from snapshotd.store.models import Snapshot
 router = APIRouter(tags=["kasisto"])
 
 FILE_LINK_LIFETIME = 7 * 24 * 3600
+_PIXELS = {"type": "integer", "minimum": 100, "maximum": 16384}
+GET_PARAMETERS = [
+    {
+        "name": "url",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "examples": ["https://example.org/"]},
+    },
+    {"name": "width", "in": "query", "schema": _PIXELS},
+    {"name": "height", "in": "query", "schema": _PIXELS},
+    {"name": "token", "in": "query", "schema": {"type": "string"}},
+    {"name": "localmode", "in": "query", "schema": {"type": "string"}},
+]
 
 
 def render_error(request: Request, error: SnapshotdError) -> Response:
@@ -72,7 +85,9 @@ async def _snap(request: Request, services: ServicesDep, fields: dict[str, Any])
 @router.get(
     "/create_snap",
     summary="Capture a page and answer with the PNG",
-    responses=openapi.answers(400, 403, 502),
+    response_class=Response,
+    responses={**openapi.answers(400, 403, 502), **openapi.files("image/png")},
+    openapi_extra={"parameters": GET_PARAMETERS},
 )
 async def create_snap_get(request: Request, services: ServicesDep) -> Response:
     snapshot = await _snap(request, services, dict(request.query_params))
@@ -85,6 +100,7 @@ async def create_snap_get(request: Request, services: ServicesDep) -> Response:
     "/create_snap",
     summary="Capture a page and answer with a link to the PNG",
     responses=openapi.answers(403, 502),
+    openapi_extra=openapi.KASISTO_BODY,
 )
 async def create_snap_post(request: Request, services: ServicesDep) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
@@ -114,7 +130,7 @@ async def create_snap_post(request: Request, services: ServicesDep) -> dict[str,
 @router.get(
     "/create_snap/files/{name}",
     summary="Download a PNG named by a file_url",
-    **openapi.SIGNED_LINK,
+    **openapi.signed_link("image/png"),
 )
 def create_snap_file(
     name: str, expires: int, sig: str, request: Request, services: ServicesDep

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound, PayloadTooLarge, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials, principal_from
 from snapshotd.http.problems import error_headers
 from snapshotd.services.accounts import Principal
@@ -196,7 +197,11 @@ def list_metrics(request: Request, services: ServicesDep, principal: Reader) -> 
     }
 
 
-@router.post("/metrics", summary="Submit gauges and counters (legacy source format)")
+@router.post(
+    "/metrics",
+    summary="Submit gauges and counters (legacy source format)",
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def post_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     samples, props = _legacy_samples(body, services.settings.max_measurements_per_request)
@@ -261,7 +266,12 @@ def _props(item: Mapping[str, Any], kind: str, where: str) -> MetricProps:
     )
 
 
-@router.put("/metrics", summary="Update several metrics", status_code=204)
+@router.put(
+    "/metrics",
+    summary="Update several metrics",
+    status_code=204,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def put_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     names = _names(body)
@@ -270,7 +280,12 @@ async def put_metrics(request: Request, services: ServicesDep, principal: Writer
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/metrics", summary="Delete several metrics", status_code=204)
+@router.delete(
+    "/metrics",
+    summary="Delete several metrics",
+    status_code=204,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def delete_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request) or query_fields(request)
     await asyncio.to_thread(services.metrics.delete, principal.org_id, _names(body))
@@ -291,6 +306,7 @@ def _names(body: Mapping[str, Any]) -> list[str]:
     summary="Create or update a metric",
     status_code=204,
     responses={201: {"description": "Created"}},
+    openapi_extra=openapi.JSON_OR_FORM,
 )
 async def put_metric(
     name: str, request: Request, services: ServicesDep, principal: Writer
@@ -316,7 +332,13 @@ async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> 
 # -- measurements (tagged) ------------------------------------------------------------------------
 
 
-@router.post("/measurements", summary="Submit tagged measurements", status_code=202)
+@router.post(
+    "/measurements",
+    summary="Submit tagged measurements",
+    status_code=202,
+    responses=openapi.answers(415),
+    openapi_extra=openapi.JSON_BODY,
+)
 async def post_measurements(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request, json_only=True)
     samples, props = _tagged_samples(body, services.settings.max_measurements_per_request)

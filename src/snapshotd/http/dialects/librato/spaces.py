@@ -65,7 +65,13 @@ def list_spaces(request: Request, services: ServicesDep, principal: Reader) -> d
     }
 
 
-@router.post("/spaces", summary="Create a space", status_code=201, responses=openapi.answers(422))
+@router.post(
+    "/spaces",
+    summary="Create a space",
+    status_code=201,
+    responses=openapi.answers(422),
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_space(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     space = await asyncio.to_thread(
@@ -81,7 +87,11 @@ def get_space(space_id: str, services: ServicesDep, principal: Reader) -> dict[s
 
 
 @router.put(
-    "/spaces/{space_id}", summary="Rename a space", status_code=204, responses=openapi.answers(422)
+    "/spaces/{space_id}",
+    summary="Rename a space",
+    status_code=204,
+    responses=openapi.answers(422),
+    openapi_extra=openapi.JSON_OR_FORM,
 )
 async def update_space(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
@@ -129,7 +139,12 @@ def list_charts(space_id: str, services: ServicesDep, principal: Reader) -> list
     return [chart_body(c) for c in charts]
 
 
-@router.post("/spaces/{space_id}/charts", summary="Create a chart", status_code=201)
+@router.post(
+    "/spaces/{space_id}/charts",
+    summary="Create a chart",
+    status_code=201,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_chart(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -152,7 +167,11 @@ def get_chart(
     return chart_body(chart)
 
 
-@router.put("/spaces/{space_id}/charts/{chart_id}", summary="Update a chart")
+@router.put(
+    "/spaces/{space_id}/charts/{chart_id}",
+    summary="Update a chart",
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def update_chart(
     space_id: str, chart_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> dict[str, Any]:
@@ -209,7 +228,10 @@ def snapshot_body(request: Request, services: AppServices, snapshot: Snapshot) -
 
 
 @router.post(
-    "/snapshots", summary="Snapshot a chart over a time window (rendered by a job)", status_code=202
+    "/snapshots",
+    summary="Snapshot a chart over a time window (rendered by a job)",
+    status_code=202,
+    openapi_extra=openapi.JSON_OR_FORM,
 )
 async def create_snapshot(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
@@ -251,7 +273,7 @@ def get_snapshot(
 @router.get(
     "/snapshots/{snapshot_id}/image.png",
     summary="A chart snapshot's PNG (signed link)",
-    **openapi.SIGNED_LINK,
+    **openapi.signed_link("image/png"),
 )
 def snapshot_image(
     snapshot_id: str, expires: int, sig: str, request: Request, services: ServicesDep

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials, principal_from, public_base
 from snapshotd.http.dialects.thousandeyes.common import parse_date, rate_limit_headers, scope
 from snapshotd.http.problems import error_headers
@@ -151,13 +152,20 @@ def link_body(frozen: Frozen, view_url: str, user_id: str) -> dict[str, Any]:
     summary="Freeze a test's rounds in a window (JSON, or XML when Accept asks for it)",
     status_code=201,
     responses={201: {"content": {"text/xml": {}}}},
+    openapi_extra=openapi.JSON_OR_FORM,
 )
-@router.post("/snapshot.json", summary="Freeze a test's rounds in a window (JSON)", status_code=201)
+@router.post(
+    "/snapshot.json",
+    summary="Freeze a test's rounds in a window (JSON)",
+    status_code=201,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 @router.post(
     "/snapshot.xml",
     summary="Freeze a test's rounds in a window (XML)",
     status_code=201,
     response_class=XMLResponse,
+    openapi_extra=openapi.JSON_OR_FORM,
 )
 async def create_snapshot(request: Request, services: ServicesDep) -> Response:
     presented = credentials(request, basic=True)

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http import openapi
 from snapshotd.http.deps import AppServices, ServicesDep, credentials, principal_from, public_base
 from snapshotd.http.dialects.thousandeyes import bodies as te_tests
 from snapshotd.http.dialects.thousandeyes.common import (
@@ -116,7 +117,9 @@ def list_typed(
     )
 
 
-@router.post("/tests/{test_type}", summary="Create a test", status_code=201)
+@router.post(
+    "/tests/{test_type}", summary="Create a test", status_code=201, openapi_extra=openapi.JSON_BODY
+)
 async def create_test(
     test_type: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
 ):
@@ -149,7 +152,9 @@ def get_test(
     return hal(te_tests.full_test(public_base(request, services), test, _agents_by_id(services)))
 
 
-@router.put("/tests/{test_type}/{test_id}", summary="Update a test")
+@router.put(
+    "/tests/{test_type}/{test_id}", summary="Update a test", openapi_extra=openapi.JSON_BODY
+)
 async def update_test(
     test_type: str,
     test_id: str,
@@ -265,6 +270,7 @@ def test_results(
     "/tests/{test_id}/snapshot",
     status_code=201,
     summary="Freeze a test's rounds in a window and share them",
+    openapi_extra=openapi.JSON_BODY,
 )
 async def create_snapshot(
     test_id: str, request: Request, services: ServicesDep, principal: V7User, aid: Aid = None
