@@ -7,8 +7,10 @@ refused (400, since validation answers 400 on every surface, never FastAPI's 422
 too large (413); a path names something that may not exist (404); a token is required unless the
 operation says `security: []` (401, and 429 once a token or an address has asked too often); a
 permission other than "view" can be refused (403). Every operation can answer 503 while the
-database, the blob store or the disk is out of reach. What only some routes answer (409, 410, 422,
-502) each route declares in its decorator with `answers(...)`.
+database, the blob store or the disk is out of reach. What only some routes answer (409, 410, 415,
+422, 502) each route declares in its decorator with `answers(...)`; what a route reads by hand
+rather than through parameters (a dialect's body, a raw query) it declares with `body(...)` or
+`query(...)`, so that those statuses follow too.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ Instant = Annotated[
     ),
 ]
 
+# `openapi_extra=` of an operation that needs no token: OpenAPI's empty security requirement.
 PUBLIC: dict[str, Any] = {"security": []}
 
 
