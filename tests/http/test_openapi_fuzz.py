@@ -21,7 +21,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from snapshotd.config import Settings
-from snapshotd.engines.capture import CapturedArtifact, CaptureOptions, CaptureResult
+from snapshotd.engines.capture import (
+    MEDIA_TYPES,
+    CapturedArtifact,
+    CaptureOptions,
+    CaptureResult,
+)
 from snapshotd.http.app import create_app
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
@@ -38,17 +43,16 @@ CHECKS = (
 EXAMPLES_PER_OPERATION = 100
 
 
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 30, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
 class _PaintingEngine:
-    """Stands in for Chromium: every capture is the same small PNG, at once."""
+    """Stands in for Chromium: every capture is a small square in the format asked for, at once."""
 
     async def capture(self, options: CaptureOptions) -> CaptureResult:
-        art = CapturedArtifact("image", _png(), "image/png", 4, 4)
+        if options.format == "pdf":
+            art = CapturedArtifact("pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")
+        else:
+            out = io.BytesIO()
+            Image.new("RGB", (4, 4), (200, 30, 30)).save(out, options.format.upper())
+            art = CapturedArtifact("image", out.getvalue(), MEDIA_TYPES[options.format], 4, 4)
         return CaptureResult([art], {"final_url": options.url})
 
 
