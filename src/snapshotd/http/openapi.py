@@ -232,7 +232,10 @@ IMAGES = ("image/png", "image/jpeg", "image/webp")
 def files(*media_types: str) -> dict[int | str, dict[str, Any]]:
     """For `responses=` of a route that answers a file's bytes (with `response_class=Response`,
     so that JSON is not promised as well)."""
-    content = {media_type: {"schema": _BINARY} for media_type in media_types}
+    content = {
+        media_type: {"schema": _OBJECT if media_type.endswith("json") else _BINARY}
+        for media_type in media_types
+    }
     return {200: {"description": "The file", "content": content}}
 
 

@@ -261,6 +261,8 @@ def _pdf(snapshot: Snapshot, data: bytes) -> Response:
 @router.get(
     "/locations/{location_id}/snapshots/record/{timestamp}",
     summary="The PDF record of the snapshot in force at a moment",
+    response_class=Response,
+    responses=openapi.files("application/pdf"),
 )
 def record_at(location_id: str, timestamp: str, services: ServicesDep, principal: User) -> Response:
     principal.require("view")
@@ -272,6 +274,8 @@ def record_at(location_id: str, timestamp: str, services: ServicesDep, principal
 @router.get(
     "/locations/{location_id}/snapshots/{snapshot_id}/record",
     summary="The PDF record of a snapshot",
+    response_class=Response,
+    responses=openapi.files("application/pdf"),
 )
 def record_of(
     location_id: str, snapshot_id: str, services: ServicesDep, principal: User
