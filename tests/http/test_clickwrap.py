@@ -129,7 +129,12 @@ def test_a_scheduled_location_captures_on_its_own(
 
 @pytest.mark.parametrize(
     ("url", "status"),
-    [("http://10.0.0.7/", 400), ("ftp://example.org/", 400), ("not a url", 400)],
+    [
+        ("http://10.0.0.7/", 400),
+        ("ftp://example.org/", 400),
+        ("not a url", 400),
+        ("\u0001", 400),
+    ],
 )
 def test_a_denied_or_bad_url_is_refused_on_create(
     api: TestClient, auth: dict[str, str], url: str, status: int
@@ -279,6 +284,10 @@ def test_an_expired_download_link_is_gone(api: TestClient, auth: dict[str, str])
     assert api.get(expired).status_code in (403, 404, 410)
     forged = link[:-3] + "AAA"
     assert api.get(forged).status_code == 404
+    # A signature with characters outside ASCII once failed the comparison itself with a 500.
+    foreign = api.get(link.split("sig=")[0] + "sig=%C3%A9%01")
+    assert foreign.status_code == 404, foreign.text
+    assert foreign.json()["error"]["status"] == 404
 
 
 def test_records_change_detection_and_the_change_webhook(

@@ -102,3 +102,23 @@ def test_a_deeply_nested_json_body_is_400(api: TestClient, auth: dict[str, str])
         assert response.status_code == 400, response.text
         answer = response.json()
         assert answer["status"] == "error" and "not valid JSON" in answer["message"]
+
+
+def test_bad_input_found_by_fuzzing_is_a_400_in_kasisto_shape(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    """A URL of nothing but a control character, and JSON nested deeper than the parser goes,
+    once answered 500."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    json_body = {**auth, "content-type": "application/json"}
+    for response in (
+        api.post("/create_snap", headers=auth, json={"url": "\u0001"}),
+        api.get("/create_snap", headers=auth, params={"url": "\u0001"}),
+        api.post("/create_snap", headers=auth, data={"url": " \u0001\t"}),
+        api.post("/create_snap", headers=json_body, content=deep),
+        api.post("/create_snap", headers=json_body, content=b'{"url": ' + deep + b"}"),
+    ):
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert body["status"] == "error" and body["message"], body

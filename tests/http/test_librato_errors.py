@@ -331,6 +331,12 @@ def test_a_deeply_nested_json_body_is_400(
     assert_nothing_stored(api, db, token)
 
 
+def test_a_json_body_of_blanks_is_400_while_no_body_is_none(api: TestClient, token: str) -> None:
+    blank = api.put("/v1/metrics/cpu", auth=(EMAIL, token), content="\r\n", headers=JSON)
+    assert "not valid JSON" in request_error(blank, 400)
+    assert "not valid JSON" not in api.put("/v1/metrics/cpu", auth=(EMAIL, token)).text
+
+
 def test_a_count_too_large_to_store_is_400(api: TestClient, db: Database, token: str) -> None:
     item = {"name": "cpu", "count": 1e100, "sum": 1.0, "tags": {"host": "a"}}
     response = api.post("/v1/measurements", auth=(EMAIL, token), json={"measurements": [item]})

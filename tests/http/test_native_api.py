@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from snapshotd.services.accounts import Accounts
+from snapshotd.services.outages import refused_value
 from snapshotd.store.db import Database
 from snapshotd.store.models import Job
 
@@ -55,6 +56,8 @@ BAD_URLS = [
     "http://2130706434/",
     "http://0x7f000002/",
     "not a url",
+    "\u0001",  # empty once trimmed as a browser trims; once a 500
+    " \t\u001f ",
 ]
 
 
@@ -109,6 +112,34 @@ def test_malformed_json_and_oversized_bodies(
     assert huge.status_code == 413
     assert huge.headers["content-type"] == PROBLEM
     assert queued_jobs(db) == 0
+
+
+def test_a_capture_url_of_only_a_control_character_is_400(
+    api: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    response = api.get("/api/v1/capture?url=%01", headers=auth)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["field"] == "url"
+    assert queued_jobs(db) == 0
+
+
+@pytest.mark.parametrize("aid", ["99999999999999999999", "-99999999999999999999", "2147483648"])
+def test_an_account_group_id_too_large_for_the_database_is_400(
+    api: TestClient, auth: dict[str, str], aid: str
+) -> None:
+    me = api.get("/api/v1/me", headers=auth).json()
+    response = api.put(f"/api/v1/account-groups/{aid}/members/{me['user']['id']}", headers=auth)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["field"] == "aid"
+
+
+def test_an_integer_sqlite_cannot_bind_is_the_requests_fault() -> None:
+    """PostgreSQL refuses an out-of-range number with a DataError; SQLite's driver raises
+    OverflowError before sending it. Either is a 400, not a 500."""
+    assert refused_value(OverflowError("Python int too large to convert to SQLite INTEGER"))
+    assert not refused_value(OverflowError("math range error"))
 
 
 def test_idempotency_key_returns_the_same_snapshot(

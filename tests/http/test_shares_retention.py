@@ -215,7 +215,8 @@ def test_create_share_answers_201_with_an_unguessable_id_capped_by_the_snapshot(
     assert [item["id"] for item in items] == [short["id"], capped["id"], share_id]
     assert items[2] == body
 
-    for bad in ({"expires_in": 0}, {"expires_in": -5}, {"colour": "red"}):
+    # `public` is a JSON boolean: 0 and "no" are refused rather than read as false.
+    for bad in ({"expires_in": 0}, {"expires_in": -5}, {"colour": "red"}, {"public": 0}):
         refused = client.post(f"/api/v1/snapshots/{snapshot_id}/shares", headers=admin, json=bad)
         assert refused.status_code == 400, (bad, refused.text)
     missing = client.post("/api/v1/snapshots/snp_nope/shares", headers=admin, json={})

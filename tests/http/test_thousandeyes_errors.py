@@ -604,15 +604,21 @@ def test_v6_snapshot_needs_a_display_name(te: Env, name: Any, path: str) -> None
 
 @pytest.fixture
 def foreign_aids(te: Env) -> dict[str, str]:
-    """Account groups the user is not in: another of acme's, another organization's, nonsense."""
+    """Account groups the user is not in: another of acme's, another organization's, nonsense,
+    and a number too large for the database's INTEGER."""
     org_id, _ = own_groups(te.db)
     emea = accounts.Accounts(te.db).new_account_group(org_id, "EMEA", actor="test")
     accounts.Accounts(te.db).create_token(org="rival", email="boss@rival.test", role="admin")
     _, rival = own_groups(te.db, "rival")
-    return {"other-group": str(emea.id), "other-org": str(rival.id), "nonsense": "abc"}
+    return {
+        "other-group": str(emea.id),
+        "other-org": str(rival.id),
+        "nonsense": "abc",
+        "too-large": "99999999999999999999",
+    }
 
 
-@pytest.mark.parametrize("which", ["other-group", "other-org", "nonsense"])
+@pytest.mark.parametrize("which", ["other-group", "other-org", "nonsense", "too-large"])
 def test_an_account_group_the_user_is_not_in_is_refused(
     te: Env, foreign_aids: dict[str, str], which: str
 ) -> None:

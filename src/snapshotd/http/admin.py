@@ -4,12 +4,12 @@ creating organizations and changing rate limits is the operator's job (the CLI).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from snapshotd.http import openapi
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
 from snapshotd.services import accounts
 from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
@@ -89,7 +89,7 @@ def list_users(principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return {"items": [user_body(u) for u in services.accounts.list_users(principal.org_id)]}
 
 
-@router.post("/users", status_code=201, summary="Add a user")
+@router.post("/users", status_code=201, summary="Add a user", responses=openapi.answers(409))
 def create_user(body: UserCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     user = services.accounts.add_user(
         principal.org_id, body.email, body.role, actor=principal.email
@@ -141,16 +141,28 @@ def list_groups(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any
     return {"items": [group_body(group) for group in groups]}
 
 
-@router.post("/account-groups", status_code=201, summary="Create an account group")
+@router.post(
+    "/account-groups",
+    status_code=201,
+    summary="Create an account group",
+    responses=openapi.answers(409),
+)
 def create_group(body: GroupCreate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
     group = services.accounts.new_account_group(principal.org_id, body.name, actor=principal.email)
     return group_body(group)
 
 
+# The column is an INTEGER: 32 bits on PostgreSQL, 64 on SQLite. A larger number names no group,
+# and the database would refuse to bind it.
+AccountGroupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 @router.put(
     "/account-groups/{aid}/members/{user_id}", status_code=204, summary="Add a user to a group"
 )
-def add_member(aid: int, user_id: str, principal: AdminDep, services: ServicesDep) -> Response:
+def add_member(
+    aid: AccountGroupId, user_id: str, principal: AdminDep, services: ServicesDep
+) -> Response:
     services.accounts.join_account_group(principal.org_id, aid, user_id, actor=principal.email)
     return Response(status_code=204)
 
@@ -186,7 +198,7 @@ def list_audit(
     action: str | None = None,
     target_id: str | None = None,
     actor: str | None = None,
-    since: datetime | None = None,
+    since: openapi.Instant = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapshotd import __version__
 from snapshotd.config import Settings
-from snapshotd.http import admin, console, native, native_files, problems, redact, shares
+from snapshotd.http import admin, console, native, native_files, openapi, problems, redact, shares
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.dialects import clickwrap, kasisto, librato, thousandeyes
 from snapshotd.http.fast_read import FastSnapshotRead
@@ -101,6 +101,7 @@ def create_app(
     )
     app.state.services = services
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(FastSnapshotRead, services=services)  # outermost: it skips the rest
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
@@ -113,7 +114,11 @@ def create_app(
     app.include_router(console.router)
     problems.register_renderer(app, "/s/", shares.render_error)
 
-    @app.get("/.well-known/snapshotd-manifest-key", summary="The key that signs manifests")
+    @app.get(
+        "/.well-known/snapshotd-manifest-key",
+        summary="The key that signs manifests",
+        openapi_extra=openapi.PUBLIC,
+    )
     def manifest_key() -> dict[str, str]:
         return services.snapshots.signer.public()
 

@@ -4,7 +4,6 @@ Downloading a snapshot's files lives in native_files.py."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from snapshotd.http import openapi
 from snapshotd.http.deps import (
     AdminDep,
     ManagerDep,
@@ -114,7 +114,9 @@ def snapshot_body(
     return body
 
 
-@router.post("/snapshots", status_code=202, summary="Queue a page capture")
+@router.post(
+    "/snapshots", status_code=202, summary="Queue a page capture", responses=openapi.answers(409)
+)
 def create_snapshot(
     body: SnapshotCreate,
     principal: UploaderDep,
@@ -143,8 +145,8 @@ def list_snapshots(
     services: ServicesDep,
     status: str | None = None,
     kind: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: openapi.Instant = None,
+    created_before: openapi.Instant = None,
     archived: Archived = "exclude",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -180,7 +182,12 @@ async def get_snapshot(
     return JSONResponse(snapshot_body(snapshot, snapshot.job))
 
 
-@router.delete("/snapshots/{snapshot_id}", status_code=204, summary="Delete a snapshot")
+@router.delete(
+    "/snapshots/{snapshot_id}",
+    status_code=204,
+    summary="Delete a snapshot",
+    responses=openapi.answers(409),
+)
 def delete_snapshot(snapshot_id: str, principal: ManagerDep, services: ServicesDep) -> Response:
     services.snapshots.delete(principal.org_id, snapshot_id, actor=principal.email)
     return Response(status_code=204)
@@ -230,7 +237,15 @@ def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict
     return job_body(services.snapshots.get_job(principal.org_id, job_id))
 
 
-@router.get("/capture", summary="Capture and answer with the image bytes")
+@router.get(
+    "/capture",
+    summary="Capture and answer with the image bytes",
+    response_class=Response,
+    responses={**openapi.answers(400, 502), **openapi.files(*openapi.IMAGES, "application/pdf")},
+    openapi_extra=openapi.query(
+        CaptureRequest, exclude=("headers", "cookies"), flags=("full_page", "evidence")
+    ),
+)
 async def capture(
     request: Request,
     principal: UploaderDep,

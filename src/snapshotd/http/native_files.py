@@ -11,6 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from snapshotd.http import openapi
 from snapshotd.http.deps import PrincipalDep, Services, ServicesDep
 from snapshotd.services import downloads
 
@@ -20,6 +21,13 @@ CHUNK = 256 * 1024
 # A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
 # redirect, too short to be worth passing around (share links exist for that).
 DIRECT_SECONDS = 300
+ARTIFACT_TYPES = (
+    *openapi.IMAGES,
+    "application/pdf",
+    "text/html",
+    "multipart/related",
+    "application/json",
+)
 
 
 def artifact_response(
@@ -100,7 +108,10 @@ def _direct_redirect(
 
 
 @router.get(
-    "/snapshots/{snapshot_id}/bundle", summary="The signed manifest and every artifact, zipped"
+    "/snapshots/{snapshot_id}/bundle",
+    summary="The signed manifest and every artifact, zipped",
+    response_class=Response,
+    responses={**openapi.answers(409), **openapi.files("application/zip")},
 )
 def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
     data = services.snapshots.bundle(principal.org_id, snapshot_id)
@@ -115,7 +126,12 @@ def bundle_of(services: Services, org_id: str, snapshot_id: str) -> bytes:
     return services.snapshots.bundle(org_id, snapshot_id)
 
 
-@router.get("/snapshots/{snapshot_id}/{artifact}", summary="Download an artifact")
+@router.get(
+    "/snapshots/{snapshot_id}/{artifact}",
+    summary="Download an artifact",
+    response_class=Response,
+    responses={**openapi.answers(409), **openapi.files(*ARTIFACT_TYPES)},
+)
 def get_artifact(
     snapshot_id: str,
     artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff"],

@@ -131,7 +131,7 @@ def install(app: FastAPI) -> None:
 
     # Starlette re-raises whatever reaches the `Exception` handler so that the server logs it
     # again; these classes are handled one level down, where an answer ends the matter.
-    for kind in outage_classes():
+    for kind in (*outage_classes(), OverflowError):
         app.add_exception_handler(kind, _outage)
 
     @app.exception_handler(Exception)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
 from snapshotd.http.deps import (
@@ -46,7 +46,7 @@ NO_STORE = {
 
 class ShareCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    public: bool = Field(
+    public: StrictBool = Field(
         True, description="false makes a private link ('saved event') for members only."
     )
     expires_in: Annotated[

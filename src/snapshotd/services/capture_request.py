@@ -33,7 +33,7 @@ class CaptureRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=8192)
+    url: str = Field(min_length=1, max_length=8192, examples=["https://example.org/"])
     width: int = Field(1280, ge=100, le=16384)
     height: int = Field(800, ge=100, le=16384)
     full_page: bool = False

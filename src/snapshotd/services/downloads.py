@@ -53,7 +53,9 @@ class Downloads:
             if snapshot is None or org is None:
                 raise NotFound("no such download")
             expected = _signature(org.signing_key, snapshot_id, role, expires)
-            if not hmac.compare_digest(expected, signature):
+            # As bytes: compare_digest refuses str with characters outside ASCII, which a URL
+            # can hold.
+            if not hmac.compare_digest(expected.encode(), signature.encode()):
                 raise NotFound("no such download")
             if expires < time.time():
                 raise Gone("this download link has expired")

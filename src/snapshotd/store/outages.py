@@ -125,5 +125,8 @@ def outage_classes() -> list[type[Exception]]:
 
 def refused_value(error: Exception) -> bool:
     """The database refused a value itself (PostgreSQL takes no NUL in text, nor numbers out of
-    a column's range): the request's fault, not the server's."""
+    a column's range; SQLite's driver refuses integers over 64 bits before sending them): the
+    request's fault, not the server's."""
+    if isinstance(error, OverflowError):
+        return "SQLite INTEGER" in str(error)
     return isinstance(error, sa.DataError)

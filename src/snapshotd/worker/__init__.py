@@ -22,11 +22,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ParamSpec, TypeVar
 
 from snapshotd.config import Settings
 from snapshotd.engines.charts import ChartRenderer
-from snapshotd.engines.egress import EgressPolicy
 from snapshotd.engines.stack import CaptureStack, capture_stack
 from snapshotd.errors import DatabaseUnavailable
 from snapshotd.outage_log import OutageLog
@@ -43,6 +43,7 @@ from snapshotd.telemetry import Telemetry
 from snapshotd.worker.jobs import JobHandler, job_handlers
 
 log = logging.getLogger(__name__)
+StackFactory = Callable[[Settings], AbstractAsyncContextManager[CaptureStack]]
 T = TypeVar("T")
 P = ParamSpec("P")
 # The longest pause between two tries of something the database refused because it was down.
@@ -58,13 +59,16 @@ class Worker:
         *,
         telemetry: Telemetry | None = None,
         name: str = "0",
+        stack: StackFactory = capture_stack,
     ) -> None:
+        """`stack` starts the capture stack when the worker runs (a test may hand in one
+        without a browser)."""
         self.settings = settings
+        self._start_stack = stack
         self.services = build_services(settings, db=db, blobs=blobs, telemetry=telemetry)
         self.queue = self.services.queue
         self.snapshots = self.services.snapshots
         self.charts = self.services.chart_snapshots
-        self.policy = EgressPolicy(settings.egress_allow)
         self.synthetic = self.services.synthetic
         self.locations = self.services.locations
         self.evidence = self.services.evidence
@@ -93,7 +97,7 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
-        async with capture_stack(s) as stack:
+        async with self._start_stack(s) as stack:
             self.stack = stack
             self.handlers = job_handlers(
                 snapshots=self.snapshots,

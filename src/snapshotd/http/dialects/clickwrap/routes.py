@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials
 from snapshotd.http.dialects.clickwrap.bodies import collection, location_body, snapshot_body
 from snapshotd.http.problems import error_headers
@@ -99,7 +100,13 @@ def list_locations(request: Request, services: ServicesDep, principal: Viewer) -
     return collection([location_body(i) for i in items], page, per_page, total)
 
 
-@router.post("/locations", status_code=201, summary="Create a snapshot location")
+@router.post(
+    "/locations",
+    status_code=201,
+    summary="Create a snapshot location",
+    responses=openapi.answers(409),
+    openapi_extra=openapi.JSON_BODY,
+)
 async def create_location(
     request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
@@ -115,7 +122,12 @@ def get_location(location_id: str, services: ServicesDep, principal: Viewer) -> 
     return {"data": location_body(services.locations.get(principal.org_id, location_id))}
 
 
-@router.patch("/locations/{location_id}", summary="Update a snapshot location")
+@router.patch(
+    "/locations/{location_id}",
+    summary="Update a snapshot location",
+    responses=openapi.answers(409),
+    openapi_extra=openapi.JSON_BODY,
+)
 async def update_location(
     location_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
@@ -138,7 +150,11 @@ def publish_location(location_id: str, services: ServicesDep, principal: Manager
     return {"data": location_body(location)}
 
 
-@router.post("/locations/{location_id}/archive", summary="Archive a published location")
+@router.post(
+    "/locations/{location_id}/archive",
+    summary="Archive a published location",
+    openapi_extra=openapi.JSON_BODY,
+)
 async def archive_location(
     location_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
@@ -177,6 +193,7 @@ def trigger_capture(
     "/locations/{location_id}/snapshots/upload",
     status_code=201,
     summary="Upload a manually captured snapshot (multipart `file`, or the image as the body)",
+    openapi_extra=openapi.UPLOAD_BODY,
 )
 async def upload_snapshot(
     location_id: str, request: Request, services: ServicesDep, principal: Uploader
@@ -217,6 +234,8 @@ def _pdf(snapshot: Snapshot, data: bytes) -> Response:
 @router.get(
     "/locations/{location_id}/snapshots/record/{timestamp}",
     summary="The PDF record of the snapshot in force at a moment",
+    response_class=Response,
+    responses=openapi.files("application/pdf"),
 )
 def record_at(
     location_id: str, timestamp: str, services: ServicesDep, principal: Viewer
@@ -229,6 +248,8 @@ def record_at(
 @router.get(
     "/locations/{location_id}/snapshots/{snapshot_id}/record",
     summary="The PDF record of a snapshot",
+    response_class=Response,
+    responses=openapi.files("application/pdf"),
 )
 def record_of(
     location_id: str, snapshot_id: str, services: ServicesDep, principal: Viewer
@@ -259,7 +280,11 @@ def get_snapshot(
     return {"data": snapshot_body(request, services, snapshot)}
 
 
-@router.post("/locations/{location_id}/snapshots/{snapshot_id}/archive", summary="Archive one")
+@router.post(
+    "/locations/{location_id}/snapshots/{snapshot_id}/archive",
+    summary="Archive one",
+    openapi_extra=openapi.JSON_BODY,
+)
 async def archive_snapshot(
     location_id: str, snapshot_id: str, request: Request, services: ServicesDep, principal: Manager
 ) -> dict[str, Any]:
@@ -281,4 +306,5 @@ add_signed_download(
     router,
     "/downloads/{snapshot_id}",
     summary="A snapshot's image through its signed link",
+    **openapi.signed_link(*openapi.IMAGES),
 )

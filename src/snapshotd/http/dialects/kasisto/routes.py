@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import Credentials, Services, ServicesDep, credentials, public_base
 from snapshotd.http.native_files import artifact_response
 from snapshotd.http.problems import error_headers
@@ -27,6 +28,19 @@ from snapshotd.services.records import Snapshot
 router = APIRouter(tags=["kasisto"])
 
 FILE_LINK_LIFETIME = 7 * 24 * 3600
+_PIXELS = {"type": "integer", "minimum": 100, "maximum": 16384}
+GET_PARAMETERS = [
+    {
+        "name": "url",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "examples": ["https://example.org/"]},
+    },
+    {"name": "width", "in": "query", "schema": _PIXELS},
+    {"name": "height", "in": "query", "schema": _PIXELS},
+    {"name": "token", "in": "query", "schema": {"type": "string"}},
+    {"name": "localmode", "in": "query", "schema": {"type": "string"}},
+]
 
 
 def render_error(request: Request, error: SnapshotdError) -> Response:
@@ -68,7 +82,13 @@ async def _snap(services: Services, principal: Principal, fields: dict[str, Any]
     return await services.capture.capture(principal, options, surface="kasisto")
 
 
-@router.get("/create_snap", summary="Capture a page and answer with the PNG")
+@router.get(
+    "/create_snap",
+    summary="Capture a page and answer with the PNG",
+    response_class=Response,
+    responses={**openapi.answers(400, 502), **openapi.files("image/png")},
+    openapi_extra={"parameters": GET_PARAMETERS},
+)
 async def create_snap_get(request: Request, services: ServicesDep, principal: Uploader) -> Response:
     snapshot = await _snap(services, principal, dict(request.query_params))
     return await asyncio.to_thread(
@@ -76,7 +96,12 @@ async def create_snap_get(request: Request, services: ServicesDep, principal: Up
     )
 
 
-@router.post("/create_snap", summary="Capture a page and answer with a link to the PNG")
+@router.post(
+    "/create_snap",
+    summary="Capture a page and answer with a link to the PNG",
+    responses=openapi.answers(502),
+    openapi_extra=openapi.KASISTO_BODY,
+)
 async def create_snap_post(
     request: Request, services: ServicesDep, principal: Uploader
 ) -> dict[str, str]:
@@ -104,4 +129,5 @@ add_signed_download(
     "/create_snap/files/{snapshot_id}",
     summary="Download a PNG named by a file_url",
     suffix=".png",
+    **openapi.signed_link("image/png"),
 )

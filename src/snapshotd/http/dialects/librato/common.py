@@ -29,6 +29,7 @@ from snapshotd.errors import (
     SnapshotdError,
     UnsupportedMediaType,
 )
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import parse_json_object, principal_factory
@@ -103,7 +104,7 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     raw = await request.body()
     content_type = request.headers.get("content-type", "")
     stripped = raw.lstrip()
-    if not stripped:
+    if not raw:  # a body of blanks said to be JSON is not JSON: it goes on to be refused
         return {}
     if stripped[:1] in (b"{", b"[") or "json" in content_type:
         return parse_json_object(raw)
@@ -177,7 +178,11 @@ def list_metrics(request: Request, services: ServicesDep, principal: Reader) -> 
     }
 
 
-@router.post("/metrics", summary="Submit gauges and counters (legacy source format)")
+@router.post(
+    "/metrics",
+    summary="Submit gauges and counters (legacy source format)",
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def post_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     samples, props = _legacy_samples(body, services.settings.max_measurements_per_request)
@@ -242,7 +247,12 @@ def _props(item: Mapping[str, Any], kind: str, where: str) -> MetricProps:
     )
 
 
-@router.put("/metrics", summary="Update several metrics")
+@router.put(
+    "/metrics",
+    summary="Update several metrics",
+    status_code=204,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def put_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     names = _names(body)
@@ -252,7 +262,12 @@ async def put_metrics(request: Request, services: ServicesDep, principal: Writer
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/metrics", summary="Delete several metrics")
+@router.delete(
+    "/metrics",
+    summary="Delete several metrics",
+    status_code=204,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def delete_metrics(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request) or query_fields(request)
     await asyncio.to_thread(services.metrics.delete, principal.org_id, _names(body))
@@ -288,7 +303,13 @@ def _names(body: Mapping[str, Any]) -> list[str]:
     return names
 
 
-@router.put("/metrics/{name}", summary="Create or update a metric")
+@router.put(
+    "/metrics/{name}",
+    summary="Create or update a metric",
+    status_code=204,
+    responses={201: {"description": "Created"}},
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def put_metric(
     name: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -303,7 +324,7 @@ async def put_metric(
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/metrics/{name}", summary="Delete a metric and its measurements")
+@router.delete("/metrics/{name}", summary="Delete a metric and its measurements", status_code=204)
 async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> Response:
     check_name(name)
     if not await asyncio.to_thread(services.metrics.delete, principal.org_id, [name]):
@@ -314,7 +335,13 @@ async def delete_metric(name: str, services: ServicesDep, principal: Writer) -> 
 # -- measurements (tagged) ------------------------------------------------------------------------
 
 
-@router.post("/measurements", summary="Submit tagged measurements")
+@router.post(
+    "/measurements",
+    summary="Submit tagged measurements",
+    status_code=202,
+    responses=openapi.answers(415),
+    openapi_extra=openapi.JSON_BODY,
+)
 async def post_measurements(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request, json_only=True)
     samples, props = _tagged_samples(body, services.settings.max_measurements_per_request)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from snapshotd.errors import BadRequest
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.dialects.librato.common import Reader, metric_body, query_fields
 from snapshotd.services.metrics import SeriesPoints
@@ -255,6 +256,10 @@ def _tagged_points(points: list[tuple[int, int, float, float, float]], summary: 
     return [{"time": p[0], "value": point_value(p, how)} for p in points]
 
 
-@router.get("/measurements", summary="Composite queries (not supported)")
+@router.get(
+    "/measurements",
+    summary="Composite queries (not supported)",
+    responses=openapi.answers(400),
+)
 def get_composite(principal: Reader) -> dict[str, Any]:
     raise BadRequest("composite queries are not supported", field="compose")

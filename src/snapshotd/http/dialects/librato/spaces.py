@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import NotFound
+from snapshotd.http import openapi
 from snapshotd.http.deps import Services, ServicesDep, public_base
 from snapshotd.http.dialects.librato.common import (
     NO_CONTENT,
@@ -63,7 +64,13 @@ def list_spaces(request: Request, services: ServicesDep, principal: Reader) -> d
     }
 
 
-@router.post("/spaces", summary="Create a space")
+@router.post(
+    "/spaces",
+    summary="Create a space",
+    status_code=201,
+    responses=openapi.answers(422),
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_space(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     space = await asyncio.to_thread(
@@ -78,7 +85,13 @@ def get_space(space_id: str, services: ServicesDep, principal: Reader) -> dict[s
     return {**space_body(space), "charts": [{"id": c} for c in charts]}
 
 
-@router.put("/spaces/{space_id}", summary="Rename a space")
+@router.put(
+    "/spaces/{space_id}",
+    summary="Rename a space",
+    status_code=204,
+    responses=openapi.answers(422),
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def update_space(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -93,7 +106,7 @@ async def update_space(
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/spaces/{space_id}", summary="Delete a space and its charts")
+@router.delete("/spaces/{space_id}", summary="Delete a space and its charts", status_code=204)
 def delete_space(space_id: str, services: ServicesDep, principal: Writer) -> Response:
     services.spaces.delete(principal.org_id, _id(space_id, "space"), actor=principal.email)
     return Response(status_code=NO_CONTENT)
@@ -125,7 +138,12 @@ def list_charts(space_id: str, services: ServicesDep, principal: Reader) -> list
     return [chart_body(c) for c in charts]
 
 
-@router.post("/spaces/{space_id}/charts", summary="Create a chart")
+@router.post(
+    "/spaces/{space_id}/charts",
+    summary="Create a chart",
+    status_code=201,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_chart(
     space_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -148,7 +166,11 @@ def get_chart(
     return chart_body(chart)
 
 
-@router.put("/spaces/{space_id}/charts/{chart_id}", summary="Update a chart")
+@router.put(
+    "/spaces/{space_id}/charts/{chart_id}",
+    summary="Update a chart",
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def update_chart(
     space_id: str, chart_id: str, request: Request, services: ServicesDep, principal: Writer
 ) -> dict[str, Any]:
@@ -164,7 +186,7 @@ async def update_chart(
     return chart_body(chart)
 
 
-@router.delete("/spaces/{space_id}/charts/{chart_id}", summary="Delete a chart")
+@router.delete("/spaces/{space_id}/charts/{chart_id}", summary="Delete a chart", status_code=204)
 def delete_chart(
     space_id: str, chart_id: str, services: ServicesDep, principal: Writer
 ) -> Response:
@@ -204,7 +226,12 @@ def snapshot_body(request: Request, services: Services, snapshot: Snapshot) -> d
     }
 
 
-@router.post("/snapshots", summary="Snapshot a chart over a time window (rendered by a job)")
+@router.post(
+    "/snapshots",
+    summary="Snapshot a chart over a time window (rendered by a job)",
+    status_code=202,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_snapshot(request: Request, services: ServicesDep, principal: Writer) -> Response:
     body = await read_body(request)
     subject = body.get("subject")
@@ -246,6 +273,7 @@ add_signed_download(
     router,
     "/snapshots/{snapshot_id}/image.png",
     summary="A chart snapshot's PNG (signed link)",
+    **openapi.signed_link("image/png"),
 )
 
 

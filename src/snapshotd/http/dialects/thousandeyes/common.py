@@ -62,6 +62,10 @@ def render_v7_error(request: Request, error: SnapshotdError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=headers, media_type=PROBLEM)
 
 
+class HalJSON(JSONResponse):
+    media_type = HAL
+
+
 def hal(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=HAL)
 

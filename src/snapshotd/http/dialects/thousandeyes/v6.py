@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
+from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials, public_base
 from snapshotd.http.dialects.thousandeyes.common import rate_limit_headers, scope
 from snapshotd.http.problems import error_headers
@@ -65,6 +66,10 @@ def _xml(root: str, data: Any) -> bytes:
     top = ElementTree.Element(root)
     fill(top, data)
     return ElementTree.tostring(top, encoding="utf-8", xml_declaration=True)
+
+
+class XMLResponse(Response):
+    media_type = "text/xml"
 
 
 def _answer(request: Request, body: dict[str, Any], status: int, headers: dict[str, str]):
@@ -140,9 +145,26 @@ def link_body(frozen: Frozen, view_url: str, user_id: str) -> dict[str, Any]:
     }
 
 
-@router.post("/snapshot", summary="Freeze a test's rounds in a window (JSON)")
-@router.post("/snapshot.json", summary="Freeze a test's rounds in a window (JSON)")
-@router.post("/snapshot.xml", summary="Freeze a test's rounds in a window (XML)")
+@router.post(
+    "/snapshot",
+    summary="Freeze a test's rounds in a window (JSON, or XML when Accept asks for it)",
+    status_code=201,
+    responses={201: {"content": {"text/xml": {}}}},
+    openapi_extra=openapi.JSON_OR_FORM,
+)
+@router.post(
+    "/snapshot.json",
+    summary="Freeze a test's rounds in a window (JSON)",
+    status_code=201,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
+@router.post(
+    "/snapshot.xml",
+    summary="Freeze a test's rounds in a window (XML)",
+    status_code=201,
+    response_class=XMLResponse,
+    openapi_extra=openapi.JSON_OR_FORM,
+)
 async def create_snapshot(request: Request, services: ServicesDep, principal: Sharer) -> Response:
     body = await _fields(request)
     test_id = _test_id(body.get("testId"))

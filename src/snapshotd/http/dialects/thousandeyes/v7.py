@@ -20,14 +20,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http import openapi
 from snapshotd.http.deps import Services, ServicesDep, credentials, public_base
 from snapshotd.http.dialects.thousandeyes import bodies as te_tests
-from snapshotd.http.dialects.thousandeyes.common import hal, parse_window, scope
+from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, parse_window, scope
 from snapshotd.http.wire import iso_seconds, json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.synthetic import TYPES
 
-router = APIRouter(prefix="/v7", tags=["thousandeyes v7"])
+router = APIRouter(prefix="/v7", tags=["thousandeyes v7"], default_response_class=HalJSON)
 
 RESULTS_PAGE = 500
 Aid = Annotated[str | None, Query()]
@@ -98,7 +99,9 @@ def list_typed(
     )
 
 
-@router.post("/tests/{test_type}", summary="Create a test")
+@router.post(
+    "/tests/{test_type}", summary="Create a test", status_code=201, openapi_extra=openapi.JSON_BODY
+)
 async def create_test(
     test_type: str, request: Request, services: ServicesDep, principal: Uploader, aid: Aid = None
 ):
@@ -130,7 +133,9 @@ def get_test(
     return hal(te_tests.full_test(public_base(request, services), test, _agents_by_id(services)))
 
 
-@router.put("/tests/{test_type}/{test_id}", summary="Update a test")
+@router.put(
+    "/tests/{test_type}/{test_id}", summary="Update a test", openapi_extra=openapi.JSON_BODY
+)
 async def update_test(
     test_type: str,
     test_id: str,
@@ -241,7 +246,10 @@ def test_results(
 
 
 @router.post(
-    "/tests/{test_id}/snapshot", summary="Freeze a test's rounds in a window and share them"
+    "/tests/{test_id}/snapshot",
+    status_code=201,
+    summary="Freeze a test's rounds in a window and share them",
+    openapi_extra=openapi.JSON_BODY,
 )
 async def create_snapshot(
     test_id: str, request: Request, services: ServicesDep, principal: Sharer, aid: Aid = None
