@@ -74,7 +74,7 @@ def test_signed_links_need_no_token_and_can_expire(spec: dict[str, Any]) -> None
     for path in (
         "/v1.1/downloads/{snapshot_id}",
         "/v1/snapshots/{snapshot_id}/image.png",
-        "/create_snap/files/{name}",
+        "/create_snap/files/{snapshot_id}",
     ):
         answers = responses(spec, "get", path)
         assert "401" not in answers and "410" in answers, path

@@ -73,8 +73,8 @@ class PaintingWorker(Worker):
     """A worker as `snapshotd serve` runs it, on the painting stack. It schedules no synthetic
     test: a round would probe whatever URL the fuzzer gave the test."""
 
-    async def _schedule(self) -> None:
-        return None
+    def _schedule(self) -> str:
+        return ""
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ class Dialect:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The request's body as a JSON object; an empty body is an empty object."""
+    """The request's body as a JSON object; an empty body (no bytes at all) is an empty object."""
     return parse_json_object(await request.body())
 
 
@@ -51,7 +51,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Anything but a JSON object is a 400, which each surface renders in its own shape: a
     document nested too deeply for the parser as much as a syntax error, and NaN or Infinity too,
     which JSON does not have and which no answer could echo back."""
-    if not raw.strip():
+    if not raw:  # blanks are no JSON document, and are refused as one
         return {}
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
