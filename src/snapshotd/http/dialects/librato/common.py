@@ -12,10 +12,11 @@ returned, so its paging loop ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -137,8 +138,19 @@ def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:
     return offset, length, sort == "desc"
 
 
-def page_query(offset: int, returned: int, found: int, total: int) -> dict[str, int]:
-    return {"offset": offset, "length": returned, "found": found, "total": total}
+def listing(
+    fields: Mapping[str, Any],
+    find: Callable[..., tuple[Sequence[Any], int, int]],
+    key: str,
+    body: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of a list route in Librato's shape: the items `find` returns (given the name
+    filter and the page), under `key`, and the `query` block that counts them."""
+    offset, length, desc = page(fields)
+    name = str(fields.get("name", ""))
+    items, found, total = find(name=name, offset=offset, length=length, desc=desc)
+    query = {"offset": offset, "length": len(items), "found": found, "total": total}
+    return {"query": query, key: [body(item) for item in items]}
 
 
 def created(body: dict[str, Any], location: str) -> JSONResponse:
@@ -168,14 +180,8 @@ def list_metrics(request: Request, services: ServicesDep, principal: Reader) -> 
     fields = query_fields(request)
     if fields.get("compose"):
         raise BadRequest("composite queries are not supported", field="compose")
-    offset, length, desc = page(fields)
-    items, found, total = services.metrics.find(
-        principal.org_id, name=str(fields.get("name", "")), offset=offset, length=length, desc=desc
-    )
-    return {
-        "query": page_query(offset, len(items), found, total),
-        "metrics": [metric_body(m) for m in items],
-    }
+    find = functools.partial(services.metrics.find, principal.org_id)
+    return listing(fields, find, "metrics", metric_body)
 
 
 @router.post(

@@ -8,6 +8,7 @@ without credentials (paste it into chat) until the snapshot expires.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +23,7 @@ from snapshotd.http.dialects.librato.common import (
     Reader,
     Writer,
     created,
-    page,
-    page_query,
+    listing,
     query_fields,
     read_body,
 )
@@ -54,14 +54,8 @@ def space_body(space: Space) -> dict[str, Any]:
 @router.get("/spaces", summary="List spaces")
 def list_spaces(request: Request, services: ServicesDep, principal: Reader) -> dict[str, Any]:
     fields = query_fields(request)
-    offset, length, desc = page(fields)
-    items, found, total = services.spaces.find(
-        principal.org_id, name=str(fields.get("name", "")), offset=offset, length=length, desc=desc
-    )
-    return {
-        "query": page_query(offset, len(items), found, total),
-        "spaces": [space_body(s) for s in items],
-    }
+    find = functools.partial(services.spaces.find, principal.org_id)
+    return listing(fields, find, "spaces", space_body)
 
 
 @router.post(
