@@ -20,6 +20,7 @@ BAD = [
     ("SNAPSHOTD_RATE_LIMITS", "native=lots"),
     ("SNAPSHOTD_RATE_LIMITS", "native"),
     ("SNAPSHOTD_RATE_LIMITS", "native=5/9999999"),
+    ("SNAPSHOTD_RATE_LIMITS", "nativ=5/60"),
     ("SNAPSHOTD_RETENTION_DAYS", "page=0"),
     ("SNAPSHOTD_RETENTION_DAYS", "movie=3"),
     ("SNAPSHOTD_RETENTION_DAYS", "page=soon"),

@@ -7,6 +7,9 @@ with a 400 or a CLI error. Each parser raises InvalidValue, with a message that 
 the name of what was wrong ("SNAPSHOTD_RATE_LIMITS: native: ..."): it is a ValueError for
 settings validation and a 400 for an override a client or an operator sent.
 
+The egress allowlist's rule needs to read host names as the egress guard does, so those helpers
+(`normalize_host` and its kin) live here too and the guard uses them from here.
+
 It imports only `snapshotd.errors`, so every layer, config.py included, may use it.
 """
 
@@ -78,9 +81,25 @@ class Limit:
         return f"{self.count}/{self.seconds}"
 
 
+# The surfaces that create snapshots, each counted on its own (docs/rate-limits.md).
+RATE_LIMIT_SURFACES = (
+    "native",
+    "clickwrap",
+    "console",
+    "kasisto",
+    "librato",
+    "thousandeyes_v6",
+    "thousandeyes_v7",
+)
+
+
 def rate_limits(limits: dict[str, str]) -> dict[str, str]:
     """Rate limits per surface, each checked; the message names the surface that is wrong."""
     for surface, value in limits.items():
+        if surface not in RATE_LIMIT_SURFACES:
+            raise InvalidValue(
+                f"unknown surface {surface!r}: use one of {', '.join(RATE_LIMIT_SURFACES)}"
+            )
         try:
             Limit.parse(value)
         except InvalidValue as error:

@@ -1,7 +1,7 @@
 """`snapshotd org`, `user`, `token`, `group` and `audit`: administering organizations from a
-machine of the deployment. They work on the configured database directly and need no API token,
-which is how the first admin token comes to exist; what they change is attributed to the
-`operator`.
+machine of the deployment. They call the same services as the API, over the configured database,
+and need no API token, which is how the first admin token comes to exist; what they change is
+attributed to the `operator`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from snapshotd.cli.common import fail, settings_from_env
 from snapshotd.errors import SnapshotdError
 
 if TYPE_CHECKING:
-    from snapshotd.store.db import Database
+    from snapshotd.services.graph import Services
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 org_app = typer.Typer(no_args_is_help=True, help="Organizations.")
@@ -25,27 +25,25 @@ group_app = typer.Typer(no_args_is_help=True, help="Account groups (ThousandEyes
 OPERATOR = "operator"
 
 
-def _database() -> Database:
-    from snapshotd.store.db import open_database
+def _services() -> Services:
+    from snapshotd.cli.common import open_db
+    from snapshotd.services.graph import build_services
 
-    return open_database(settings_from_env().resolved_database_url)
+    settings = settings_from_env()
+    return build_services(settings, db=open_db(settings))
 
 
-def _org_id(db: Database, slug: str) -> str:
-    from snapshotd.services.accounts import find_org
-
-    with db.session() as session:
-        return find_org(session, slug).id
+def _org_id(services: Services, slug: str) -> str:
+    return services.org_settings.find(slug).id
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        key, equals, setting = value.partition("=")
-        if not equals or not key or not setting:
-            raise fail(f"{what} is KEY=VALUE, not {value!r}")
-        pairs[key.strip()] = setting.strip()
-    return pairs
+    from snapshotd.rules import split_pairs
+
+    try:
+        return split_pairs(",".join(values))
+    except SnapshotdError as error:
+        raise fail(f"{what}: {error.detail}") from None
 
 
 @org_app.command("create")
@@ -54,15 +52,11 @@ def org_create(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Create an organization (with its default account group)."""
-    from snapshotd.services.accounts import ensure_org
-
-    db = _database()
     try:
-        with db.session() as session:
-            org = ensure_org(session, slug, name=name)
-            typer.echo(org.id)
+        org = _services().org_settings.ensure(slug, name=name)
     except SnapshotdError as error:
         raise fail(error.detail) from None
+    typer.echo(org.id)
 
 
 @org_app.command("set")
@@ -77,20 +71,18 @@ def org_set(
     ] = None,
 ) -> None:
     """Change an organization's retention per kind and snapshot-creation rate limits."""
-    from snapshotd.services import org_settings
-
-    db = _database()
+    services = _services()
     try:
-        org_id = _org_id(db, slug)
+        org_id = _org_id(services, slug)
         if retention:
             days = _pairs(retention, "--retention")
             if not all(value.isascii() and value.isdigit() for value in days.values()):
                 raise fail("--retention days must be whole numbers")
-            org_settings.OrgSettings(db).set_retention(
+            services.org_settings.set_retention(
                 org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
             )
         if rate_limit:
-            org_settings.OrgSettings(db).set_rate_limits(
+            services.org_settings.set_rate_limits(
                 org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR
             )
     except SnapshotdError as error:
@@ -104,11 +96,9 @@ def user_create(
     role: Annotated[str, typer.Option(help="viewer, uploader, manager or admin.")] = "viewer",
 ) -> None:
     """Add a user to an organization; prints the user id."""
-    from snapshotd.services import accounts
-
-    db = _database()
+    services = _services()
     try:
-        user = accounts.Accounts(db).add_user(_org_id(db, org), email, role, actor=OPERATOR)
+        user = services.accounts.add_user(_org_id(services, org), email, role, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(user.id)
@@ -125,10 +115,8 @@ def token_create(
     ] = None,
 ) -> None:
     """Create an API token; prints only the token, which is never stored or shown again."""
-    from snapshotd.services.accounts import Accounts
-
     try:
-        token = Accounts(_database()).create_token(
+        token = _services().accounts.create_token(
             org=org,
             email=email,
             role=role,
@@ -143,16 +131,16 @@ def token_create(
 @token_app.command("list")
 def token_list(org: Annotated[str, typer.Option(help="Organization slug.")]) -> None:
     """List an organization's tokens (id, state, user, name, last use); never their secrets."""
-    from snapshotd.services import accounts
+    from snapshotd.services.accounts import token_state
 
-    db = _database()
+    services = _services()
     try:
-        rows = accounts.Accounts(db).list_tokens(_org_id(db, org))
+        rows = services.accounts.list_tokens(_org_id(services, org))
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for row in rows:
         used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
-        state = accounts.token_state(row)
+        state = token_state(row)
         typer.echo(f"{row.id}\t{state}\t{row.user.email}\t{row.user.role}\t{row.name}\t{used}")
 
 
@@ -161,11 +149,9 @@ def token_revoke(
     token_id: str, org: Annotated[str, typer.Option(help="Organization slug.")]
 ) -> None:
     """Revoke a token by id; every API process refuses it within 2 seconds."""
-    from snapshotd.services import accounts
-
-    db = _database()
+    services = _services()
     try:
-        accounts.Accounts(db).revoke_token(_org_id(db, org), token_id, actor=OPERATOR)
+        services.accounts.revoke_token(_org_id(services, org), token_id, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(f"revoked {token_id}", err=True)
@@ -177,11 +163,9 @@ def group_create(
     name: Annotated[str, typer.Option(help="Group name.")],
 ) -> None:
     """Create an account group; prints its aid."""
-    from snapshotd.services import accounts
-
-    db = _database()
+    services = _services()
     try:
-        group = accounts.Accounts(db).new_account_group(_org_id(db, org), name, actor=OPERATOR)
+        group = services.accounts.new_account_group(_org_id(services, org), name, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(str(group.id))
@@ -194,13 +178,11 @@ def group_add(
     email: Annotated[str, typer.Option(help="The user to add.")],
 ) -> None:
     """Add a user to an account group."""
-    from snapshotd.services import accounts
-
-    db = _database()
+    services = _services()
     try:
-        org_id = _org_id(db, org)
-        user = accounts.Accounts(db).find_user(org_id, email)
-        accounts.Accounts(db).join_account_group(org_id, aid, user.id, actor=OPERATOR)
+        org_id = _org_id(services, org)
+        user = services.accounts.find_user(org_id, email)
+        services.accounts.join_account_group(org_id, aid, user.id, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
 
@@ -211,11 +193,9 @@ def audit(
     limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 50,
 ) -> None:
     """Print an organization's audit log, newest first."""
-    from snapshotd.services import audit as audit_log
-
-    db = _database()
+    services = _services()
     try:
-        page = audit_log.AuditLog(db).query(_org_id(db, org), action=action, limit=limit)
+        page = services.audit.query(_org_id(services, org), action=action, limit=limit)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for event in page.items:

@@ -52,6 +52,7 @@ def serve(
     from snapshotd.engines.browser import private_tmpdir
     from snapshotd.http.app import create_app
     from snapshotd.store.blobs import make_blob_store
+    from snapshotd.telemetry import Telemetry
     from snapshotd.worker import Worker, WorkerThreads
 
     setup_logging()
@@ -63,7 +64,11 @@ def serve(
     blobs = make_blob_store(settings)
     if settings.workers:
         private_tmpdir()
-    pool = [Worker(settings, db, blobs, name=str(i)) for i in range(settings.workers)]
+    telemetry = Telemetry()  # one registry for the process: /metrics shows every worker's figures
+    pool = [
+        Worker(settings, db, blobs, telemetry=telemetry, name=str(i))
+        for i in range(settings.workers)
+    ]
     threads = WorkerThreads(pool)
     try:
         threads.start()
@@ -90,7 +95,7 @@ def serve(
             db=db,
             blobs=blobs,
             worker=pool[0] if pool else None,
-            telemetry=pool[0].telemetry if pool else None,
+            telemetry=telemetry,
             on_shutdown=threads.stop,
         )
         _freeze_heap()

@@ -1,4 +1,5 @@
-"""What a route may ask for, as Annotated aliases; authentication lives here and nowhere else.
+"""What a route may ask for, as Annotated aliases, and how a request is signed in: every surface
+authenticates through the functions here (a dialect through `wire.principal_factory`).
 
 Schemes, all resolving to one Principal (docs/auth.md): `Authorization: Bearer <token>` and HTTP
 Basic `email:token` (the form ThousandEyes v6 and Librato clients send). Every failure answers the
@@ -102,14 +103,17 @@ def principal_from(services: Services, request: Request, presented: Credentials)
     return known_principal(services, request, presented) or signed_in(services, request, presented)
 
 
-async def request_principal(request: Request, services: ServicesDep) -> Principal:
-    """A coroutine, so a remembered principal costs no worker thread; only a sign-in that has to
-    ask the database runs on one."""
-    presented = credentials(request)
+async def principal_of(request: Request, services: Services, presented: Credentials) -> Principal:
+    """`principal_from` for a coroutine: a remembered principal costs no worker thread; only a
+    sign-in that has to ask the database runs on one."""
     known = known_principal(services, request, presented)
     if known is not None:
         return known
     return await asyncio.to_thread(signed_in, services, request, presented)
+
+
+async def request_principal(request: Request, services: ServicesDep) -> Principal:
+    return await principal_of(request, services, credentials(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(request_principal)]

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http import openapi
+from snapshotd.http.artifacts import artifact_response
 from snapshotd.http.deps import (
     AdminDep,
     ManagerDep,
@@ -19,7 +20,6 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
-from snapshotd.http.native_files import artifact_response
 from snapshotd.services.capture_request import CaptureRequest, parse_request
 from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (

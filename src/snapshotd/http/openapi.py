@@ -146,7 +146,8 @@ _SURFACE_SCHEMAS: dict[str, dict[str, Any]] = {
         ]
     },
 }
-# Longest prefix first; everything else (native, admin, /.well-known) answers problem+json.
+# The first prefix a path starts with names its surface (no prefix here starts another); any
+# other path (native, admin, /.well-known) answers problem+json.
 _SURFACES = (
     ("/create_snap", "KasistoError", ("application/json",)),
     ("/v1.1/", "ClickwrapError", ("application/json",)),

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
+from snapshotd.http.artifacts import artifact_response, link_life
 from snapshotd.http.deps import (
     PrincipalDep,
     ServicesDep,
@@ -27,7 +28,6 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.native_files import artifact_response, link_life
 from snapshotd.http.problems import error_headers
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot

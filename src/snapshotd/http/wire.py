@@ -7,7 +7,6 @@ dialects need lives here rather than in one of them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from snapshotd.errors import BadRequest
 from snapshotd.http import problems
-from snapshotd.http.deps import ServicesDep, known_principal, signed_in
-from snapshotd.http.native_files import signed_artifact_response
+from snapshotd.http.artifacts import signed_artifact_response
+from snapshotd.http.deps import ServicesDep, principal_of
 from snapshotd.services.accounts import Principal
 from snapshotd.services.principals import Credentials
 
@@ -49,9 +48,10 @@ async def json_object(request: Request) -> dict[str, Any]:
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Anything but a JSON object is a 400, which each surface renders in its own shape: a
-    document nested too deeply for the parser as much as a syntax error, and NaN or Infinity too,
-    which JSON does not have and which no answer could echo back."""
-    if not raw:  # blanks are no JSON document, and are refused as one
+    document nested too deeply for the parser as much as a syntax error, NaN or Infinity, which
+    JSON does not have and which no answer could echo back, and blanks, which are no document.
+    Only a body of no bytes at all reads as an empty object."""
+    if not raw:
         return {}
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
@@ -68,12 +68,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-# -- dates (snapshotd.timestamps writes them) ------------------------------------------------
-
-
-def iso_seconds(moment: datetime) -> str:
-    """ISO 8601 in UTC with `Z`, to the second, for APIs that document that form."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# -- dates read from requests (snapshotd.timestamps writes them) ---------------------------------
 
 
 def parse_date(value: str, field: str) -> datetime:
@@ -126,10 +121,7 @@ def principal_factory(
 
     def principal(permission: str) -> PrincipalCheck:
         async def check(request: Request, services: ServicesDep) -> Principal:
-            credentials = presented(request)
-            found = known_principal(services, request, credentials)
-            if found is None:
-                found = await asyncio.to_thread(signed_in, services, request, credentials)
+            found = await principal_of(request, services, presented(request))
             found.require(permission)
             return found
 

@@ -383,7 +383,7 @@ class Accounts:
 
     def revoke_token(self, org_id: str, token_id: str, *, actor: str) -> ApiToken:
         """Revocation is a timestamp read at every sign-in; API processes remember a signed-in token
-        for at most 2 seconds (http/deps.py), so it holds on every process within that."""
+        for at most 2 seconds (services/principals.py), so it holds on every process within that."""
         with self.db.session() as session:
             row = session.get(ApiToken, token_id)
             if row is None or row.org_id != org_id:

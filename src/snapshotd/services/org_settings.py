@@ -8,7 +8,7 @@ from typing import Any
 from snapshotd import rules
 from snapshotd.errors import InvalidValue, NotFound
 from snapshotd.services import audit
-from snapshotd.services.accounts import account_groups
+from snapshotd.services.accounts import account_groups, ensure_org, find_org
 from snapshotd.store.db import Database
 from snapshotd.store.models import AccountGroup, Organization
 
@@ -16,6 +16,15 @@ from snapshotd.store.models import AccountGroup, Organization
 class OrgSettings:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def ensure(self, slug: str, *, name: str = "") -> Organization:
+        """The organization `slug`, created with its default account group when missing."""
+        with self.db.session() as session:
+            return ensure_org(session, slug, name=name)
+
+    def find(self, slug: str) -> Organization:
+        with self.db.session() as session:
+            return find_org(session, slug)
 
     def get(self, org_id: str) -> Organization:
         with self.db.session() as session:

@@ -58,9 +58,7 @@ class SyncCapture:
             claimed_by=local.id if local is not None else None,
             actor=principal.email,
         )
-        if local is not None:
-            await asyncio.wrap_future(local.submit(local.run_claimed(snapshot)))
-        else:
+        if local is None or not await _ran_on(local, snapshot):
             await self._wait_for(org_id, snapshot, options)
         snapshot = await asyncio.to_thread(self.snapshots.get, org_id, snapshot.id)
         if snapshot.status == "failed":
@@ -80,3 +78,15 @@ class SyncCapture:
             if current.status in ("success", "failed"):
                 return
             await asyncio.sleep(0.1)
+
+
+async def _ran_on(local: LocalRunner, snapshot: Snapshot) -> bool:
+    """Runs the claimed job on this process's worker; False when the worker stopped since it
+    said it was ready. The job is in the queue either way (a claim whose worker is gone is
+    reaped when its lease runs out), so the caller can wait for it there."""
+    try:
+        future = local.submit(local.run_claimed(snapshot))
+    except RuntimeError:
+        return False
+    await asyncio.wrap_future(future)
+    return True

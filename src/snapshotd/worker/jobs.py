@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import ParamSpec, Protocol, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
 from snapshotd.engines import probes
 from snapshotd.engines.capture import CapturedArtifact, CaptureResult
@@ -76,11 +77,17 @@ class CaptureJob:
         if snapshot is None:
             await self.persist(jobs.fail, claim, "snapshot was deleted", retry=False)
             return
-        options = CaptureRequest.model_validate({"url": snapshot.url, **snapshot.options}).options()
+        try:
+            options = CaptureRequest.model_validate({"url": snapshot.url, **snapshot.options})
+        except ValidationError as error:
+            # Stored by an older version under looser rules: no attempt can succeed.
+            reason = f"the stored options are no longer valid: {error.errors()[0]['msg']}"
+            await self.persist(jobs.fail, claim, reason, retry=False)
+            return
         began, restarts = time.perf_counter(), pool.stats.restarts
         outcome = "success"
         try:
-            result = await self.stack.engine.capture(options)
+            result = await self.stack.engine.capture(options.options())
             await self.persist(jobs.finish, claim, result)
             self.outages.recovered(BlobStoreUnavailable, DiskFull)
             if snapshot.location_id:
@@ -173,7 +180,12 @@ class ProbeJob:
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, None)
             return
         _round, test = started
-        settings = ProbeSettings.of(test)
+        try:
+            settings = ProbeSettings.of(test)
+        except ValidationError as error:
+            reason = f"the test's stored settings are not valid: {error.errors()[0]['msg']}"
+            await asyncio.to_thread(finish_job, self.synthetic.queue, claim, reason)
+            return
         result: probes.HttpResult | probes.PageLoadResult
         if test.type == "page-load":
             result = await probes.page_load(

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http.artifacts import DIRECT_SECONDS, artifact_response
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import Services, ServicesDep, public_base
-from snapshotd.http.native_files import DIRECT_SECONDS, artifact_response, bundle_of
 from snapshotd.services import browse, thumbnails
 from snapshotd.services.manifests import MANIFEST_ROLE
 from snapshotd.services.snapshots import KINDS, STATUSES
@@ -165,7 +165,7 @@ def snapshot_file(
 
 @router.get("/snapshots/{snapshot_id}/bundle", include_in_schema=False)
 def snapshot_bundle(snapshot_id: str, visit: ConsoleUser, services: ServicesDep) -> Response:
-    data = bundle_of(services, visit.principal.org_id, snapshot_id)
+    data = services.snapshots.bundle(visit.principal.org_id, snapshot_id)
     disposition = f'attachment; filename="{snapshot_id}.zip"'
     headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
     return Response(data, media_type="application/zip", headers=headers)

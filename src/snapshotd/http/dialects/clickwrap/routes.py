@@ -53,10 +53,10 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
     return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
 
 
-principal = principal_factory(lambda request: credentials(request, basic=False))
-Viewer = Annotated[Principal, Depends(principal("view"))]
-Uploader = Annotated[Principal, Depends(principal("upload"))]
-Manager = Annotated[Principal, Depends(principal("manage"))]
+requires = principal_factory(lambda request: credentials(request, basic=False))
+Viewer = Annotated[Principal, Depends(requires("view"))]
+Uploader = Annotated[Principal, Depends(requires("upload"))]
+Manager = Annotated[Principal, Depends(requires("manage"))]
 
 
 def _page(request: Request) -> tuple[int, int]:

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, SnapshotdError
 from snapshotd.http import openapi
+from snapshotd.http.artifacts import artifact_response
 from snapshotd.http.deps import Credentials, Services, ServicesDep, credentials, public_base
-from snapshotd.http.native_files import artifact_response
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import add_signed_download, json_object, principal_factory
 from snapshotd.services.accounts import Principal
@@ -59,8 +59,8 @@ def _presented(request: Request) -> Credentials:
     return Credentials(request.query_params.get("token", ""))
 
 
-principal = principal_factory(_presented)
-Uploader = Annotated[Principal, Depends(principal("upload"))]
+requires = principal_factory(_presented)
+Uploader = Annotated[Principal, Depends(requires("upload"))]
 
 
 def _options(fields: dict[str, Any]) -> dict[str, Any]:

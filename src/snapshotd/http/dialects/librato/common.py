@@ -105,7 +105,7 @@ async def read_body(request: Request, *, json_only: bool = False) -> dict[str, A
     raw = await request.body()
     content_type = request.headers.get("content-type", "")
     stripped = raw.lstrip()
-    if not raw:  # a body of blanks said to be JSON is not JSON: it goes on to be refused
+    if not raw:  # no body at all; blanks go on to be refused as JSON or read as a form
         return {}
     if stripped[:1] in (b"{", b"[") or "json" in content_type:
         return parse_json_object(raw)
@@ -122,9 +122,9 @@ def query_fields(request: Request) -> dict[str, Any]:
     return nest(list(request.query_params.multi_items()))
 
 
-principal = principal_factory(lambda request: credentials(request, basic=True))
-Reader = Annotated[Principal, Depends(principal("view"))]
-Writer = Annotated[Principal, Depends(principal("upload"))]
+requires = principal_factory(lambda request: credentials(request, basic=True))
+Reader = Annotated[Principal, Depends(requires("view"))]
+Writer = Annotated[Principal, Depends(requires("upload"))]
 
 
 def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:

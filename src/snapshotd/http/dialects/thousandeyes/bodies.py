@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from snapshotd.errors import BadRequest
-from snapshotd.http.wire import iso_seconds
 from snapshotd.services import agents as agent_service
 from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import INTERVALS, ProbeSettings, TestFields
 from snapshotd.services.test_windows import Frozen
+from snapshotd.timestamps import iso_seconds
 
 _BOOLEANS = (
     "alertsEnabled",

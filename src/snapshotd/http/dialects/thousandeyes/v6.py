@@ -34,8 +34,8 @@ router = APIRouter(prefix="/v6", tags=["thousandeyes v6"])
 
 _NAMES = Names(display_name="displayName", start="from", end="to")
 
-principal = principal_factory(lambda request: credentials(request, basic=True))
-Sharer = Annotated[Principal, Depends(principal("share"))]
+requires = principal_factory(lambda request: credentials(request, basic=True))
+Sharer = Annotated[Principal, Depends(requires("share"))]
 
 
 def _format(request: Request) -> str:
@@ -95,9 +95,9 @@ def render_error(request: Request, error: SnapshotdError) -> Response:
 
 async def _fields(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    if not raw.strip():
+    if not raw:
         return {}
-    if raw.lstrip()[:1] == b"{":
+    if raw.lstrip()[:1] in (b"{", b"") or "json" in request.headers.get("content-type", ""):
         return parse_json_object(raw)
     try:
         return dict(parse_qsl(raw.decode(), keep_blank_values=True))

@@ -22,11 +22,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http import openapi
 from snapshotd.http.deps import Services, ServicesDep, credentials, public_base
-from snapshotd.http.dialects.thousandeyes import bodies as te_tests
+from snapshotd.http.dialects.thousandeyes import bodies
 from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, parse_window, scope
-from snapshotd.http.wire import iso_seconds, json_object, parse_date, principal_factory
+from snapshotd.http.wire import json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.synthetic import TYPES
+from snapshotd.timestamps import iso_seconds
 
 router = APIRouter(prefix="/v7", tags=["thousandeyes v7"], default_response_class=HalJSON)
 
@@ -34,10 +35,10 @@ RESULTS_PAGE = 500
 Aid = Annotated[str | None, Query()]
 
 
-principal = principal_factory(lambda request: credentials(request, basic=False))
-Viewer = Annotated[Principal, Depends(principal("view"))]
-Uploader = Annotated[Principal, Depends(principal("upload"))]
-Sharer = Annotated[Principal, Depends(principal("share"))]
+requires = principal_factory(lambda request: credentials(request, basic=False))
+Viewer = Annotated[Principal, Depends(requires("view"))]
+Uploader = Annotated[Principal, Depends(requires("upload"))]
+Sharer = Annotated[Principal, Depends(requires("share"))]
 
 
 def _kind(test_type: str) -> str:
@@ -64,7 +65,7 @@ def list_agents(request: Request, services: ServicesDep, principal: Viewer, aid:
     scope(services, principal, aid)
     base = public_base(request, services)
     body = {
-        "agents": [te_tests.agent_body(a) for a in services.agents.all()],
+        "agents": [bodies.agent_body(a) for a in services.agents.all()],
         "_links": {"self": {"href": f"{base}/v7/agents"}},
     }
     return hal(body)
@@ -79,7 +80,7 @@ def list_tests(request: Request, services: ServicesDep, principal: Viewer, aid: 
     base = public_base(request, services)
     return hal(
         {
-            "tests": [te_tests.simple_test(base, t) for t in tests],
+            "tests": [bodies.simple_test(base, t) for t in tests],
             "_links": {"self": {"href": f"{base}/v7/tests"}},
         }
     )
@@ -93,7 +94,7 @@ def list_typed(
     base = public_base(request, services)
     return hal(
         {
-            "tests": [te_tests.unexpanded_test(base, t) for t in tests],
+            "tests": [bodies.unexpanded_test(base, t) for t in tests],
             "_links": {"self": {"href": f"{base}/v7/tests/{test_type}"}},
         }
     )
@@ -106,13 +107,13 @@ async def create_test(
     test_type: str, request: Request, services: ServicesDep, principal: Uploader, aid: Aid = None
 ):
     kind = _kind(test_type)
-    fields = te_tests.test_fields(await json_object(request), creating=True)
+    fields = bodies.test_fields(await json_object(request), creating=True)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.create, where, kind, fields, actor=principal.email
     )
     known = await asyncio.to_thread(_agents_by_id, services)
-    body = te_tests.full_test(public_base(request, services), test, known)
+    body = bodies.full_test(public_base(request, services), test, known)
     response = hal(body, status=201)
     response.headers["Location"] = body["_links"]["self"]["href"]
     return response
@@ -130,7 +131,7 @@ def get_test(
     test = services.synthetic.get(
         scope(services, principal, aid), _test_id(test_id), _kind(test_type)
     )
-    return hal(te_tests.full_test(public_base(request, services), test, _agents_by_id(services)))
+    return hal(bodies.full_test(public_base(request, services), test, _agents_by_id(services)))
 
 
 @router.put(
@@ -145,13 +146,13 @@ async def update_test(
     aid: Aid = None,
 ):
     kind, number = _kind(test_type), _test_id(test_id)
-    fields = te_tests.test_fields(await json_object(request), creating=False)
+    fields = bodies.test_fields(await json_object(request), creating=False)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.update, where, number, kind, fields, actor=principal.email
     )
     known = await asyncio.to_thread(_agents_by_id, services)
-    return hal(te_tests.full_test(public_base(request, services), test, known))
+    return hal(bodies.full_test(public_base(request, services), test, known))
 
 
 @router.delete("/tests/{test_type}/{test_id}", status_code=204, summary="Delete a test")
@@ -232,8 +233,8 @@ def test_results(
         query.append(("cursor", token))
         links["next"] = {"href": f"{base}{request.url.path}?{urlencode(query)}"}
     body: dict[str, Any] = {
-        "results": [te_tests.result_body(base, test, r, known.get(r.agent_id)) for r in rounds],
-        "test": te_tests.simple_test(base, test),
+        "results": [bodies.result_body(base, test, r, known.get(r.agent_id)) for r in rounds],
+        "test": bodies.simple_test(base, test),
         "_links": links,
     }
     if start is not None:
@@ -278,4 +279,4 @@ async def create_snapshot(
     )
     base = public_base(request, services)
     view_url = f"{base}/s/{frozen.share.id}"
-    return hal(te_tests.snapshot_v7(base, frozen, view_url, principal.user_id), status=201)
+    return hal(bodies.snapshot_v7(base, frozen, view_url, principal.user_id), status=201)
