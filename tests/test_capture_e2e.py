@@ -10,6 +10,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from snapshotd.config import Settings
+from snapshotd.store.blobs import FileBlobStore
+from snapshotd.store.db import Database
+from snapshotd.store.models import Snapshot
+from snapshotd.worker import Worker, WorkerThreads
 from tests.pages import PageServer
 
 
@@ -248,3 +253,30 @@ def test_https_to_a_denied_address_is_refused_at_connect(
     assert done["status"] == "failed"
     assert "egress guard refused" in done["status_message"]
     assert len(canary.hits) == before
+
+
+def test_a_job_whose_stored_options_no_longer_validate_fails_once_saying_why(
+    api: TestClient,
+    auth: dict[str, str],
+    pages: PageServer,
+    settings: Settings,
+    db: Database,
+    blobs: FileBlobStore,
+) -> None:
+    """Options stored under older, looser rules can never be captured: the job fails at its
+    first attempt with the reason, instead of spending every attempt."""
+    created = create(api, auth, url=pages.url + "/")
+    with db.session() as session:
+        row = session.get(Snapshot, created["id"])
+        assert row is not None
+        row.options = {**row.options, "width": 5}
+    runner = Worker(settings, db, blobs)
+    threads = WorkerThreads([runner])
+    threads.start()
+    try:
+        done = wait(api, auth, created["id"])
+    finally:
+        threads.stop(timeout=30)
+    assert done["status"] == "failed"
+    assert "stored options are no longer valid" in done["status_message"]
+    assert done["job"]["attempts"] == 1
