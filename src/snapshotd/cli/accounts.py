@@ -70,21 +70,25 @@ def org_set(
         typer.Option(help="SURFACE=COUNT/SECONDS, e.g. thousandeyes_v7=10/300 (repeatable)."),
     ] = None,
 ) -> None:
-    """Change an organization's retention per kind and snapshot-creation rate limits."""
+    """Change an organization's retention per kind and snapshot-creation rate limits. Both are
+    checked before either is saved, so a wrong one changes nothing."""
+    from snapshotd.rules import rate_limits, retention_days
+
+    days = _pairs(retention or [], "--retention")
+    if not all(value.isascii() and value.isdigit() for value in days.values()):
+        raise fail("--retention days must be whole numbers")
+    limits = _pairs(rate_limit or [], "--rate-limit")
     services = _services()
     try:
+        retention_days({kind: int(value) for kind, value in days.items()})
+        rate_limits(limits)
         org_id = _org_id(services, slug)
-        if retention:
-            days = _pairs(retention, "--retention")
-            if not all(value.isascii() and value.isdigit() for value in days.values()):
-                raise fail("--retention days must be whole numbers")
+        if days:
             services.org_settings.set_retention(
                 org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
             )
-        if rate_limit:
-            services.org_settings.set_rate_limits(
-                org_id, _pairs(rate_limit, "--rate-limit"), actor=OPERATOR
-            )
+        if limits:
+            services.org_settings.set_rate_limits(org_id, limits, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
 
