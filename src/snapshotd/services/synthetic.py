@@ -98,6 +98,7 @@ class Synthetic:
         self.db = db
         self.queue = queue
         self.policy = policy
+        self.agents = agents.Agents(db)
 
     # -- tests --------------------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Synthetic:
             except BadRequest:
                 pass  # an address the guard refuses: each round records the refusal
         if fields.agent_ids is not None:
-            unknown = set(fields.agent_ids) - agents.Agents(self.db).known_ids()
+            unknown = set(fields.agent_ids) - self.agents.known_ids()
             if unknown:
                 listed = ", ".join(str(a) for a in sorted(unknown))
                 raise BadRequest(f"no agent with id {listed}", field="agents")
