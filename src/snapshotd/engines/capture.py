@@ -77,6 +77,18 @@ class CaptureOptions:
     color_scheme: Literal["light", "dark", "no-preference"] | None = None
     timeout_ms: int | None = None
     evidence: bool = True
+    block_ads: bool = False
+    block_trackers: bool = False
+    consent: Literal["accept", "reject", "hide"] | None = None
+    scroll_lazy: bool = False
+    freeze_animations: bool = False
+    reduced_motion: bool = False
+    media: Literal["screen", "print"] | None = None
+    forced_colors: bool = False
+    timezone: str | None = None
+    locale: str | None = None
+    geolocation: tuple[float, float, float] | None = None  # latitude, longitude, accuracy (m)
+    fail_on_status: tuple[tuple[int, int], ...] = ()  # inclusive ranges
 
 
 @dataclass

@@ -4,10 +4,20 @@ native API, Kasisto, Clickwrap locations, the console and the CLI. The engine ge
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import babel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from snapshotd.engines.capture import CaptureOptions, Cookie
 from snapshotd.errors import BadRequest
@@ -22,6 +32,27 @@ class RequestCookie(BaseModel):
     path: str = "/"
     secure: bool = False
     http_only: bool = False
+
+
+class Geolocation(BaseModel):
+    """Where the page is told it is; the geolocation permission is granted with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy: float = Field(0, ge=0, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        # A query string or form field says "latitude,longitude[,accuracy]".
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",")]
+            if len(parts) not in (2, 3):
+                raise ValueError("give latitude,longitude or latitude,longitude,accuracy")
+            return dict(zip(("latitude", "longitude", "accuracy"), parts, strict=False))
+        return value
 
 
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
@@ -52,6 +83,22 @@ class CaptureRequest(BaseModel):
     color_scheme: Literal["light", "dark", "no-preference"] | None = None
     timeout_ms: int | None = Field(None, ge=1000, le=600_000)
     evidence: bool = True
+    block_ads: bool = False
+    block_trackers: bool = False
+    consent: Literal["accept", "reject", "hide"] | None = None
+    scroll_lazy: bool | None = Field(
+        None, description="Scroll through the page first to load lazy content (default: full_page)"
+    )
+    freeze_animations: bool = False
+    reduced_motion: bool = False
+    media: Literal["screen", "print"] | None = None
+    forced_colors: bool = False
+    timezone: str | None = Field(None, max_length=64, examples=["Europe/Paris"])
+    locale: str | None = Field(None, max_length=64, examples=["fr-FR"])
+    geolocation: Geolocation | None = None
+    fail_on_status: list[int | str] = Field(
+        default_factory=list, max_length=50, examples=[[404, "500-599"]]
+    )
 
     @field_validator("url")
     @classmethod
@@ -63,17 +110,76 @@ class CaptureRequest(BaseModel):
             raise ValueError("a URL is required; this one is only spaces or control characters")
         return trimmed
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        if name is not None and name not in _time_zones():
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris")
+        return name
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, tag: str | None) -> str | None:
+        if tag is None:
+            return None
+        try:
+            babel.Locale.parse(tag, sep="-")
+        except (ValueError, babel.UnknownLocaleError):
+            raise ValueError(
+                f"unknown locale {tag!r}; use a BCP 47 tag such as en-US or fr-FR"
+            ) from None
+        return tag
+
+    @field_validator("fail_on_status", mode="before")
+    @classmethod
+    def _status_list(cls, value: Any) -> Any:
+        # A query string or form field says "404,500-599".
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("fail_on_status")
+    @classmethod
+    def _status_ranges(cls, entries: list[int | str]) -> list[int | str]:
+        for entry in entries:
+            status_range(entry)
+        return entries
+
     def options(self) -> CaptureOptions:
         """The engine's options for this request."""
         fields = {name: getattr(self, name) for name in type(self).model_fields}
+        geolocation = self.geolocation
         return CaptureOptions(
             **{
                 **fields,
                 "hide_selectors": tuple(self.hide_selectors),
                 "headers": dict(self.headers),
                 "cookies": tuple(Cookie(**cookie.model_dump()) for cookie in self.cookies),
+                "scroll_lazy": self.full_page if self.scroll_lazy is None else self.scroll_lazy,
+                "geolocation": None
+                if geolocation is None
+                else (geolocation.latitude, geolocation.longitude, geolocation.accuracy),
+                "fail_on_status": tuple(status_range(entry) for entry in self.fail_on_status),
             }
         )
+
+
+def status_range(entry: int | str) -> tuple[int, int]:
+    """One `fail_on_status` entry, 404 or "404" or "500-599", as an inclusive range."""
+    text = str(entry).strip()
+    low, dash, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high) if dash else int(low))
+    except ValueError:
+        raise ValueError(f"{entry!r} is not a status code or a range such as 500-599") from None
+    if not (100 <= bounds[0] <= bounds[1] <= 599):
+        raise ValueError(f"{entry!r} is not within 100-599 with the lower code first")
+    return bounds
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 def parse_request(raw: Mapping[str, Any]) -> CaptureRequest:
