@@ -231,6 +231,15 @@ def _verified(response: httpx.Response) -> bytes:
     return data
 
 
+def _as_query(value: Any) -> Any:
+    """An option as the query string carries it: a location {latitude, longitude, accuracy} as
+    "latitude,longitude,accuracy"; lists repeat their name (httpx does that)."""
+    if isinstance(value, dict) and "latitude" in value and "longitude" in value:
+        parts = [value["latitude"], value["longitude"], value.get("accuracy")]
+        return ",".join(str(part) for part in parts if part is not None)
+    return value
+
+
 def _snapshot_id(snapshot: str | Snapshot) -> str:
     # Quoted so an id can never walk to another route, e.g. "../jobs/x".
     return quote(snapshot.id if isinstance(snapshot, Snapshot) else snapshot, safe="")
@@ -361,5 +370,6 @@ class SnapshotClient:
     def capture(self, url: str, **options: Any) -> bytes:
         """Captures while the request waits and answers the image (or PDF) bytes. The options
         travel as query parameters, which the server reads as scalars only."""
-        params = {"url": url, **{key: value for key, value in options.items() if value is not None}}
+        params = {"url": url, **{key: _as_query(value) for key, value in options.items()}}
+        params = {key: value for key, value in params.items() if value is not None}
         return _verified(self._request("GET", "/api/v1/capture", params=params))

@@ -94,8 +94,11 @@ def _run_local(plans: list[Plan], settings: Settings, slots: int, report: Report
         each = plans[index]
         if isinstance(result, str):
             report(Outcome(each, error=result))
-        else:
-            report(_written(each, result.artifacts[0].data))
+            return
+        outcome = _written(each, result.artifacts[0].data)
+        if result.failure and outcome.error is None:
+            outcome.error = f"{result.failure} (written to {each.target})"
+        report(outcome)
 
     try:
         local_capture.run(settings, [each.options for each in plans], slots=slots, report=done)
@@ -233,6 +236,35 @@ def capture(
     wait_until: str = "load",
     delay_ms: int = 0,
     timeout_ms: int | None = None,
+    block_ads: Annotated[bool, typer.Option(help="Block ads (EasyList).")] = False,
+    block_trackers: Annotated[bool, typer.Option(help="Block trackers (EasyPrivacy).")] = False,
+    consent: Annotated[
+        str | None, typer.Option(help="Cookie banners: accept, reject or hide.")
+    ] = None,
+    scroll_lazy: Annotated[
+        bool | None,
+        typer.Option(
+            "--scroll-lazy/--no-scroll-lazy",
+            help="Scroll through the page to load lazy content [default: with --full-page].",
+            show_default=False,
+        ),
+    ] = None,
+    freeze_animations: Annotated[
+        bool, typer.Option(help="Stop animations and videos for a stable picture.")
+    ] = False,
+    reduced_motion: Annotated[bool, typer.Option(help="Ask for reduced motion.")] = False,
+    forced_colors: Annotated[bool, typer.Option(help="Emulate forced colours.")] = False,
+    media: Annotated[str | None, typer.Option(help="CSS media: screen or print.")] = None,
+    color_scheme: Annotated[str | None, typer.Option(help="light, dark or no-preference.")] = None,
+    timezone: Annotated[str | None, typer.Option(help='IANA time zone, e.g. "Asia/Tokyo".')] = None,
+    locale: Annotated[str | None, typer.Option(help='BCP 47 locale, e.g. "fr-FR".')] = None,
+    geolocation: Annotated[
+        str | None, typer.Option(help='"latitude,longitude[,accuracy]", granted to the page.')
+    ] = None,
+    fail_on_status: Annotated[
+        str | None, typer.Option(help='Fail on these HTTP statuses, e.g. "404,500-599".')
+    ] = None,
+    user_agent: Annotated[str | None, typer.Option(help="Send this User-Agent instead.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=16, help="Captures running at once.")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     server: ServerOption = None,
@@ -259,7 +291,24 @@ def capture(
         "wait_until": wait_until,
         "delay_ms": delay_ms,
         "timeout_ms": timeout_ms,
+        "block_ads": block_ads,
+        "block_trackers": block_trackers,
+        "freeze_animations": freeze_animations,
+        "reduced_motion": reduced_motion,
+        "forced_colors": forced_colors,
     }
+    asked = {
+        "consent": consent,
+        "scroll_lazy": scroll_lazy,
+        "media": media,
+        "color_scheme": color_scheme,
+        "timezone": timezone,
+        "locale": locale,
+        "geolocation": geolocation,
+        "fail_on_status": fail_on_status,
+        "user_agent": user_agent,
+    }
+    defaults.update({name: value for name, value in asked.items() if value is not None})
     settings = None if server else settings_from_env()
     if settings is not None:
         defaults["evidence"] = False  # only the image is kept: no HTML or MHTML to make

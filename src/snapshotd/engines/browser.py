@@ -48,6 +48,8 @@ BASE_ARGS = [
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
     "--mute-audio",
+    # Leaves `navigator.webdriver` unset, as in the browser a person uses.
+    "--disable-blink-features=AutomationControlled",
 ]
 
 
@@ -93,8 +95,9 @@ class PoolStats:
 
 
 class _Generation:
-    def __init__(self, browser: Browser) -> None:
+    def __init__(self, browser: Browser, user_agent: str) -> None:
         self.browser = browser
+        self.user_agent = user_agent
         self.active = 0
         self.captures = 0
         self.retired = False
@@ -145,6 +148,11 @@ class BrowserPool:
     def browser_version(self) -> str:
         return self._current.browser.version if self._current else ""
 
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent this Chromium sends unless told otherwise, as it says it itself."""
+        return self._current.user_agent if self._current else ""
+
     async def _launch(self) -> Browser:
         assert self._playwright is not None, "use the pool as an async context manager"
         options: dict[str, Any] = {"executable_path": self.executable, "args": BASE_ARGS}
@@ -178,7 +186,11 @@ class BrowserPool:
                 if current is not None and not current.retired:
                     self.stats.restarts += 1
                     await self._retire(current)
-                current = _Generation(await self._launch())
+                browser = await self._launch()
+                session = await browser.new_browser_cdp_session()
+                version = await session.send("Browser.getVersion")
+                await session.detach()
+                current = _Generation(browser, version["userAgent"])
                 self._current = current
             return current
 

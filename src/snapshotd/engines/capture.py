@@ -21,7 +21,7 @@ from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
-from snapshotd.engines import devices
+from snapshotd.engines import devices, emulation
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
@@ -36,6 +36,11 @@ MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
     "mhtml": "multipart/related",
 }
+
+
+# The longest a capture spends scrolling through a page to load its lazy content (at most half of
+# its timeout): pages taller than it can scroll in this time are cut at the full-page height limit.
+SCROLL_BUDGET_MS = 10_000
 
 
 class BrowserGone(RuntimeError):
@@ -102,14 +107,52 @@ class CapturedArtifact:
 
 @dataclass
 class CaptureResult:
+    """What was captured. A `failure` (the page answered a status the request listed in
+    `fail_on_status`) fails the job with that message, but the artifacts are still kept as
+    evidence of what the page showed."""
+
     artifacts: list[CapturedArtifact]
     metadata: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None
 
 
 @dataclass
 class _Watch:
     blocked: list[dict[str, str]] = field(default_factory=list)
     navigations: int = 0
+    in_flight: int = 0
+    quiet_since: float = field(default_factory=time.monotonic)
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def ended(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight == 0:
+            self.quiet_since = time.monotonic()
+
+    async def settled(self, limit_s: float, quiet_s: float = 0.25) -> bool:
+        """Waits until no request has been in flight for `quiet_s`; False if `limit_s` ran out."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self.quiet_since >= quiet_s:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+def _status_failure(options: CaptureOptions, response: Response | None) -> str | None:
+    if response is None or not options.fail_on_status:
+        return None
+    status = response.status
+    for low, high in options.fail_on_status:
+        if low <= status <= high:
+            listed = str(low) if low == high else f"{low}-{high}"
+            return (
+                f"the page answered HTTP {status}, which fail_on_status lists ({listed}); "
+                "the capture is kept as evidence of what it showed"
+            )
+    return None
 
 
 def _pixel_size(data: bytes) -> tuple[int, int]:
@@ -117,7 +160,7 @@ def _pixel_size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
-def _context_options(options: CaptureOptions) -> dict[str, Any]:
+def _context_options(options: CaptureOptions, browser_user_agent: str) -> dict[str, Any]:
     if options.device:
         try:
             context = devices.context_options(options.device)
@@ -130,11 +173,48 @@ def _context_options(options: CaptureOptions) -> dict[str, Any]:
         }
     if options.user_agent:
         context["user_agent"] = options.user_agent
+    elif "user_agent" not in context:
+        context["user_agent"] = emulation.ordinary_user_agent(browser_user_agent)
     if options.headers:
         context["extra_http_headers"] = options.headers
     if options.color_scheme:
         context["color_scheme"] = options.color_scheme
+    if options.reduced_motion:
+        context["reduced_motion"] = "reduce"
+    if options.forced_colors:
+        context["forced_colors"] = "active"
+    if options.locale:
+        context["locale"] = options.locale
+    if options.timezone:
+        context["timezone_id"] = options.timezone
+    if options.geolocation:
+        latitude, longitude, accuracy = options.geolocation
+        context["geolocation"] = {
+            "latitude": latitude,
+            "longitude": longitude,
+            "accuracy": accuracy,
+        }
+        context["permissions"] = ["geolocation"]
     return context
+
+
+def _emulated(options: CaptureOptions, context: dict[str, Any], hints: bool) -> dict[str, Any]:
+    """What the capture told the browser to pretend, for the metadata: only what was asked."""
+    facts: dict[str, Any] = {
+        "user_agent": "request"
+        if options.user_agent
+        else ("device" if options.device else "ordinary"),
+        "client_hints": hints,
+    }
+    if options.geolocation:
+        facts["geolocation"] = context["geolocation"]
+    for name in ("locale", "timezone", "media", "color_scheme"):
+        if getattr(options, name):
+            facts[name] = getattr(options, name)
+    for name in ("reduced_motion", "forced_colors"):
+        if getattr(options, name):
+            facts[name] = True
+    return facts
 
 
 async def _add_cookies(context: BrowserContext, options: CaptureOptions) -> None:
@@ -171,8 +251,14 @@ def _watch_page(page: Page, watch: _Watch, max_navigations: int) -> None:
             if watch.navigations > max_navigations:
                 asyncio.ensure_future(page.close())
 
+    def on_failed_request(request: Any) -> None:
+        watch.ended()
+        on_failed(request)
+
+    page.on("request", lambda _request: watch.started())
+    page.on("requestfinished", lambda _request: watch.ended())
     page.on("response", on_response)
-    page.on("requestfailed", on_failed)
+    page.on("requestfailed", on_failed_request)
     page.on("framenavigated", on_navigated)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
 
@@ -270,12 +356,19 @@ class CaptureEngine:
     async def _capture(self, options: CaptureOptions, timeout_ms: int) -> CaptureResult:
         started = time.perf_counter()
         watch = _Watch()
-        context_options = _context_options(options)
+        context_options = _context_options(options, self.pool.user_agent)
         scale = float(context_options.get("device_scale_factor", 1))
+        changes: dict[str, Any] = {}
         async with self.pool.context(**context_options) as context:
             context.set_default_timeout(timeout_ms)
             await _add_cookies(context, options)
             page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+            hints = await emulation.present_as(cdp, context_options["user_agent"], options.locale)
+            if options.media:
+                # On this session: Playwright's own emulate_media does not hold once a second
+                # CDP session is attached to the page.
+                await cdp.send("Emulation.setEmulatedMedia", {"media": options.media})
             _watch_page(page, watch, self.max_navigations)
             response, load_timed_out = await self._navigate(page, options, timeout_ms, watch)
             navigated = time.perf_counter()
@@ -287,18 +380,28 @@ class CaptureEngine:
                         f"wait_for_selector {options.wait_for_selector!r} did not appear "
                         f"within {timeout_ms} ms"
                     ) from None
+            if options.scroll_lazy:
+                budget = min(timeout_ms // 2, SCROLL_BUDGET_MS)
+                changes["scroll"] = await emulation.scroll_through(
+                    page, self.max_full_page_height, budget
+                )
+                changes["scroll"]["network_settled"] = await watch.settled(budget / 1000 / 2)
             if options.hide_selectors:
                 rule = ", ".join(options.hide_selectors) + " { visibility: hidden !important; }"
                 await page.add_style_tag(content=rule)
+                changes["hidden_selectors"] = list(options.hide_selectors)
             if options.delay_ms:
                 await asyncio.sleep(options.delay_ms / 1000)
-            cdp = await context.new_cdp_session(page)
+            if options.freeze_animations:
+                changes["frozen"] = await emulation.freeze(page)
             artifacts, truncated = await self._render(page, cdp, options, scale)
             shot = time.perf_counter()
             if options.evidence:
                 artifacts += await self._evidence(page, cdp)
             metadata = await self._metadata(page, options, response, watch)
             metadata.update(
+                changes,
+                emulation=_emulated(options, context_options, hints),
                 truncated=truncated,
                 load_timed_out=load_timed_out,
                 timings_ms={
@@ -307,7 +410,7 @@ class CaptureEngine:
                     "total": round((time.perf_counter() - started) * 1000),
                 },
             )
-        return CaptureResult(artifacts, metadata)
+        return CaptureResult(artifacts, metadata, _status_failure(options, response))
 
     async def _navigate(
         self, page: Page, options: CaptureOptions, timeout_ms: int, watch: _Watch

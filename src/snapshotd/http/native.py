@@ -20,7 +20,12 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
-from snapshotd.services.capture_request import CaptureRequest, parse_request
+from snapshotd.services.capture_request import (
+    FLAGS,
+    CaptureRequest,
+    fields_from_text,
+    parse_request,
+)
 from snapshotd.services.records import Artifact, Job, Snapshot
 from snapshotd.services.snapshot_reads import (
     ArtifactView,
@@ -243,7 +248,10 @@ def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict
     response_class=Response,
     responses={**openapi.answers(400, 502), **openapi.files(*openapi.IMAGES, "application/pdf")},
     openapi_extra=openapi.query(
-        CaptureRequest, exclude=("headers", "cookies"), flags=("full_page", "evidence")
+        CaptureRequest,
+        exclude=("headers", "cookies"),
+        flags=FLAGS,
+        text={"geolocation": "latitude,longitude or latitude,longitude,accuracy (metres)"},
     ),
 )
 async def capture(
@@ -251,13 +259,7 @@ async def capture(
     principal: UploaderDep,
     services: ServicesDep,
 ) -> Response:
-    params: dict[str, Any] = dict(request.query_params)
-    if "hide_selectors" in params:
-        params["hide_selectors"] = request.query_params.getlist("hide_selectors")
-    for flag in ("full_page", "evidence"):
-        if flag in params:
-            params[flag] = params[flag].lower() in ("1", "true", "yes", "on")
-    options = parse_request(params)
+    options = parse_request(fields_from_text(request.query_params.multi_items()))
     snapshot = await services.capture.capture(principal, options, surface="native")
     role = "pdf" if options.format == "pdf" else "image"
     response = await asyncio.to_thread(

@@ -16,7 +16,7 @@ rather than through parameters (a dialect's body, a raw query) it declares with 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -197,10 +197,16 @@ UPLOAD_BODY = body(
 
 
 def query(
-    model: type[BaseModel], *, exclude: tuple[str, ...] = (), flags: tuple[str, ...] = ()
+    model: type[BaseModel],
+    *,
+    exclude: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
+    text: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """For `openapi_extra=`: `model`'s fields as the query parameters of a route that reads them
-    from the raw query. `flags` are read as true when 1, true, yes or on, false otherwise."""
+    from the raw query. `flags` are read as true when 1, true, yes or on, false otherwise; `text`
+    names fields written as one string in the query, with how."""
+    text = text or {}
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
     parameters = []
@@ -209,6 +215,8 @@ def query(
             continue
         if name in flags:
             field = {"type": "string", "description": "1, true, yes or on; anything else is false"}
+        elif name in text:
+            field = {"type": "string", "description": text[name]}
         parameters.append(
             {"name": name, "in": "query", "required": name in required, "schema": _value(field)}
         )

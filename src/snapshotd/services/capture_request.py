@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import babel
@@ -135,7 +135,14 @@ class CaptureRequest(BaseModel):
     def _status_list(cls, value: Any) -> Any:
         # A query string or form field says "404,500-599".
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            value = [value]
+        if isinstance(value, list):
+            return [
+                part.strip() if isinstance(part, str) else part
+                for entry in value
+                for part in (entry.split(",") if isinstance(entry, str) else [entry])
+                if not isinstance(part, str) or part.strip()
+            ]
         return value
 
     @field_validator("fail_on_status")
@@ -180,6 +187,51 @@ def status_range(entry: int | str) -> tuple[int, int]:
 @functools.cache
 def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+# What makes a real-world page show what a person sees; every front end that captures takes these.
+PAGE_OPTIONS = (
+    "block_ads",
+    "block_trackers",
+    "consent",
+    "scroll_lazy",
+    "freeze_animations",
+    "reduced_motion",
+    "media",
+    "forced_colors",
+    "color_scheme",
+    "timezone",
+    "locale",
+    "geolocation",
+    "fail_on_status",
+    "hide_selectors",
+    "user_agent",
+)
+
+FLAGS = tuple(
+    name
+    for name, field in CaptureRequest.model_fields.items()
+    if field.annotation in (bool, bool | None)
+)
+# Fields whose name may repeat in a query string; each is also read from one comma-separated value,
+# except the selectors, which contain commas of their own.
+REPEATED = ("hide_selectors", "fail_on_status")
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def fields_from_text(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A capture request's fields from a query string or a form, where every value is text: flags
+    are true when 1, true, yes or on and false otherwise, repeated names make a list, and the
+    location is "latitude,longitude[,accuracy]"."""
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in REPEATED:
+            fields.setdefault(name, []).append(value)
+        elif name in FLAGS:
+            fields[name] = value.strip().lower() in TRUE_WORDS
+        else:
+            fields[name] = value
+    return fields
 
 
 def parse_request(raw: Mapping[str, Any]) -> CaptureRequest:

@@ -3,8 +3,9 @@
 A location starts as a draft, is published (then captured on its `frequency`, or when triggered)
 and may be archived; only drafts can be deleted, and a key can change only while a draft. A web
 location is captured by Chromium like any page snapshot: `platform` ios or android emulates a
-phone; snapshotd's own capture settings (`selector`, `width`, `height`, `full_page`) live in
-`capture`. A mobile-app location is captured on the device and uploaded (`location_uploads`).
+phone; snapshotd's own capture settings (`selector`, `width`, `height`, `full_page` and the
+real-world page options such as `block_ads`, `consent` or `timezone`) live in `capture`. A
+mobile-app location is captured on the device and uploaded (`location_uploads`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.services import audit
-from snapshotd.services.capture_request import parse_request
+from snapshotd.services.capture_request import PAGE_OPTIONS, parse_request
 from snapshotd.services.liveness import live_clause
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.models import Location, Snapshot, utcnow
@@ -29,7 +30,7 @@ FREQUENCIES = ("daily", "weekly", "monthly", "never")
 MOBILE_OS = ("ios", "android")
 DEVICES = {"ios": "iPhone 15", "android": "Pixel 7"}
 PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=30)}
-CAPTURE_SETTINGS = ("selector", "width", "height", "full_page")
+CAPTURE_SETTINGS = ("selector", "width", "height", "full_page", *PAGE_OPTIONS)
 
 
 @dataclass

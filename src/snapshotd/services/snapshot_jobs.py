@@ -61,7 +61,10 @@ class SnapshotJobs:
     def _finish(self, claim: Claim, result: CaptureResult) -> None:
         stored = [(artifact, self.blobs.put(artifact.data)) for artifact in result.artifacts]
         with self.db.session() as session:
-            self.queue.complete(session, claim)
+            if result.failure:
+                self.queue.fail(session, claim, result.failure, retry=False)
+            else:
+                self.queue.complete(session, claim)
             snapshot = session.get(Snapshot, claim.payload["snapshot_id"])
             if snapshot is None:
                 return
@@ -78,7 +81,10 @@ class SnapshotJobs:
                         height=artifact.height,
                     )
                 )
-            snapshot.status, snapshot.status_message = "success", ""
+            if result.failure:
+                snapshot.status, snapshot.status_message = "failed", result.failure
+            else:
+                snapshot.status, snapshot.status_message = "success", ""
             snapshot.meta = result.metadata
             snapshot.completed_at = utcnow()
             session.flush()

@@ -23,12 +23,33 @@ from snapshotd.http.console.session import (
     render,
 )
 from snapshotd.http.deps import ServicesDep
-from snapshotd.services.capture_request import parse_request
+from snapshotd.services.capture_request import fields_from_text, parse_request
 from snapshotd.services.snapshots import device_names
 
 router = APIRouter(route_class=ConsoleRoute)
 
 FIELDS = ("url", "width", "height", "device", "selector", "format", "wait_until", "delay_ms")
+# The real-world page options: what the page is told, and what is done to it before the picture.
+PAGE_FIELDS = ("consent", "media", "color_scheme", "timezone", "locale", "geolocation")
+CHECKS = (
+    ("full_page", "Full page (the whole scrollable height)"),
+    ("block_ads", "Block ads (EasyList)"),
+    ("block_trackers", "Block trackers (EasyPrivacy)"),
+    ("freeze_animations", "Freeze animations and videos"),
+    ("reduced_motion", "Ask for reduced motion"),
+    ("forced_colors", "Forced colours (high contrast)"),
+)
+SCROLLS = (
+    ("", "With full page only"),
+    ("true", "Always"),
+    ("false", "Never"),
+)
+CONSENTS = (
+    ("", "Leave them"),
+    ("reject", "Reject"),
+    ("accept", "Accept"),
+    ("hide", "Hide without answering"),
+)
 FORMATS = ("png", "jpeg", "webp", "pdf")
 WAITS = (
     ("load", "Page loaded (load)"),
@@ -40,9 +61,10 @@ DEFAULTS = {"width": "1280", "height": "800", "format": "png", "wait_until": "lo
 
 def options_from(form: dict[str, str]) -> dict[str, Any]:
     """The capture options a filled-in form asks for; empty fields keep their defaults."""
-    raw: dict[str, Any] = {key: form[key].strip() for key in FIELDS if form.get(key, "").strip()}
-    raw["full_page"] = bool(form.get("full_page"))
-    return raw
+    texts = (*FIELDS, *PAGE_FIELDS, "scroll_lazy", "fail_on_status")
+    filled = [(key, form[key].strip()) for key in texts if form.get(key, "").strip()]
+    checked = [(key, "1" if form.get(key) else "") for key, _label in CHECKS]
+    return fields_from_text([*filled, *checked])
 
 
 def _field_of(error: SnapshotdError | None) -> str:
@@ -67,6 +89,9 @@ async def _page(
         "devices": await asyncio.to_thread(device_names),
         "formats": FORMATS,
         "waits": WAITS,
+        "checks": CHECKS,
+        "scrolls": SCROLLS,
+        "consents": CONSENTS,
         "error": error.detail if error else "",
         "error_field": _field_of(error),
     }
@@ -83,7 +108,8 @@ async def new_capture_form(request: Request, visit: UploaderUser) -> Response:
 async def new_capture(request: Request, visit: UploaderForm, services: ServicesDep) -> Response:
     principal = visit.principal
     form = await form_text(request)
-    values = {key: form.get(key, "") for key in (*FIELDS, "full_page")}
+    names = (*FIELDS, *PAGE_FIELDS, "scroll_lazy", "fail_on_status", *dict(CHECKS))
+    values = {key: form.get(key, "") for key in names}
     try:
         options = parse_request(options_from(form))
         snapshot = await asyncio.to_thread(
