@@ -119,6 +119,40 @@ def test_one_shot_capture_needs_no_server(
     assert not (tmp_path / "x.png").exists()
 
 
+def test_one_shot_capture_takes_the_real_world_page_options(
+    env: dict[str, str], pages: PageServer, tmp_path: Path
+) -> None:
+    shot = tmp_path / "told.png"
+    told = run(
+        env,
+        "capture",
+        pages.url + "/",
+        "-o",
+        str(shot),
+        "--timezone",
+        "Asia/Tokyo",
+        "--locale",
+        "ja-JP",
+        "--geolocation",
+        "35.68,139.69",
+        "--freeze-animations",
+        "--media",
+        "print",
+    )
+    assert told.returncode == 0, told.stderr
+    assert shot.exists()
+    missing = tmp_path / "missing.png"
+    failed = run(
+        env, "capture", pages.url + "/missing", "-o", str(missing), "--fail-on-status", "404"
+    )
+    assert failed.returncode == 1 and "HTTP 404" in failed.stderr
+    assert missing.exists()  # kept as evidence of what the page showed
+    refused = run(
+        env, "capture", pages.url + "/", "-o", str(tmp_path / "x.png"), "--timezone", "Nowhere"
+    )
+    assert refused.returncode == 1 and "timezone" in refused.stderr
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

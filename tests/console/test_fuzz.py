@@ -8,6 +8,7 @@ import itertools
 import pytest
 from fastapi.testclient import TestClient
 
+from snapshotd.http.console.capture import CHECKS, PAGE_FIELDS
 from snapshotd.http.console.session import PAGE_HEADERS
 from snapshotd.services import agents
 from snapshotd.store.blobs import FileBlobStore
@@ -142,7 +143,7 @@ def forms(w: dict[str, str]) -> list[tuple[str, tuple[str, ...]]]:
         (f"{snap}/unarchive", ()),
         (f"{snap}/hold", ("reason",)),
         (f"{snap}/release", ()),
-        ("/console/new", (*capture, "full_page")),
+        ("/console/new", (*capture, *PAGE_FIELDS, "scroll_lazy", "fail_on_status", *dict(CHECKS))),
         (loc, (*location, "change_threshold")),
         (f"{loc}/publish", ()),
         ("/console/sign-in", ("token", "email", "csrf", "next")),

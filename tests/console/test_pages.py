@@ -241,6 +241,11 @@ def test_share_links_are_created_listed_and_revoked(
         ({"url": "https://example.org/", "width": "50"}, "width", "width"),
         ({"url": "https://example.org/", "delay_ms": "abc"}, "delay_ms", "delay_ms"),
         ({"url": "https://example.org/", "format": "pdf", "selector": "#a"}, "selector", ""),
+        ({"url": "https://example.org/", "timezone": "Mars/Base"}, "time zone", "timezone"),
+        ({"url": "https://example.org/", "locale": "xx-QQ"}, "locale", "locale"),
+        ({"url": "https://example.org/", "geolocation": "95,0"}, "latitude", "geolocation"),
+        ({"url": "https://example.org/", "fail_on_status": "4xx"}, "range", "fail_on_status"),
+        ({"url": "https://example.org/", "consent": "maybe"}, "consent", "consent"),
     ],
 )
 def test_bad_capture_input_is_shown_inline(
@@ -272,6 +277,39 @@ def test_a_good_capture_is_queued_and_opens_its_page(
         assert snapshot.options == {"url": "https://example.org/", "width": 1024, "full_page": True}
         assert snapshot.surface == "console"
     assert "The capture is queued" in client.get(answer.headers["location"]).text
+
+
+def test_the_form_takes_the_real_world_page_options(
+    client: TestClient, db: Database, signed_in: str
+) -> None:
+    form = {
+        "url": "https://example.org/",
+        "block_ads": "1",
+        "freeze_animations": "1",
+        "consent": "reject",
+        "scroll_lazy": "false",
+        "media": "print",
+        "timezone": "America/New_York",
+        "locale": "en-GB",
+        "geolocation": "40.7,-74.0",
+        "fail_on_status": "404, 500-599",
+    }
+    answer = client.post("/console/new", data={"csrf": signed_in, **form}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    with db.session() as session:
+        snapshot = session.scalars(select(Snapshot)).one()
+        assert snapshot.options == {
+            "url": "https://example.org/",
+            "block_ads": True,
+            "freeze_animations": True,
+            "consent": "reject",
+            "scroll_lazy": False,
+            "media": "print",
+            "timezone": "America/New_York",
+            "locale": "en-GB",
+            "geolocation": {"latitude": 40.7, "longitude": -74.0},
+            "fail_on_status": ["404", "500-599"],
+        }
 
 
 def test_unknown_console_addresses_and_static_files(client: TestClient) -> None:
