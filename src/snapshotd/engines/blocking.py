@@ -15,6 +15,7 @@ stylesheet hid and the first selectors that hid something.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ __all__ = ["Blocking", "FilterLists", "PageFilter", "page_filter"]
 MARK = "data-snapshotd-blocked"
 _EGRESS_REFUSED = "egress guard refused"
 _FRAME_LIMIT = 20
+_FRAME_WAIT = 2.0
 _SELECTORS_SHOWN = 20
 _HIDE = "{display: none !important;}"
 
@@ -99,12 +101,13 @@ class PageFilter:
         classes: list[str] = []
         ids: list[str] = []
         for frame in page.frames[:_FRAME_LIMIT]:
+            # A busy frame of another site has its own renderer: it must not hold the shot.
+            wait = None if frame == page.main_frame else _FRAME_WAIT
+            survey = frame.evaluate(_MARK_AND_SURVEY, [MARK, urls, hosts])
             try:
-                marked, frame_classes, frame_ids = await frame.evaluate(
-                    _MARK_AND_SURVEY, [MARK, urls, hosts]
-                )
-            except PlaywrightError:
-                continue  # a frame that went away or never loaded
+                marked, frame_classes, frame_ids = await asyncio.wait_for(survey, wait)
+            except (PlaywrightError, TimeoutError):
+                continue  # a frame that went away, never loaded or does not answer
             if frame == page.main_frame:
                 classes, ids = frame_classes, frame_ids
             elif marked:
@@ -117,9 +120,10 @@ class PageFilter:
         )
         count, used = await page.main_frame.evaluate(_APPLY, [css, selectors])
         for frame in marked_frames:
+            apply = frame.evaluate(_APPLY, [f"[{MARK}] {_HIDE}", [f"[{MARK}]"]])
             try:
-                await frame.evaluate(_APPLY, [f"[{MARK}] {_HIDE}", []])
-            except PlaywrightError:
+                count += (await asyncio.wait_for(apply, _FRAME_WAIT))[0]
+            except (PlaywrightError, TimeoutError):
                 continue
         self.hidden = {"elements": count, "selectors": used[:_SELECTORS_SHOWN]}
 
