@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts) when absent,
-# and wrk, the HTTP load generator behind `make bench`'s API figures.
+# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts, and uBlock
+# Origin's package for the EasyList and EasyPrivacy filter lists) when absent, and wrk, the HTTP
+# load generator behind `make bench`'s API figures.
 set -euo pipefail
-want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
+want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk webext-ublock-origin-chromium)
 want+=(wrk)  # only `make bench` needs it; the Dockerfile leaves it out
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()

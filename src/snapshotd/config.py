@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         "/usr/lib/chromium/chromium-headless-shell",
         description="Chromium binary driven by Playwright (the headless shell is ~2x faster).",
     )
+    filter_lists_dir: Path = Field(
+        Path("/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist"),
+        description="Folder holding easylist.txt and easyprivacy.txt, the lists behind the "
+        "block_ads and block_trackers capture options (Debian's webext-ublock-origin-chromium "
+        "installs them here). Read once per worker process, on the first capture that blocks.",
+    )
     chromium_sandbox: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Chromium's own sandbox around the pages it renders. auto: on wherever "

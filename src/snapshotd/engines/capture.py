@@ -22,6 +22,7 @@ from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
 from snapshotd.engines import devices, emulation
+from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
@@ -332,9 +333,11 @@ class CaptureEngine:
         default_timeout_ms: int = 30_000,
         max_full_page_height: int = 16_384,
         max_navigations: int = 20,
+        filter_lists: FilterLists | None = None,
     ) -> None:
         self.pool = pool
         self.guard = guard
+        self.filter_lists = filter_lists or FilterLists()
         self.default_timeout_ms = default_timeout_ms
         self.max_full_page_height = max_full_page_height
         self.max_navigations = max_navigations
@@ -359,7 +362,10 @@ class CaptureEngine:
         context_options = _context_options(options, self.pool.user_agent)
         scale = float(context_options.get("device_scale_factor", 1))
         changes: dict[str, Any] = {}
-        async with self.pool.context(**context_options) as context:
+        async with (
+            page_filter(self.guard, self.filter_lists, options) as filtering,
+            self.pool.context(**context_options, **filtering.context_options) as context,
+        ):
             context.set_default_timeout(timeout_ms)
             await _add_cookies(context, options)
             page = await context.new_page()
@@ -392,6 +398,7 @@ class CaptureEngine:
                 changes["hidden_selectors"] = list(options.hide_selectors)
             if options.delay_ms:
                 await asyncio.sleep(options.delay_ms / 1000)
+            await filtering.tidy(page)
             if options.freeze_animations:
                 changes["frozen"] = await emulation.freeze(page)
             artifacts, truncated = await self._render(page, cdp, options, scale)
@@ -399,6 +406,7 @@ class CaptureEngine:
             if options.evidence:
                 artifacts += await self._evidence(page, cdp)
             metadata = await self._metadata(page, options, response, watch)
+            filtering.annotate(metadata)
             metadata.update(
                 changes,
                 emulation=_emulated(options, context_options, hints),

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from snapshotd.errors import EgressDenied, InvalidURL
@@ -83,7 +83,12 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 class EgressPolicy:
     """Which destinations are allowed: global addresses, plus what the operator allowlisted."""
 
-    def __init__(self, allow: Sequence[str] = ()) -> None:
+    def __init__(
+        self, allow: Sequence[str] = (), *, hosts: Mapping[str, str] | None = None
+    ) -> None:
+        """`hosts` pins names to addresses without asking DNS, like /etc/hosts: it lets a test
+        give its loopback servers real-looking names. The pinned address is checked all the same."""
+        self._hosts = {name.lower(): ipaddress.ip_address(ip) for name, ip in (hosts or {}).items()}
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self._names: set[str] = set()
         self._suffixes: list[str] = []
@@ -182,14 +187,18 @@ class EgressPolicy:
     async def resolve(self, host: str, port: int) -> IPAddress:
         """The first address `host` resolves to that may be reached; EgressDenied otherwise."""
         name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise EgressDenied(f"could not resolve host {name!r}") from exc
+        pinned = self._hosts.get(name.lower().removesuffix("."))
+        if pinned is not None:
+            addresses = [pinned]
+        else:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError) as exc:
+                raise EgressDenied(f"could not resolve host {name!r}") from exc
+            addresses = [ipaddress.ip_address(str(sockaddr[0])) for *_, sockaddr in infos]
         first_reason = None
-        for *_, sockaddr in infos:
-            ip = ipaddress.ip_address(str(sockaddr[0]))
+        for ip in addresses:
             reason = self.address_refusal(name, ip)
             if reason is None:
                 return ip

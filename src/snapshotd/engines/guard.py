@@ -1,6 +1,11 @@
 """The egress guard: an HTTP forward proxy (absolute-form HTTP and CONNECT) on 127.0.0.1 that
 Chromium and the probes are pointed at. It resolves every name itself and connects to exactly the
 address the policy checked, so a name that resolves differently on a second lookup gains nothing.
+
+A capture that blocks ads or trackers gets a lane of its own: one more listener of the same guard,
+on its own port, that a single browser context uses as its proxy. A lane applies the same egress
+policy and, before it, a request filter; what the filter refuses is answered at once and never
+resolved or connected to, and the lane keeps the list for the capture's metadata.
 """
 
 from __future__ import annotations
@@ -9,14 +14,18 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import urlsplit
 
 from snapshotd.engines.egress import EgressPolicy, IPAddress
+from snapshotd.engines.lanes import Lane, RequestFilter
 from snapshotd.errors import EgressDenied
 
-__all__ = ["DENIED_HEADER", "Denial", "EgressGuard"]
+__all__ = ["DENIED_HEADER", "Denial", "EgressGuard", "Lane", "RequestFilter"]
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +94,9 @@ def _encode_head(start: str, headers: list[tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _reply(writer: asyncio.StreamWriter, status: str, *, denied: bool = False) -> None:
-    mark = f"{DENIED_HEADER}: denied\r\n" if denied else ""
-    head = f"HTTP/1.1 {status}\r\n{mark}Content-Length: 0\r\nConnection: close\r\n\r\n"
+async def _reply(writer: asyncio.StreamWriter, status: str, *, mark: str | None = None) -> None:
+    marked = f"{DENIED_HEADER}: {mark}\r\n" if mark else ""
+    head = f"HTTP/1.1 {status}\r\n{marked}Content-Length: 0\r\nConnection: close\r\n\r\n"
     writer.write(head.encode("ascii"))
     await writer.drain()
 
@@ -156,12 +165,34 @@ class EgressGuard:
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await server.wait_closed()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
+    @asynccontextmanager
+    async def lane(self, screen: RequestFilter) -> AsyncIterator[Lane]:
+        """A listener for one browser context, open while the block runs."""
+        lane = Lane(screen)
+        server = await asyncio.start_server(
+            partial(self._handle, lane=lane), "127.0.0.1", 0, limit=_HEAD_LIMIT
+        )
+        lane.port = server.sockets[0].getsockname()[1]
         try:
-            await self._serve(reader, writer)
+            yield lane
+        finally:
+            server.close()
+            await asyncio.sleep(0)
+            for task in list(lane.handlers):
+                task.cancel()
+            await asyncio.gather(*lane.handlers, return_exceptions=True)
+            await server.wait_closed()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lane: Lane | None = None
+    ) -> None:
+        task = asyncio.current_task()
+        handlers = [self._handlers] if lane is None else [self._handlers, lane.handlers]
+        if task is not None:
+            for each in handlers:
+                each.add(task)
+        try:
+            await self._serve(reader, writer, lane)
         except (
             OSError,
             asyncio.IncompleteReadError,
@@ -175,9 +206,12 @@ class EgressGuard:
         finally:
             await _close(writer)
             if task is not None:
-                self._handlers.discard(task)
+                for each in handlers:
+                    each.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lane: Lane | None
+    ) -> None:
         try:
             data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
         except asyncio.LimitOverrunError:
@@ -190,16 +224,16 @@ class EgressGuard:
         if not re.fullmatch(r"HTTP/1\.[01]", version):
             return await _reply(writer, "400 Bad Request")
         if method == "CONNECT":
-            return await self._tunnel(reader, writer, target)
+            return await self._tunnel(reader, writer, target, lane)
         if "://" in target:
-            return await self._forward(reader, writer, request, head[1])
+            return await self._forward(reader, writer, request, head[1], lane)
         await _reply(writer, "400 Bad Request")
 
     async def _deny(self, writer: asyncio.StreamWriter, host: str, port: int, reason: str) -> None:
         self.denied += 1
         self.denials.append(Denial(host, port, reason, datetime.now(UTC)))
         log.info("egress denied %s:%d: %s", host, port, reason)
-        await _reply(writer, "403 Forbidden", denied=True)
+        await _reply(writer, "403 Forbidden", mark="denied")
 
     async def _dial(
         self, writer: asyncio.StreamWriter, url: str, host: str, port: int
@@ -228,7 +262,11 @@ class EgressGuard:
             return None
 
     async def _tunnel(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        target: str,
+        lane: Lane | None,
     ) -> None:
         match = _AUTHORITY.fullmatch(target)
         port = int(match[3]) if match else 0
@@ -236,6 +274,11 @@ class EgressGuard:
             return await _reply(writer, "400 Bad Request")
         host = match[1] or match[2]
         authority = f"[{host}]" if match[1] else host
+        if lane is not None:
+            shown = (authority if port == 443 else f"{authority}:{port}").lower()
+            if lane.refusal(f"https://{shown}/", None) is not None:
+                lane.tunnels_blocked.add(shown)
+                return await _reply(writer, "403 Forbidden", mark="filtered")
         upstream = await self._dial(writer, f"https://{authority}:{port}/", host, port)
         if upstream is None:
             return
@@ -262,6 +305,7 @@ class EgressGuard:
         writer: asyncio.StreamWriter,
         request: list[str],
         headers: list[tuple[str, str]],
+        lane: Lane | None,
     ) -> None:
         method, target, version = request
         try:
@@ -285,6 +329,9 @@ class EgressGuard:
         ):
             return await _reply(writer, "400 Bad Request")
         length = int(next(iter(lengths))) if lengths else 0
+        if lane is not None and lane.refusal(target.partition("#")[0], headers) is not None:
+            # An empty answer: a body would show inside a blocked frame.
+            return await _reply(writer, "403 Forbidden", mark="filtered")
         upstream = await self._dial(writer, target, host, port)
         if upstream is None:
             return

@@ -7,13 +7,14 @@ way and no caller can forget to put the guard in front of it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 
 from snapshotd.config import Settings
+from snapshotd.engines.blocking import FilterLists
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.capture import CaptureEngine
 from snapshotd.engines.egress import EgressPolicy
@@ -33,12 +34,13 @@ class CaptureStack:
 
 @asynccontextmanager
 async def capture_stack(
-    settings: Settings, *, slots: int | None = None
+    settings: Settings, *, slots: int | None = None, hosts: Mapping[str, str] | None = None
 ) -> AsyncIterator[CaptureStack]:
     """Starts the stack from `settings`, with `slots` captures at once (default: the worker's
-    concurrency); everything is closed on the way out, the browser before the guard."""
+    concurrency); everything is closed on the way out, the browser before the guard. `hosts` pins
+    names to addresses for the guard (see EgressPolicy); tests use it."""
     async with (
-        EgressGuard(EgressPolicy(settings.egress_allow)) as guard,
+        EgressGuard(EgressPolicy(settings.egress_allow, hosts=hosts)) as guard,
         BrowserPool(
             executable=settings.chromium_path,
             proxy_url=guard.url,
@@ -54,5 +56,6 @@ async def capture_stack(
             default_timeout_ms=settings.capture_timeout_ms,
             max_full_page_height=settings.max_full_page_height,
             max_navigations=settings.max_navigations,
+            filter_lists=FilterLists(settings.filter_lists_dir),
         )
         yield CaptureStack(guard, pool, engine, http)
