@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts) when absent,
+# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts, npm) when
+# absent,
 # and wrk, the HTTP load generator behind `make bench`'s API figures.
 set -euo pipefail
 want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
 want+=(wrk)  # only `make bench` needs it; the Dockerfile leaves it out
+command -v npm >/dev/null 2>&1 || want+=(npm)  # installs the consent rules (package.json)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()
 for pkg in "${want[@]}"; do
