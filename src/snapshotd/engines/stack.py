@@ -54,5 +54,6 @@ async def capture_stack(
             default_timeout_ms=settings.capture_timeout_ms,
             max_full_page_height=settings.max_full_page_height,
             max_navigations=settings.max_navigations,
+            autoconsent_dir=settings.resolved_autoconsent_dir,
         )
         yield CaptureStack(guard, pool, engine, http)
