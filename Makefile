@@ -2,6 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NODE   := node_modules/.installed
 SYSTEM := .venv-system-deps
 
 .PHONY: run test soak check bench docs-images deps system-deps clean
@@ -29,7 +30,7 @@ docs-images: deps
 	$(PY) scripts/chart_examples.py docs/images
 	$(PY) scripts/console_images.py docs/images
 
-deps: system-deps $(STAMP)
+deps: system-deps $(STAMP) $(NODE)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,8 +38,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[postgres,s3,dev]'
 	touch $@
 
+# autoconsent (the consent rules captures use) and the consent managers its tests serve.
+# Install scripts stay off: nothing here needs building.
+$(NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
 system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data node_modules

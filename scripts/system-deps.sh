@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts, and uBlock
-# Origin's package for the EasyList and EasyPrivacy filter lists) when absent, and wrk, the HTTP
-# load generator behind `make bench`'s API figures.
+# Installs the Debian packages snapshotd needs (Chromium, its headless shell, fonts, npm for the
+# consent rules, and uBlock Origin's package for the EasyList and EasyPrivacy filter lists) when
+# absent, and wrk, the HTTP load generator behind `make bench`'s API figures.
 set -euo pipefail
 want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk webext-ublock-origin-chromium)
 want+=(wrk)  # only `make bench` needs it; the Dockerfile leaves it out
+command -v npm >/dev/null 2>&1 || want+=(npm)  # installs the consent rules (package.json)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()
 for pkg in "${want[@]}"; do

@@ -14,6 +14,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from snapshotd import rules
 
+# Where `make deps` installs autoconsent in a source checkout (src/snapshotd/config.py → the root).
+DEFAULT_AUTOCONSENT_DIR = (
+    Path(__file__).resolve().parents[2] / "node_modules" / "@duckduckgo" / "autoconsent"
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SNAPSHOTD_", extra="ignore")
@@ -89,6 +94,13 @@ class Settings(BaseSettings):
         description="Chromium's own sandbox around the pages it renders. auto: on wherever "
         "Chromium can have it (a user other than root, user namespaces allowed), else off with "
         "a warning at start; on: refuse to capture without it; off: never.",
+    )
+    autoconsent_dir: str = Field(
+        "",
+        description="Folder of the @duckduckgo/autoconsent npm package (its rules and content "
+        "script answer consent pop-ups for the `consent` capture option); empty means "
+        "node_modules/@duckduckgo/autoconsent in the source checkout, where `make deps` puts it. "
+        "Without it, captures that ask for `consent` fail saying so.",
     )
     browser_recycle_after: int = Field(
         500, ge=1, description="Captures after which a worker relaunches its browser."
@@ -286,6 +298,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'snapshotd.db').resolve()}"
+
+    @property
+    def resolved_autoconsent_dir(self) -> Path:
+        return Path(self.autoconsent_dir) if self.autoconsent_dir else DEFAULT_AUTOCONSENT_DIR
 
     @property
     def blobs_dir(self) -> Path:

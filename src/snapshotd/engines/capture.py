@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -21,9 +22,11 @@ from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
+from snapshotd.config import DEFAULT_AUTOCONSENT_DIR
 from snapshotd.engines import devices, emulation
 from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
+from snapshotd.engines.consent import ConsentHandler
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
 from snapshotd.errors import CaptureFailed
@@ -334,6 +337,7 @@ class CaptureEngine:
         max_full_page_height: int = 16_384,
         max_navigations: int = 20,
         filter_lists: FilterLists | None = None,
+        autoconsent_dir: Path = DEFAULT_AUTOCONSENT_DIR,
     ) -> None:
         self.pool = pool
         self.guard = guard
@@ -341,6 +345,7 @@ class CaptureEngine:
         self.default_timeout_ms = default_timeout_ms
         self.max_full_page_height = max_full_page_height
         self.max_navigations = max_navigations
+        self.autoconsent_dir = autoconsent_dir
 
     async def capture(self, options: CaptureOptions) -> CaptureResult:
         """Captures with a hard deadline enforced from outside the page."""
@@ -368,6 +373,7 @@ class CaptureEngine:
         ):
             context.set_default_timeout(timeout_ms)
             await _add_cookies(context, options)
+            consent = await ConsentHandler.attach(context, options.consent, self.autoconsent_dir)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
             hints = await emulation.present_as(cdp, context_options["user_agent"], options.locale)
@@ -378,6 +384,8 @@ class CaptureEngine:
             _watch_page(page, watch, self.max_navigations)
             response, load_timed_out = await self._navigate(page, options, timeout_ms, watch)
             navigated = time.perf_counter()
+            if consent:
+                await consent.settle(page, started + timeout_ms / 1000)
             if options.wait_for_selector:
                 try:
                     await page.wait_for_selector(options.wait_for_selector, timeout=timeout_ms)
@@ -407,6 +415,8 @@ class CaptureEngine:
                 artifacts += await self._evidence(page, cdp)
             metadata = await self._metadata(page, options, response, watch)
             filtering.annotate(metadata)
+            if consent:
+                metadata["consent"] = consent.record
             metadata.update(
                 changes,
                 emulation=_emulated(options, context_options, hints),

@@ -57,5 +57,6 @@ async def capture_stack(
             max_full_page_height=settings.max_full_page_height,
             max_navigations=settings.max_navigations,
             filter_lists=FilterLists(settings.filter_lists_dir),
+            autoconsent_dir=settings.resolved_autoconsent_dir,
         )
         yield CaptureStack(guard, pool, engine, http)
