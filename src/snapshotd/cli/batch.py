@@ -16,6 +16,8 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
+from snapshotd.services.capture_request import PAGE_OPTIONS
+
 FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".pdf": "pdf"}
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "pdf": ".pdf"}
 COLUMNS = (
@@ -28,6 +30,8 @@ COLUMNS = (
     "wait_until",
     "delay_ms",
     "timeout_ms",
+    # The real-world page options that fit in one cell (flags as true/false, 1/0, yes/no).
+    *(name for name in PAGE_OPTIONS if name != "hide_selectors"),
 )
 NAME_LENGTH = 80
 
