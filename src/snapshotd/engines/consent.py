@@ -122,6 +122,9 @@ class _State:
     popup: str | None = None
     done: dict[str, Any] | None = None
     failed: bool = False
+    # When the page's own frame began looking for a consent manager: the quiet window counts from
+    # then, since on a busy machine handing it the rules can take longer than the window itself.
+    looking_since: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -186,6 +189,10 @@ class ConsentHandler:
         elif kind == "report":
             lifecycle = (message.get("state") or {}).get("lifecycle")
             state.lifecycle[str(message.get("instanceId"))] = str(lifecycle)
+            waiting = ("loading", "initialized", "waitingForInitResponse")
+            top = frame.parent_frame is None
+            if top and lifecycle not in waiting and state.looking_since is None:
+                state.looking_since = time.perf_counter()
         elif kind == "cmpDetected":
             state.detected = state.detected or str(message.get("cmp"))
         elif kind == "popupFound":
@@ -212,9 +219,10 @@ class ConsentHandler:
         started = time.perf_counter()
         limit = min(started + WAIT_SECONDS, max(deadline, started + QUIET_SECONDS))
         state = self.state
-        quiet_at = started + QUIET_SECONDS
         while True:
             now = time.perf_counter()
+            looking = max(started, state.looking_since or now)
+            quiet_at = looking + QUIET_SECONDS if state.looking_since is not None else limit
             if now >= limit or self._finished(now >= quiet_at):
                 break
             state.changed.clear()

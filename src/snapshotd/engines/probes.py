@@ -32,6 +32,7 @@ from playwright.async_api import Request, Response
 
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.egress import EgressPolicy, IPAddress
+from snapshotd.engines.emulation import ordinary_user_agent
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.errors import EgressDenied, InvalidURL
 from snapshotd.timestamps import iso
@@ -321,7 +322,8 @@ async def page_load(
     result = PageLoadResult(url=url, date=datetime.now(UTC))
     refused: list[str] = []  # main-document hops the guard may have refused
     facts: list[float] | None = None
-    async with pool.context() as context:
+    # The same ordinary browser identity a capture presents (engines/emulation.py).
+    async with pool.context(user_agent=ordinary_user_agent(pool.user_agent)) as context:
         page = await context.new_page()
 
         def is_document(request: Request) -> bool:
