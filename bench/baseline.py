@@ -47,7 +47,7 @@ def playwright_loop(urls: str | Sequence[str], shots: int, warmup: int = 3) -> L
     tree: dict[str, float] = {}
     before = {p.pid for p in proc.descendants(os.getpid())}
     with sync_playwright() as playwright:
-        # Playwright's driver is the child that appeared with sync_playwright(); Chromium is its.
+        # Playwright's driver is the child that sync_playwright() started; Chromium runs under it.
         driver = [p.pid for p in proc.descendants(os.getpid()) if p.pid not in before]
         browser = playwright.chromium.launch(executable_path=HEADLESS_SHELL)
         try:
@@ -72,8 +72,7 @@ def playwright_loop(urls: str | Sequence[str], shots: int, warmup: int = 3) -> L
             browser.close()
     spent = {name: after[name] - tree.get(name, 0.0) for name in after}
     spent["python (loop thread)"] = thread
-    result = LoopResult(series, version, sum(spent.values()) * 1000 / shots, spent)
-    return result
+    return LoopResult(series, version, sum(spent.values()) * 1000 / shots, spent)
 
 
 def _fake_browsers_dir(root: Path) -> Path:
