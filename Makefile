@@ -26,7 +26,7 @@ check: deps
 bench: deps bench-deps
 	$(PY) -m bench
 
-# The corpus and ad-page rows read python3-doc and uBlock Origin's filter lists.
+# The corpus rows capture pages of python3-doc.
 bench-deps:
 	@bash scripts/bench-deps.sh
 

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{ad_result}")
     elif ad_result is not None:
         print()
+        print(adpage.describe(ad_result))
         print(report.render(adpage.rows(ad_result)))
     if chart_result is not None:
         print()

@@ -136,7 +136,7 @@ class CorpusResult:
     scroll_lazy: Pass
 
 
-def _pass(
+def measured_pass(
     server: SnapshotdServer,
     client: NativeClient,
     urls: list[str],
@@ -145,6 +145,7 @@ def _pass(
     options: dict[str, bool] | None = None,
 ) -> Pass:
     assert server.process is not None
+    """Snapshots of `urls`, one each, and what every serve process spent on them."""
     bodies: list[dict[str, Any]] = []
     reads = client.status_reads
     before = proc.tree_cpu_by_kind(server.process.pid)
@@ -189,11 +190,11 @@ def _passes(
 ) -> CorpusResult:
     client.batch(urls[: CONCURRENCY * 2], CONCURRENCY * 2, evidence=True)
     say(f"corpus: {len(urls)} async snapshots with evidence; load {proc.load_average():.2f}")
-    evidence = _pass(server, client, urls, evidence=True)
+    evidence = measured_pass(server, client, urls, evidence=True)
     plain = None
     if not quick:
         say(f"corpus: {len(urls)} async snapshots without evidence, to see what evidence costs")
-        plain = _pass(server, client, urls, evidence=False)
+        plain = measured_pass(server, client, urls, evidence=False)
     # Full pages of the longest documents take seconds each: --quick takes every fourth page.
     tall = urls[:: 4 if quick else 1]
     say(f"corpus: {len(tall)} full-page snapshots with scroll_lazy off, and {len(tall)} with it on")
@@ -202,10 +203,10 @@ def _passes(
     # Off, on, on, off over two halves of the pages, so that a drift in the machine's load
     # during the four passes weighs on both alike.
     first, second = tall[: len(tall) // 2], tall[len(tall) // 2 :]
-    full = _pass(server, client, first, evidence=False, options=off)
-    lazy = _pass(server, client, first, evidence=False, options=on)
-    lazy += _pass(server, client, second, evidence=False, options=on)
-    full += _pass(server, client, second, evidence=False, options=off)
+    full = measured_pass(server, client, first, evidence=False, options=off)
+    lazy = measured_pass(server, client, first, evidence=False, options=on)
+    lazy += measured_pass(server, client, second, evidence=False, options=on)
+    full += measured_pass(server, client, second, evidence=False, options=off)
     return CorpusResult(len(urls), root, loop, evidence, plain, full, lazy)
 
 
@@ -213,7 +214,7 @@ def _met(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def _profile(spent: dict[str, float], shots: int) -> str:
+def profile(spent: dict[str, float], shots: int) -> str:
     ranked = sorted(spent.items(), key=lambda item: -item[1])
     return ", ".join(f"{name} {seconds * 1000 / shots:.0f}" for name, seconds in ranked if seconds)
 
@@ -232,15 +233,13 @@ def describe(result: CorpusResult) -> str:
         "included.",
         "  CPU per capture by process, ms (exited renderers count under the zygote that forked "
         "them):",
-        f"    snapshotd, evidence on:  {_profile(evidence.cpu_by_kind, len(evidence.series))}",
+        f"    snapshotd, evidence on:  {profile(evidence.cpu_by_kind, len(evidence.series))}",
     ]
     if plain is not None:
         lines.append(
-            f"    snapshotd, evidence off: {_profile(plain.cpu_by_kind, len(plain.series))}"
+            f"    snapshotd, evidence off: {profile(plain.cpu_by_kind, len(plain.series))}"
         )
-    lines.append(
-        f"    Playwright loop:         {_profile(loop.tree_cpu_by_kind, len(loop.series))}"
-    )
+    lines.append(f"    Playwright loop:         {profile(loop.tree_cpu_by_kind, len(loop.series))}")
     return "\n".join(lines)
 
 

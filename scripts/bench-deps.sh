@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages only `make bench` uses, installed when absent: python3-doc, whose HTML pages are
-# the real-world corpus, and uBlock Origin for Chromium, whose EasyList and EasyPrivacy copies
-# name the ad and tracker hosts of the ad-heavy page. snapshotd itself needs neither.
+# the real-world corpus. (The ad-heavy page's host names come from the EasyList and EasyPrivacy
+# copies of webext-ublock-origin-chromium, which scripts/system-deps.sh installs for snapshotd.)
 set -euo pipefail
-wanted=(python3-doc webext-ublock-origin-chromium)
+wanted=(python3-doc)
 absent=()
 for package in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
