@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 NODE   := node_modules/.installed
 SYSTEM := .venv-system-deps
 
-.PHONY: run test soak check bench docs-images deps system-deps clean
+.PHONY: run test soak check bench bench-deps docs-images deps system-deps clean
 
 run: deps
 	$(VENV)/bin/snapshotd serve
@@ -23,8 +23,12 @@ check: deps
 	$(VENV)/bin/mypy
 	PYTHONPATH=src $(VENV)/bin/lint-imports
 
-bench: deps
+bench: deps bench-deps
 	$(PY) -m bench
+
+# The corpus rows capture pages of python3-doc.
+bench-deps:
+	@bash scripts/bench-deps.sh
 
 docs-images: deps
 	$(PY) scripts/chart_examples.py docs/images

@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import baseline, charts, probes, proc, report, scaling
+from bench import adpage, baseline, charts, corpus, probes, proc, report, scaling
 from bench import load as api_load
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
@@ -38,9 +38,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("pages", "charts", "tests", "load", "scaling"),
-        help="run only the page-capture, the chart and metric, the synthetic test, the API "
-        "load, or the worker scaling figures",
+        choices=("pages", "corpus", "ads", "charts", "tests", "load", "scaling"),
+        help="run only the page-capture, the real-world corpus, the ad-heavy page, the chart and "
+        "metric, the synthetic test, the API load, or the worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     load = proc.load_average()
     page = build_page()  # only its size is reported; _pages builds its own
     runs: list[ServeResult] = []
+    corpus_result: corpus.CorpusResult | None = None
+    ad_result: adpage.AdResult | str | None = None
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
     load_result: api_load.LoadResult | None = None
@@ -117,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.only in (None, "pages"):
             base, cli, runs, rerun = _pages(args)
+        if args.only in (None, "corpus"):
+            corpus_result = corpus.run(args.quick, _say)
+        if args.only in (None, "ads"):
+            ad_result = adpage.run(args.quick, _say)
         if args.only in (None, "charts"):
             chart_result = charts.run(args.quick, _say)
         if args.only in (None, "tests"):
@@ -148,6 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             if run.shutdown is not None:
                 leftover = len(run.shutdown.leftover_browsers)
                 print(f"c={run.concurrency}: leftover browser processes: {leftover}")
+    if corpus_result is not None:
+        print()
+        print(corpus.describe(corpus_result))
+        print(report.render(corpus.rows(corpus_result)))
+    if isinstance(ad_result, str):
+        print(f"\n{ad_result}")
+    elif ad_result is not None:
+        print()
+        print(adpage.describe(ad_result))
+        print(report.render(adpage.rows(ad_result)))
     if chart_result is not None:
         print()
         print(report.render(charts.rows(chart_result)))

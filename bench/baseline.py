@@ -8,49 +8,71 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import playwright
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from bench import proc
 from bench.stats import Series
 
 HEADLESS_SHELL = "/usr/lib/chromium/chromium-headless-shell"
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 
 @dataclass
 class LoopResult:
     series: Series
     browser_version: str
+    # CPU per shot of the whole loop: its Python thread plus Playwright's driver and Chromium.
+    tree_cpu_ms: float | None = None
+    tree_cpu_by_kind: dict[str, float] = field(default_factory=dict)
 
 
-def playwright_loop(url: str, shots: int, warmup: int = 3) -> LoopResult:
-    """One shot at a time on one warm browser, a fresh context per shot."""
+def _driver_cpu(driver_pids: list[int]) -> dict[str, float]:
+    spent: dict[str, float] = {}
+    for pid in driver_pids:
+        for name, seconds in proc.tree_cpu_by_kind(pid).items():
+            spent[name] = spent.get(name, 0.0) + seconds
+    return spent
+
+
+def playwright_loop(urls: str | Sequence[str], shots: int, warmup: int = 3) -> LoopResult:
+    """One shot at a time on one warm browser, a fresh context per shot, cycling through `urls`."""
+    targets = [urls] if isinstance(urls, str) else list(urls)
     series = Series()
     cpu = 0.0
+    tree: dict[str, float] = {}
+    before = {p.pid for p in proc.descendants(os.getpid())}
     with sync_playwright() as playwright:
+        # Playwright's driver is the child that sync_playwright() started; Chromium runs under it.
+        driver = [p.pid for p in proc.descendants(os.getpid()) if p.pid not in before]
         browser = playwright.chromium.launch(executable_path=HEADLESS_SHELL)
         try:
             for index in range(warmup + shots):
                 if index == warmup:
                     cpu = time.thread_time()
+                    tree = _driver_cpu(driver)
                 began = time.perf_counter()
                 context = browser.new_context(viewport=VIEWPORT)
                 page = context.new_page()
-                page.goto(url, wait_until="load")
+                page.goto(targets[index % len(targets)], wait_until="load")
                 page.screenshot()
                 context.close()
                 if index >= warmup:
                     series.add(time.perf_counter() - began)
+            thread = time.thread_time() - cpu
+            after = _driver_cpu(driver)
             # Only the Playwright client's thread: comparable with snapshotd's serve process.
-            series.cpu_ms = (time.thread_time() - cpu) * 1000 / shots
+            series.cpu_ms = thread * 1000 / shots
             version = browser.version
         finally:
             browser.close()
-    return LoopResult(series, version)
+    spent = {name: after[name] - tree.get(name, 0.0) for name in after}
+    spent["python (loop thread)"] = thread
+    return LoopResult(series, version, sum(spent.values()) * 1000 / shots, spent)
 
 
 def _fake_browsers_dir(root: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ class NativeClient:
             timeout=httpx.Timeout(120.0, connect=10.0),
         )
         self.captures = 0
+        self.status_reads = 0
 
     def close(self) -> None:
         self.http.close()
@@ -36,9 +38,12 @@ class NativeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, url: str, *, evidence: bool) -> str:
-        """Queues one snapshot, waiting out 429/503 as a well-behaved client would."""
-        body = {"url": url, "width": 1280, "height": 800, "evidence": evidence}
+    def submit(self, url: str, *, evidence: bool, options: Mapping[str, Any] | None = None) -> str:
+        """Queues one snapshot, waiting out 429/503 as a well-behaved client would.
+
+        `options` are further request fields (`full_page`, `block_ads`, ...), sent as they are.
+        """
+        body = {"url": url, "width": 1280, "height": 800, "evidence": evidence, **(options or {})}
         while True:
             response = self.http.post("/api/v1/snapshots", json=body)
             if response.status_code in (429, 503):
@@ -53,6 +58,7 @@ class NativeClient:
         deadline = time.monotonic() + JOB_TIMEOUT
         while time.monotonic() < deadline:
             response = self.http.get(f"/api/v1/snapshots/{snapshot_id}")
+            self.status_reads += 1
             response.raise_for_status()
             body: dict[str, Any] = response.json()
             if body["status"] == "success":
@@ -62,12 +68,23 @@ class NativeClient:
             time.sleep(POLL_SECONDS)
         raise BenchFailure(f"snapshot {snapshot_id} did not finish in {JOB_TIMEOUT:.0f} s")
 
-    def batch(self, url: str, count: int, *, evidence: bool, window: int = 200) -> Series:
-        """Submits `count` snapshots and waits for all; `wall` covers first submit to last done.
+    def batch(
+        self,
+        urls: str | Sequence[str],
+        count: int,
+        *,
+        evidence: bool,
+        options: Mapping[str, Any] | None = None,
+        window: int = 200,
+        finished: list[dict[str, Any]] | None = None,
+    ) -> Series:
+        """Submits `count` snapshots, cycling through `urls`, and waits for all; `wall` covers
+        first submit to last done. Each finished snapshot's body is added to `finished` if given.
 
         Waiting goes oldest first, one request at a time, so polling steals little CPU from the
         workers; jobs finish roughly in order, so the lag this adds is one poll interval at most.
         """
+        targets = [urls] if isinstance(urls, str) else list(urls)
         series = Series()
         began = time.perf_counter()
         pending: list[tuple[str, float]] = []
@@ -75,17 +92,26 @@ class NativeClient:
         while submitted < count or pending:
             # A window keeps the queue below its 1000-job ceiling on long runs.
             while submitted < count and len(pending) < window:
-                pending.append((self.submit(url, evidence=evidence), time.perf_counter()))
+                url = targets[submitted % len(targets)]
+                snapshot_id = self.submit(url, evidence=evidence, options=options)
+                pending.append((snapshot_id, time.perf_counter()))
                 submitted += 1
             snapshot_id, queued_at = pending.pop(0)
-            self.wait(snapshot_id)
+            body = self.wait(snapshot_id)
+            if finished is not None:
+                finished.append(body)
             series.add(time.perf_counter() - queued_at)
             self.captures += 1
         series.wall = time.perf_counter() - began
         return series
 
     def capture(self, url: str) -> bytes:
-        params = {"url": url, "width": 1280, "height": 800, "evidence": "false"}
+        params: dict[str, str | int] = {
+            "url": url,
+            "width": 1280,
+            "height": 800,
+            "evidence": "false",
+        }
         response = self.http.get("/api/v1/capture", params=params)
         if response.status_code != 200:
             raise BenchFailure(f"GET /api/v1/capture: {response.status_code} {response.text}")

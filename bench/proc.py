@@ -7,11 +7,13 @@ ours, and never signalled.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+_TYPE = re.compile(rb"--type=([a-z-]+)")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,52 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_with_reaped(pid: int) -> float:
+    """User + system CPU of `pid` and of the children it has reaped."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_by_kind(root: int) -> dict[str, float]:
+    """CPU seconds spent so far by `root` and everything under it, by process kind.
+
+    An exited process's time moves into its parent's cutime/cstime once the parent reaps it, so
+    summing own and reaped-children time over the live tree loses only orphaned processes
+    (Playwright's driver and Chromium reap their own). Exited renderers therefore count under the
+    zygote that forked them.
+    """
+    spent: dict[str, float] = {}
+    for process in descendants(root, include_root=True):
+        name = kind(process)
+        spent[name] = spent.get(name, 0.0) + _cpu_with_reaped(process.pid)
+    return spent
+
+
+def tree_cpu_seconds(root: int) -> float:
+    return sum(tree_cpu_by_kind(root).values())
+
+
+def kind(process: Proc) -> str:
+    """A Chromium process's role from its --type= switch, else its command name.
+
+    Chromium rewrites the command lines of the processes its zygote forks into one string, so the
+    switch is searched for in the whole line.
+    """
+    try:
+        line = (PROC / str(process.pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return process.name
+    if (switch := _TYPE.search(line)) is not None:
+        return "chromium " + switch[1].decode(errors="replace")
+    if process.is_browser:
+        return "chromium browser"
+    return "playwright driver" if process.name.startswith("node") else process.name
 
 
 def kill_exact(proc: Proc, sig: int = signal.SIGKILL) -> bool:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,8 +53,19 @@ class Shutdown:
 
 
 class SnapshotdServer:
-    def __init__(self, *, concurrency: int, ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        ready_timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`env` adds to or overrides the server's environment; `prefix` goes before the serve
+        command (it must end by exec'ing the rest, so that the pid stays the server's)."""
         self.concurrency = concurrency
+        self.extra_env = dict(env or {})
+        self.prefix = list(prefix)
         self.ready_timeout = ready_timeout
         self.port = 0
         self.token = ""
@@ -81,6 +93,7 @@ class SnapshotdServer:
             # Throughput is measured here, not the limits that protect a shared instance.
             "SNAPSHOTD_RATE_LIMITS": "native=0",
             "SNAPSHOTD_TOKEN_REQUESTS_PER_MINUTE": "0",
+            **self.extra_env,
         }
 
     def __enter__(self) -> SnapshotdServer:
@@ -112,7 +125,7 @@ class SnapshotdServer:
         with self.log_path.open("wb") as log:
             # Own session: a terminal Ctrl-C reaches only the bench, which then shuts this down.
             self.process = subprocess.Popen(
-                [str(BIN / "snapshotd"), "serve", "--port", str(self.port)],
+                [*self.prefix, str(BIN / "snapshotd"), "serve", "--port", str(self.port)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
