@@ -330,8 +330,9 @@ class EgressGuard:
             return await _reply(writer, "400 Bad Request")
         length = int(next(iter(lengths))) if lengths else 0
         if lane is not None and lane.refusal(target.partition("#")[0], headers) is not None:
-            # An empty answer: a body would show inside a blocked frame.
-            return await _reply(writer, "403 Forbidden", mark="filtered")
+            # No content: a blocked frame stays blank instead of loading the browser's error
+            # page, and an image or a script simply fails to load.
+            return await _reply(writer, "204 No Content", mark="filtered")
         upstream = await self._dial(writer, target, host, port)
         if upstream is None:
             return
