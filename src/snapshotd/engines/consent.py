@@ -79,6 +79,10 @@ class Autoconsent:
     def hide_selectors(self, url: str, top: bool) -> list[str]:
         return [s for rule in self.rules if rule.applies(url, top) for s in rule.prehide]
 
+    def popup_selectors(self, name: str) -> list[str]:
+        """What the rule called `name` names as its pop-up."""
+        return [s for rule in self.rules if rule.name == name for s in rule.prehide]
+
 
 def _rule(body: dict[str, Any]) -> _Rule:
     context = body.get("runContext") or {}
@@ -238,6 +242,11 @@ class ConsentHandler:
             record.update(handled=True, method="hidden" if state.done.get("isCosmetic") else method)
             record["clicks"] = clicks
             await _await_transitions(page, SETTLE_SECONDS)
+            if await self._lingering(page, str(record["cmp"] or "")):
+                # Answered, but the manager left its pop-up on screen (a close still to come on a
+                # busy machine): it is hidden, so the picture shows the page as answered.
+                await self._hide(page)
+                record["note"] = "the pop-up was still shown after it was answered; it was hidden"
         elif self.action == "hide" and state.popup:
             # autoconsent's pre-hiding only makes it transparent, which a fade-in can outlast.
             await self._hide(page)
@@ -251,6 +260,21 @@ class ConsentHandler:
         record["rules"] = f"autoconsent {self.rules.version}"
         record["waited_ms"] = round((time.perf_counter() - started) * 1000)
         return record
+
+    async def _lingering(self, page: Page, cmp: str) -> bool:
+        """Whether the answered manager's pop-up is still visible after SETTLE_SECONDS."""
+        selectors = self.rules.popup_selectors(cmp)
+        if not selectors:
+            return False
+        deadline = time.perf_counter() + SETTLE_SECONDS
+        while True:
+            try:
+                shown = await page.evaluate(_SHOWN_SCRIPT, selectors)
+            except PlaywrightError:
+                return False
+            if not shown or time.perf_counter() >= deadline:
+                return bool(shown)
+            await asyncio.sleep(0.05)
 
     async def _hide(self, page: Page) -> int:
         """Hides, in every frame, what the rules name as a consent pop-up there; returns how many
@@ -285,6 +309,18 @@ _HIDE_SCRIPT = """([selectors, style]) => {
   document.documentElement.append(sheet);
   return visible;
 }"""
+
+
+# Whether any element the selectors match is on screen and not transparent.
+_SHOWN_SCRIPT = """(selectors) => selectors.some((selector) => {
+  let found;
+  try { found = document.querySelectorAll(selector); } catch { return false; }
+  return Array.from(found).some((element) => {
+    const style = getComputedStyle(element);
+    return element.getClientRects().length > 0 && style.visibility !== 'hidden'
+      && Number(style.opacity) > 0.05;
+  });
+})"""
 
 
 async def _tell(frame: Frame, message: dict[str, Any]) -> None:
