@@ -239,7 +239,11 @@ async def _add_cookies(context: BrowserContext, options: CaptureOptions) -> None
         await context.add_cookies(cookies)
 
 
-def _watch_page(page: Page, watch: _Watch, max_navigations: int) -> None:
+def _watch_page(page: Page, watch: _Watch, max_navigations: int, *, count: bool) -> None:
+    """Listens for refused requests, navigations and dialogs; with `count`, also keeps the number
+    of requests in flight (each event the page subscribes to costs the driver and this process
+    work per request, so only the captures that wait for the network to settle count)."""
+
     def on_response(response: Response) -> None:
         if response.headers.get(DENIED_HEADER.lower()) == "denied":
             watch.blocked.append({"url": response.url, "reason": "egress guard refused"})
@@ -259,10 +263,11 @@ def _watch_page(page: Page, watch: _Watch, max_navigations: int) -> None:
         watch.ended()
         on_failed(request)
 
-    page.on("request", lambda _request: watch.started())
-    page.on("requestfinished", lambda _request: watch.ended())
+    if count:
+        page.on("request", lambda _request: watch.started())
+        page.on("requestfinished", lambda _request: watch.ended())
     page.on("response", on_response)
-    page.on("requestfailed", on_failed_request)
+    page.on("requestfailed", on_failed_request if count else on_failed)
     page.on("framenavigated", on_navigated)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
 
@@ -393,7 +398,7 @@ class CaptureEngine:
                 # On this session: Playwright's own emulate_media does not hold once a second
                 # CDP session is attached to the page.
                 await cdp.send("Emulation.setEmulatedMedia", {"media": options.media})
-            _watch_page(page, watch, self.max_navigations)
+            _watch_page(page, watch, self.max_navigations, count=options.scroll_lazy)
             response, load_timed_out = await self._navigate(page, options, timeout_ms, watch)
             navigated = time.perf_counter()
             if consent:
@@ -488,7 +493,13 @@ class CaptureEngine:
         ], truncated
 
     async def _evidence(self, page: Page, cdp: CDPSession) -> list[CapturedArtifact]:
-        html = (await page.content()).encode()
+        # The document serialized by Chromium itself: the same markup as page.content(), with no
+        # script the page could have overridden, and without Playwright's utility world (which
+        # costs the renderer more than the serialization).
+        document = await cdp.send("DOM.getDocument", {"depth": 0})
+        markup = await cdp.send("DOM.getOuterHTML", {"nodeId": document["root"]["nodeId"]})
+        await cdp.send("DOM.disable")
+        html = markup["outerHTML"].encode()
         mhtml = (await cdp.send("Page.captureSnapshot", {"format": "mhtml"}))["data"].encode()
         return [
             CapturedArtifact("html", html, MEDIA_TYPES["html"]),
