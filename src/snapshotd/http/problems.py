@@ -78,7 +78,8 @@ def _describe_validation(error: RequestValidationError) -> tuple[str, str | None
     first = error.errors()[0]
     where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(where) or None
-    message = first.get("msg", "invalid request")
+    # pydantic prefixes a validator's own words with "Value error, "; the words say enough.
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     return (f"{field}: {message}" if field else message), field
 
 

@@ -241,4 +241,5 @@ def parse_request(raw: Mapping[str, Any]) -> CaptureRequest:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}", field=where) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise BadRequest(f"{where}: {message}", field=where) from None
