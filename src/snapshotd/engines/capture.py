@@ -1,15 +1,12 @@
 """Page capture: one URL in, image/PDF plus evidence artifacts and metadata out.
 
 The engine is pure work: it takes a browser pool and options and returns bytes and facts. It knows
-nothing of jobs, the database or HTTP. Screenshots go through CDP `Page.captureScreenshot` with
-`optimizeForSpeed` (about half the PNG encode time of Playwright's own path) and support WebP.
+nothing of jobs, the database or HTTP. The picture itself is taken in `engines/screenshots.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,12 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from PIL import Image
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
 from snapshotd.config import DEFAULT_AUTOCONSENT_DIR
-from snapshotd.engines import devices, emulation
+from snapshotd.engines import devices, emulation, screenshots
 from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.consent import ConsentHandler
@@ -159,11 +155,6 @@ def _status_failure(options: CaptureOptions, response: Response | None) -> str |
     return None
 
 
-def _pixel_size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
-
-
 def _context_options(options: CaptureOptions, browser_user_agent: str) -> dict[str, Any]:
     if options.device:
         try:
@@ -270,78 +261,6 @@ def _watch_page(page: Page, watch: _Watch, max_navigations: int, *, count: bool)
     page.on("requestfailed", on_failed_request if count else on_failed)
     page.on("framenavigated", on_navigated)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
-
-
-async def _screenshot(
-    cdp: CDPSession, options: CaptureOptions, clip: dict[str, float], beyond: bool
-) -> bytes:
-    # Painting beyond the viewport costs the renderer about a fifth more CPU on an ordinary page,
-    # so it is asked for only when the clip leaves the viewport (a full page, a low element).
-    params: dict[str, Any] = {
-        "format": options.format,
-        "optimizeForSpeed": True,
-        "clip": clip,
-        "captureBeyondViewport": beyond,
-    }
-    if options.format in ("jpeg", "webp"):
-        params["quality"] = options.quality or 85
-    for attempt in (1, 2):
-        try:
-            result = await cdp.send("Page.captureScreenshot", params)
-            return base64.b64decode(result["data"])
-        except PlaywrightError as error:
-            # Chromium occasionally refuses right after a navigation; once more is enough.
-            if attempt == 2 or "Unable to capture screenshot" not in str(error):
-                raise
-            await asyncio.sleep(0.05)
-    raise AssertionError("unreachable")
-
-
-async def _clip(
-    page: Page, cdp: CDPSession, options: CaptureOptions, max_height: int, scale: float
-) -> tuple[dict[str, float], bool, bool]:
-    """The region to capture in CSS pixels of the document, with the factor to device pixels (the
-    device scale factor times the page zoom: a phone shows a 980 px layout zoomed out); whether
-    it was cut at `max_height`; and whether it reaches outside the viewport."""
-    metrics = await cdp.send("Page.getLayoutMetrics")
-    viewport = metrics["cssVisualViewport"]
-    scale *= viewport.get("scale", 1) * viewport.get("zoom", 1)
-    if options.selector:
-        locator = page.locator(options.selector).first
-        try:
-            await locator.wait_for(state="visible", timeout=5000)
-        except PlaywrightError:
-            raise CaptureFailed(
-                f"selector {options.selector!r} matched no visible element"
-            ) from None
-        box = await locator.bounding_box()
-        if not box or box["width"] < 1 or box["height"] < 1:
-            raise CaptureFailed(f"element {options.selector!r} has no size on the page")
-        scroll = await page.evaluate("[window.scrollX, window.scrollY]")
-        height = min(box["height"], max_height)
-        x, y = box["x"] + scroll[0], box["y"] + scroll[1]
-        clip = {"x": x, "y": y, "width": box["width"], "height": height, "scale": scale}
-        inside = (
-            viewport["pageX"] <= x
-            and viewport["pageY"] <= y
-            and x + box["width"] <= viewport["pageX"] + viewport["clientWidth"]
-            and y + height <= viewport["pageY"] + viewport["clientHeight"]
-        )
-        return clip, height < box["height"], not inside
-    if options.full_page:
-        full = max(metrics["cssContentSize"]["height"], viewport["clientHeight"])
-        height = min(full, max_height)
-        width = viewport["clientWidth"]
-        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
-        return clip, full > max_height, True
-    clip = {
-        "x": viewport["pageX"],
-        "y": viewport["pageY"],
-        "width": viewport["clientWidth"],
-        "height": viewport["clientHeight"],
-        "scale": scale,
-    }
-    return clip, False, False
 
 
 class CaptureEngine:
@@ -485,9 +404,11 @@ class CaptureEngine:
         if options.format == "pdf":
             data = await page.pdf(print_background=True)
             return [CapturedArtifact("pdf", data, MEDIA_TYPES["pdf"])], False
-        clip, truncated, beyond = await _clip(page, cdp, options, self.max_full_page_height, scale)
-        data = await _screenshot(cdp, options, clip, beyond)
-        width, height = _pixel_size(data)
+        clip, truncated, beyond = await screenshots.clip_region(
+            page, cdp, options, self.max_full_page_height, scale
+        )
+        data = await screenshots.screenshot(cdp, options, clip, beyond)
+        width, height = screenshots.pixel_size(data)
         return [
             CapturedArtifact("image", data, MEDIA_TYPES[options.format], width, height)
         ], truncated
