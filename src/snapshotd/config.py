@@ -153,6 +153,21 @@ class Settings(BaseSettings):
         description="Requests one API token may make per minute to one API process (a token "
         "bucket; 0: no limit). Protects the API from a runaway client.",
     )
+    capture_cache_ttl: int = Field(
+        86400,
+        ge=0,
+        le=rules.MAX_CACHE_TTL,
+        description="Seconds a finished capture answers an identical request again, on the routes "
+        "that answer with the picture (GET /api/v1/capture, render links, Kasisto) when the "
+        "request names no `cache_ttl`; an organization's own setting overrides it (0: never "
+        "reuse). POST /api/v1/snapshots reuses only when its body asks.",
+    )
+    render_key_rate_limit: str = Field(
+        "600/60",
+        description="Requests one render key may make to one API process, as COUNT/SECONDS (`0`: "
+        "no limit); a key's own limit overrides it. Cache hits count too: the budget protects "
+        "the API, the organization's creation limit meters captures.",
+    )
     console_session_hours: int = Field(
         12,
         ge=1,
@@ -258,6 +273,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return rules.http_url(value)
+
+    @field_validator("render_key_rate_limit")
+    @classmethod
+    def _check_render_limit(cls, value: str) -> str:
+        rules.Limit.parse(value)
+        return value
 
     @field_validator("worker_metrics_address")
     @classmethod

@@ -81,9 +81,13 @@ class Limit:
         return f"{self.count}/{self.seconds}"
 
 
+# The longest a capture may be reused: 30 days, as screenshot services commonly allow.
+MAX_CACHE_TTL = 30 * 86400
+
 # The surfaces that create snapshots, each counted on its own (docs/rate-limits.md).
 RATE_LIMIT_SURFACES = (
     "native",
+    "render",
     "clickwrap",
     "console",
     "kasisto",

@@ -121,7 +121,9 @@ def _objects(client: TestClient, any_db: Database, token: str) -> dict[str, str]
     group = client.post(
         "/api/v1/account-groups", headers=bearer(token), json={"name": "Ops"}
     ).json()
+    render_key = client.post("/api/v1/render-keys", headers=bearer(token), json={}).json()
     return {
+        "key_id": render_key["id"],
         "snapshot_id": created["id"],
         "job_id": created["job_id"],
         "share_id": share["id"],

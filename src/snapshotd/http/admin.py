@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http import openapi
+from snapshotd.rules import MAX_CACHE_TTL
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
 from snapshotd.services import accounts
 from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
@@ -42,7 +43,15 @@ class GroupCreate(Strict):
 
 
 class OrgUpdate(Strict):
-    retention_days: dict[str, int]
+    retention_days: dict[str, int] | None = None
+    cache_ttl: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_CACHE_TTL,
+        strict=True,
+        description="Seconds a capture is reused on the caching routes (0: never); null: the "
+        "instance's SNAPSHOTD_CAPTURE_CACHE_TTL.",
+    )
 
 
 def user_body(user: User) -> dict[str, Any]:
@@ -172,12 +181,16 @@ def get_org(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return _org_body(services.org_settings.get(principal.org_id))
 
 
-@router.patch("/org", summary="Change the organization's retention per snapshot kind")
+@router.patch(
+    "/org", summary="Change the organization's retention per snapshot kind and its cache TTL"
+)
 def update_org(body: OrgUpdate, principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    org = services.org_settings.set_retention(
-        principal.org_id, body.retention_days, actor=principal.email
-    )
-    return _org_body(org)
+    settings = services.org_settings
+    if body.retention_days is not None:
+        settings.set_retention(principal.org_id, body.retention_days, actor=principal.email)
+    if "cache_ttl" in body.model_fields_set:
+        settings.set_cache_ttl(principal.org_id, body.cache_ttl, actor=principal.email)
+    return _org_body(settings.get(principal.org_id))
 
 
 def _org_body(org: Organization) -> dict[str, Any]:
@@ -187,6 +200,7 @@ def _org_body(org: Organization) -> dict[str, Any]:
         "name": org.name,
         "retention_days": org.retention_days,
         "rate_limits": org.rate_limits,
+        "cache_ttl": org.cache_ttl,
         "created_at": iso(org.created_at),
     }
 

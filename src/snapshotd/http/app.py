@@ -15,7 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapshotd import __version__
 from snapshotd.config import Settings
-from snapshotd.http import admin, console, native, native_files, openapi, problems, redact, shares
+from snapshotd.http import (
+    admin,
+    console,
+    native,
+    native_files,
+    openapi,
+    problems,
+    redact,
+    render,
+    shares,
+)
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.dialects import clickwrap, kasisto, librato, thousandeyes
 from snapshotd.http.fast_read import FastSnapshotRead
@@ -109,6 +119,7 @@ def create_app(
     app.include_router(native.router)
     app.include_router(native_files.router)
     app.include_router(admin.router)
+    app.include_router(render.router)
     for dialect in DIALECTS:
         dialect.install(app)
     app.include_router(console.router)

@@ -7,13 +7,15 @@ makes, which need no token."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from snapshotd.http.deps import Services
 from snapshotd.services import downloads
+from snapshotd.services.records import Artifact
 
 CHUNK = 256 * 1024
 # A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
@@ -41,20 +43,37 @@ def artifact_response(
         redirect = _direct_redirect(services, org_id, snapshot_id, role, direct_for)
         if redirect is not None:
             return redirect
-    artifact, stream = services.snapshots.open_artifact(org_id, snapshot_id, role)
+    artifact = services.snapshots.artifact(org_id, snapshot_id, role)
+    return send_artifact(
+        request,
+        snapshot_id,
+        artifact,
+        lambda: services.snapshots.open_blob(artifact),
+        {"Cache-Control": "private, no-cache"},
+    )
+
+
+def send_artifact(
+    request: Request,
+    snapshot_id: str,
+    artifact: Artifact,
+    open_stream: Callable[[], BinaryIO],
+    headers: dict[str, str],
+) -> Response:
+    """The artifact's bytes streamed with `headers`, its ETag (the SHA-256) and its length; 304
+    when the request's If-None-Match names it; the headers alone for HEAD. The blob is opened
+    only when its bytes are sent."""
     etag = f'"{artifact.sha256}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": "private, no-cache",
-        "X-Content-SHA256": artifact.sha256,
-    }
-    if request.headers.get("if-none-match") == etag:
-        stream.close()
+    headers = {**headers, "ETag": etag, "X-Content-SHA256": artifact.sha256}
+    if etag in _named_tags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(artifact.size)
     if artifact.role in downloads.ATTACHMENT_ROLES:
         headers["Content-Disposition"] = f'attachment; filename="{snapshot_id}.{artifact.role}"'
         headers["Content-Security-Policy"] = "sandbox"
+    if request.method == "HEAD":
+        return Response(headers=headers, media_type=artifact.media_type)
+    stream = open_stream()
 
     def chunks() -> Any:
         with stream:
@@ -62,6 +81,12 @@ def artifact_response(
                 yield data
 
     return StreamingResponse(chunks(), media_type=artifact.media_type, headers=headers)
+
+
+def _named_tags(header: str) -> list[str]:
+    """The entity tags an If-None-Match header lists, weak ones compared as strong (RFC 9110
+    uses the weak comparison for If-None-Match)."""
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
 
 
 def link_life(expires: int) -> int:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from snapshotd.errors import BadRequest
 from snapshotd.http import openapi
 from snapshotd.http.artifacts import artifact_response
 from snapshotd.http.deps import (
@@ -20,6 +21,8 @@ from snapshotd.http.deps import (
     ServicesDep,
     UploaderDep,
 )
+from snapshotd.rules import MAX_CACHE_TTL
+from snapshotd.services.capture_cache import CacheAsk
 from snapshotd.services.capture_request import (
     FLAGS,
     CaptureRequest,
@@ -39,6 +42,8 @@ from snapshotd.timestamps import iso
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
 
 ARTIFACTS = ("image", "pdf", "html", "mhtml")
+# The fields of a create request that ask something of the API rather than of the capture.
+NOT_OPTIONS = {"callback_url", "cache_ttl", "force"}
 
 
 class Reason(BaseModel):
@@ -49,6 +54,17 @@ class Reason(BaseModel):
 class SnapshotCreate(CaptureRequest):
     callback_url: str | None = Field(
         None, max_length=2000, description="Receives a signed JSON event when the job ends."
+    )
+    cache_ttl: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_CACHE_TTL,
+        strict=True,
+        description="Answer with an identical capture of the organization up to this many "
+        "seconds old (or one running now) instead of capturing again; absent: always capture.",
+    )
+    force: bool = Field(
+        False, strict=True, description="Capture again even when cache_ttl would reuse one."
     )
 
 
@@ -120,7 +136,10 @@ def snapshot_body(
 
 
 @router.post(
-    "/snapshots", status_code=202, summary="Queue a page capture", responses=openapi.answers(409)
+    "/snapshots",
+    status_code=202,
+    summary="Queue a page capture, or reuse a recent identical one",
+    responses=openapi.answers(409),
 )
 def create_snapshot(
     body: SnapshotCreate,
@@ -129,18 +148,40 @@ def create_snapshot(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    options = CaptureRequest.model_validate(body.model_dump(exclude={"callback_url"}))
-    snapshot = services.snapshots.create_page(
-        principal.org_id,
-        options,
-        idempotency_key=idempotency_key,
-        callback_url=body.callback_url,
-        actor=principal.email,
-    )
+    options = CaptureRequest.model_validate(body.model_dump(exclude=NOT_OPTIONS))
+    cached = False
+    if body.cache_ttl is None:
+        snapshot = services.snapshots.create_page(
+            principal.org_id,
+            options,
+            idempotency_key=idempotency_key,
+            callback_url=body.callback_url,
+            actor=principal.email,
+        )
+    elif body.callback_url:
+        raise BadRequest(
+            "callback_url cannot be combined with cache_ttl: a reused capture has ended already "
+            "or belongs to another request",
+            field="callback_url",
+        )
+    else:
+        got = services.snapshots.create_cached(
+            principal.org_id,
+            options,
+            CacheAsk(ttl=body.cache_ttl, force=body.force),
+            surface="native",
+            idempotency_key=idempotency_key,
+            callback_url=body.callback_url,
+            actor=principal.email,
+        )
+        snapshot, cached = got.snapshot, got.cached
     # Read back with its job: an in-process worker may already have started it.
     created = services.reads.read(principal.org_id, snapshot.id)
     response.headers["Location"] = f"/api/v1/snapshots/{created.id}"
-    return snapshot_body(created, created.job)
+    response.headers["X-Cache"] = "hit" if cached else "miss"
+    if cached and created.status == "success":
+        response.status_code = 200  # nothing was queued: the finished capture is the answer
+    return {**snapshot_body(created, created.job), "cached": cached}
 
 
 @router.get("/snapshots", summary="List snapshots, newest first")
@@ -252,6 +293,7 @@ def get_job(job_id: str, principal: PrincipalDep, services: ServicesDep) -> dict
         exclude=("headers", "cookies"),
         flags=FLAGS,
         text={"geolocation": "latitude,longitude or latitude,longitude,accuracy (metres)"},
+        extra=openapi.CACHE_PARAMETERS,
     ),
 )
 async def capture(
@@ -259,11 +301,14 @@ async def capture(
     principal: UploaderDep,
     services: ServicesDep,
 ) -> Response:
-    options = parse_request(fields_from_text(request.query_params.multi_items()))
-    snapshot = await services.capture.capture(principal, options, surface="native")
+    fields = fields_from_text(request.query_params.multi_items())
+    ask = CacheAsk.from_text(fields)
+    options = parse_request(fields)
+    got = await services.capture.capture(principal, options, surface="native", cache=ask)
     role = "pdf" if options.format == "pdf" else "image"
     response = await asyncio.to_thread(
-        artifact_response, request, services, principal.org_id, snapshot.id, role
+        artifact_response, request, services, principal.org_id, got.snapshot.id, role
     )
-    response.headers["X-Snapshot-Id"] = snapshot.id
+    response.headers["X-Snapshot-Id"] = got.snapshot.id
+    response.headers["X-Cache"] = got.header
     return response

@@ -166,6 +166,26 @@ Instant = Annotated[
     ),
 ]
 
+# The capture cache's controls on a route that reads them from the query (docs/api.md).
+CACHE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "cache_ttl",
+        "in": "query",
+        "schema": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2_592_000,
+            "description": "Reuse an identical capture up to this many seconds old (0: never); "
+            "default: the organization's or the instance's setting",
+        },
+    },
+    {
+        "name": "force",
+        "in": "query",
+        "schema": {"type": "string", "description": "1, true, yes or on: capture again"},
+    },
+]
+
 # `openapi_extra=` of an operation that needs no token: OpenAPI's empty security requirement.
 PUBLIC: dict[str, Any] = {"security": []}
 
@@ -202,10 +222,11 @@ def query(
     exclude: tuple[str, ...] = (),
     flags: tuple[str, ...] = (),
     text: Mapping[str, str] | None = None,
+    extra: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """For `openapi_extra=`: `model`'s fields as the query parameters of a route that reads them
     from the raw query. `flags` are read as true when 1, true, yes or on, false otherwise; `text`
-    names fields written as one string in the query, with how."""
+    names fields written as one string in the query, with how; `extra` are more parameters."""
     text = text or {}
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
@@ -220,7 +241,7 @@ def query(
         parameters.append(
             {"name": name, "in": "query", "required": name in required, "schema": _value(field)}
         )
-    return {"parameters": parameters}
+    return {"parameters": parameters + list(extra or ())}
 
 
 def _value(field: dict[str, Any]) -> dict[str, Any]:

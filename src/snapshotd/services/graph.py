@@ -28,6 +28,7 @@ from snapshotd.services.metrics import Metrics
 from snapshotd.services.org_settings import OrgSettings
 from snapshotd.services.principals import PrincipalCache
 from snapshotd.services.ratelimit import TokenBuckets
+from snapshotd.services.render_keys import RenderKeys
 from snapshotd.services.runner import LocalRunner, SyncCapture
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshot_reads import SnapshotReads
@@ -68,6 +69,7 @@ class Services:
     locations: Locations
     evidence: Evidence
     capture: SyncCapture
+    render_keys: RenderKeys
     token_requests: TokenBuckets
     misses: TokenBuckets
     # the web console's own reads and sessions
@@ -142,6 +144,7 @@ def build_services(
         locations=locations,
         evidence=Evidence(locations),
         capture=SyncCapture(settings, snapshots, runner),
+        render_keys=RenderKeys(settings, db),
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
         misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),
         console_sessions=ConsoleSessions(db),

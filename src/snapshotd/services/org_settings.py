@@ -54,6 +54,23 @@ class OrgSettings:
             raise InvalidValue(error.detail, field="rate_limits") from None
         return self._merge(org_id, "rate_limits", limits, actor=actor)
 
+    def set_cache_ttl(self, org_id: str, seconds: int | None, *, actor: str) -> Organization:
+        """Seconds the organization's captures are reused on the caching routes by default
+        (services/capture_cache.py); None follows the instance's setting, 0 never reuses."""
+        if seconds is not None and not 0 <= seconds <= rules.MAX_CACHE_TTL:
+            raise InvalidValue(
+                f"cache_ttl is from 0 to {rules.MAX_CACHE_TTL} seconds", field="cache_ttl"
+            )
+        with self.db.session() as session:
+            org = session.get(Organization, org_id)
+            if org is None:
+                raise NotFound(f"no organization {org_id}")
+            org.cache_ttl = seconds
+            audit.record(
+                session, org_id, actor, "updated", "organization", org_id, cache_ttl=seconds
+            )
+            return org
+
     def _merge(self, org_id: str, name: str, values: dict[str, Any], *, actor: str) -> Organization:
         """Merges `values` into the organization's `name` overrides, recorded in the audit log."""
         with self.db.session() as session:

@@ -116,8 +116,11 @@ class TokenBuckets:
 
     MAX_KEYS = 50_000
 
-    def __init__(self, per_minute: int, *, policy: str) -> None:
-        self.limit = Limit(per_minute, 60) if per_minute > 0 else None
+    def __init__(self, limit: int | Limit | None, *, policy: str) -> None:
+        """`limit` is a Limit, or requests per minute (0 or None: no limit)."""
+        if isinstance(limit, int):
+            limit = Limit(limit, 60) if limit > 0 else None
+        self.limit = limit
         self.policy = policy
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from snapshotd.config import Settings
 from snapshotd.errors import CaptureFailed, ServiceUnavailable
 from snapshotd.services.accounts import Principal
+from snapshotd.services.capture_cache import CacheAsk, Cached
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.store.models import Snapshot
@@ -43,24 +44,36 @@ class SyncCapture:
         self.runner = runner
 
     async def capture(
-        self, principal: Principal, options: CaptureRequest, *, surface: str
-    ) -> Snapshot:
-        """The finished snapshot; CaptureFailed when the capture failed, ServiceUnavailable when
-        it did not end in time (the job goes on, and the snapshot can be fetched later)."""
+        self,
+        principal: Principal,
+        options: CaptureRequest,
+        *,
+        surface: str,
+        cache: CacheAsk | None = None,
+    ) -> Cached:
+        """The finished snapshot, reused from the capture cache when it can be (`cache`, the
+        instance's default when None); CaptureFailed when the capture failed,
+        ServiceUnavailable when it did not end in time (the job goes on, and the snapshot can be
+        fetched later)."""
         runner = self.runner
         local = runner if runner is not None and runner.ready.is_set() else None
         org_id = principal.org_id
-        snapshot = await asyncio.to_thread(
-            self.snapshots.create_page,
+        got = await asyncio.to_thread(
+            self.snapshots.create_cached,
             org_id,
             options,
+            cache or CacheAsk(),
             surface=surface,
             claimed_by=local.id if local is not None else None,
             actor=principal.email,
         )
-        if local is None or not await _ran_on(local, snapshot):
-            await self._wait_for(org_id, snapshot, options)
-        snapshot = await asyncio.to_thread(self.snapshots.get, org_id, snapshot.id)
+        snapshot = got.snapshot
+        if snapshot.status != "success":  # not a finished capture from the cache
+            # A running capture the request joined is waited for wherever it runs.
+            if got.cached or local is None or not await _ran_on(local, snapshot):
+                await self._wait_for(org_id, snapshot, options)
+            snapshot = await asyncio.to_thread(self.snapshots.get, org_id, snapshot.id)
+            got = Cached(snapshot, cached=got.cached, ttl=got.ttl)
         if snapshot.status == "failed":
             raise CaptureFailed(snapshot.status_message or "the capture failed")
         if snapshot.status != "success":
@@ -68,7 +81,7 @@ class SyncCapture:
                 f"snapshot {snapshot.id} is still {snapshot.status}; fetch it later",
                 retry_after=5,
             )
-        return snapshot
+        return got
 
     async def _wait_for(self, org_id: str, snapshot: Snapshot, options: CaptureRequest) -> None:
         limit = (options.timeout_ms or self.settings.capture_timeout_ms) / 1000 + 30

@@ -22,8 +22,9 @@ from snapshotd.engines import devices
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.rules import SNAPSHOT_KINDS
-from snapshotd.services import audit, manifests
+from snapshotd.services import audit, capture_cache, manifests
 from snapshotd.services.blob_gc import delete_unreferenced
+from snapshotd.services.capture_cache import CacheAsk, Cached, CaptureCache
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.liveness import is_live, live_clause, live_snapshot
 from snapshotd.services.manifests import MANIFEST_ROLE, Signer
@@ -39,6 +40,10 @@ STATUSES = ("queued", "working", "success", "failed")
 KINDS = SNAPSHOT_KINDS
 CAPTURE_JOB = "capture"
 Archived = Literal["exclude", "include", "only"]
+
+
+class InFlight(Exception):
+    """The database refused a capture because an identical one is running (capture_cache.py)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Snapshots:
         self.policy = EgressPolicy(settings.egress_allow)
         self.limits = CreationLimits(settings.rate_limits)
         self.signer = Signer(settings)
+        self.cache = CaptureCache(settings)
         self.jobs = SnapshotJobs(self)
 
     # -- validation ---------------------------------------------------------------------------
@@ -107,14 +113,89 @@ class Snapshots:
         if callback_url:
             self.policy.check_url(callback_url)
         with self.db.session() as session:
-            if idempotency_key:
-                existing = session.scalar(
-                    select(Snapshot).where(
-                        Snapshot.org_id == org_id, Snapshot.idempotency_key == idempotency_key
+            return self._create_page(
+                session,
+                org_id,
+                options,
+                surface=surface,
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
+                claimed_by=claimed_by,
+                actor=actor,
+                location_id=location_id,
+                source=source,
+            )
+
+    def create_cached(
+        self,
+        org_id: str,
+        options: CaptureRequest,
+        ask: CacheAsk,
+        *,
+        surface: str,
+        claimed_by: str | None = None,
+        actor: str = audit.SYSTEM,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+    ) -> Cached:
+        """A capture through the cache (services/capture_cache.py): a fresh or running identical
+        capture of the organization when there is one, else a new one that later identical
+        requests find. Reuse takes nothing from the creation limit."""
+        self.check_options(options)
+        if callback_url:
+            self.policy.check_url(callback_url)
+        key = capture_cache.cache_key(options)
+        keyed = True
+        for _ in range(3):
+            try:
+                with self.db.session() as session:
+                    ttl = self.cache.ttl(session, org_id, ask)
+                    reuse = ttl > 0 and not ask.force
+                    found = self.cache.find(session, org_id, key, ttl) if reuse else None
+                    if found is not None:
+                        return Cached(found, cached=True, ttl=ttl)
+                    snapshot = self._create_page(
+                        session,
+                        org_id,
+                        options,
+                        surface=surface,
+                        idempotency_key=idempotency_key,
+                        callback_url=callback_url,
+                        claimed_by=claimed_by,
+                        actor=actor,
+                        cache_key=key if keyed else None,
                     )
+                    return Cached(snapshot, cached=False, ttl=ttl)
+            except InFlight:
+                # An identical capture started meanwhile: a request that may reuse looks again and
+                # joins it; a forced one (or one with the cache off) captures without the key.
+                keyed = reuse
+        raise Conflict("an identical capture started and ended meanwhile; try again")
+
+    def _create_page(
+        self,
+        session: Session,
+        org_id: str,
+        options: CaptureRequest,
+        *,
+        surface: str,
+        idempotency_key: str | None,
+        callback_url: str | None,
+        claimed_by: str | None,
+        actor: str,
+        location_id: str | None = None,
+        source: str | None = None,
+        cache_key: str | None = None,
+    ) -> Snapshot:
+        if idempotency_key:
+            existing = session.scalar(
+                select(Snapshot).where(
+                    Snapshot.org_id == org_id, Snapshot.idempotency_key == idempotency_key
                 )
-                if existing is not None:
-                    return self._check_replay(existing, options, callback_url)
+            )
+            if existing is not None:
+                return self._check_replay(existing, options, callback_url)
+        try:
             snapshot = self.create(
                 session,
                 org_id,
@@ -129,11 +210,13 @@ class Snapshots:
                 actor=actor,
                 location_id=location_id,
                 source=source,
+                cache_key=cache_key,
             )
-            try:
-                session.flush()
-            except IntegrityError:
-                raise Conflict("a snapshot with this Idempotency-Key is being created") from None
+            session.flush()
+        except IntegrityError:
+            if cache_key is not None:
+                raise InFlight from None
+            raise Conflict("a snapshot with this Idempotency-Key is being created") from None
         return snapshot
 
     def create(
@@ -152,6 +235,7 @@ class Snapshots:
         claimed_by: str | None = None,
         location_id: str | None = None,
         source: str | None = None,
+        cache_key: str | None = None,
     ) -> Snapshot:
         """A snapshot of any kind and the job that makes it, in the caller's transaction: checks
         the queue's capacity, takes one from the `surface` creation limit, sets the expiry and
@@ -174,6 +258,7 @@ class Snapshots:
             completed_at=now if job_kind is None else None,
             location_id=location_id,
             source=source,
+            cache_key=cache_key,
             expires_at=now + timedelta(days=self.retention_days(session, org_id, kind)),
         )
         session.add(snapshot)
@@ -271,13 +356,22 @@ class Snapshots:
         return Page(items, _encode_cursor(items[-1].id) if more and items else None)
 
     def open_artifact(self, org_id: str, snapshot_id: str, role: str) -> tuple[Artifact, BinaryIO]:
+        artifact = self.artifact(org_id, snapshot_id, role)
+        return artifact, self.blobs.open(artifact.sha256)
+
+    def artifact(self, org_id: str, snapshot_id: str, role: str) -> Artifact:
+        """The row of the snapshot's `role` artifact; Conflict while it is being made."""
         snapshot = self.get(org_id, snapshot_id)
         for artifact in snapshot.artifacts:
             if artifact.role == role:
-                return artifact, self.blobs.open(artifact.sha256)
+                return artifact
         if snapshot.status in ("queued", "working"):
             raise Conflict(f"snapshot {snapshot_id} is still {snapshot.status}; try again soon")
         raise NotFound(f"snapshot {snapshot_id} has no {role} artifact")
+
+    def open_blob(self, artifact: Artifact) -> BinaryIO:
+        """The bytes of an artifact the caller already read (a capture from the cache)."""
+        return self.blobs.open(artifact.sha256)
 
     def bundle(self, org_id: str, snapshot_id: str) -> bytes:
         """The signed manifest and every evidence artifact, zipped with the key that verifies

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -74,6 +75,8 @@ class Organization(Base):
     # Per-organization overrides of the instance settings: {"page": 90} and {"native": "50/60"}.
     retention_days: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rate_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Seconds a capture is reused for an identical request (None: the instance's setting).
+    cache_ttl: Mapped[int | None] = mapped_column(default=None)
 
 
 class User(Base):
@@ -130,11 +133,25 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+# A capture whose cache key another capture of its organization already holds while running is
+# refused by the database: how identical requests in any process coalesce into one capture.
+IN_FLIGHT = text("status IN ('queued', 'working') AND cache_key IS NOT NULL")
+
+
 class Snapshot(Base):
     __tablename__ = "snapshots"
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key"),
         Index("ix_snapshots_org_created", "org_id", "id"),
+        Index("ix_snapshots_cache", "org_id", "cache_key"),
+        Index(
+            "ux_snapshots_cache_in_flight",
+            "org_id",
+            "cache_key",
+            unique=True,
+            sqlite_where=IN_FLIGHT,
+            postgresql_where=IN_FLIGHT,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("snp"))
@@ -165,6 +182,8 @@ class Snapshot(Base):
         ForeignKey("locations.id", ondelete="SET NULL"), default=None, index=True
     )
     source: Mapped[str | None] = mapped_column(String(20), default=None)
+    # The capture cache's key (services/capture_cache.py): set on captures that may be reused.
+    cache_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="snapshot", cascade="all, delete-orphan", order_by="Artifact.id"
@@ -209,6 +228,26 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RenderKey(Base):
+    """A key that signs render links (`/render/{id}/...`) for its organization. HMAC needs the
+    secret itself to verify a signature, so it is kept, and never shown after creation."""
+
+    __tablename__ = "render_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rk"))
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), default="")
+    secret: Mapped[str] = mapped_column(String(100))
+    # "count/seconds" (rules.Limit); None: the instance's SNAPSHOTD_RENDER_KEY_RATE_LIMIT.
+    rate_limit: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Share(Base):

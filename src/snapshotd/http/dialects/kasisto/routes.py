@@ -22,8 +22,8 @@ from snapshotd.http.deps import Credentials, Services, ServicesDep, credentials,
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import add_signed_download, json_object, principal_factory
 from snapshotd.services.accounts import Principal
+from snapshotd.services.capture_cache import CacheAsk, Cached
 from snapshotd.services.capture_request import parse_request
-from snapshotd.services.records import Snapshot
 
 router = APIRouter(tags=["kasisto"])
 
@@ -40,6 +40,7 @@ GET_PARAMETERS = [
     {"name": "height", "in": "query", "schema": _PIXELS},
     {"name": "token", "in": "query", "schema": {"type": "string"}},
     {"name": "localmode", "in": "query", "schema": {"type": "string"}},
+    *openapi.CACHE_PARAMETERS,
 ]
 
 
@@ -77,9 +78,12 @@ def _options(fields: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-async def _snap(services: Services, principal: Principal, fields: dict[str, Any]) -> Snapshot:
+async def _snap(services: Services, principal: Principal, fields: dict[str, Any]) -> Cached:
+    """The capture, through the capture cache: `cache_ttl` and `force` are snapshotd's own
+    additions to the document's fields."""
+    ask = CacheAsk.from_text(fields)
     options = parse_request(_options(fields))
-    return await services.capture.capture(principal, options, surface="kasisto")
+    return await services.capture.capture(principal, options, surface="kasisto", cache=ask)
 
 
 @router.get(
@@ -90,10 +94,12 @@ async def _snap(services: Services, principal: Principal, fields: dict[str, Any]
     openapi_extra={"parameters": GET_PARAMETERS},
 )
 async def create_snap_get(request: Request, services: ServicesDep, principal: Uploader) -> Response:
-    snapshot = await _snap(services, principal, dict(request.query_params))
-    return await asyncio.to_thread(
-        artifact_response, request, services, snapshot.org_id, snapshot.id, "image"
+    got = await _snap(services, principal, dict(request.query_params))
+    response = await asyncio.to_thread(
+        artifact_response, request, services, got.snapshot.org_id, got.snapshot.id, "image"
     )
+    response.headers["X-Cache"] = got.header
+    return response
 
 
 @router.post(
@@ -103,7 +109,7 @@ async def create_snap_get(request: Request, services: ServicesDep, principal: Up
     openapi_extra=openapi.KASISTO_BODY,
 )
 async def create_snap_post(
-    request: Request, services: ServicesDep, principal: Uploader
+    request: Request, services: ServicesDep, principal: Uploader, response: Response
 ) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -115,7 +121,9 @@ async def create_snap_post(
         fields = await json_object(request)
     else:
         fields = dict(request.query_params)
-    snapshot = await _snap(services, principal, fields)
+    got = await _snap(services, principal, fields)
+    snapshot = got.snapshot
+    response.headers["X-Cache"] = got.header
     expires, signature = await asyncio.to_thread(
         services.downloads.sign, snapshot, "image", lifetime=FILE_LINK_LIFETIME
     )
