@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from snapshotd.http import openapi
-from snapshotd.rules import MAX_CACHE_TTL
 from snapshotd.http.deps import AdminDep, PrincipalDep, ServicesDep
+from snapshotd.rules import MAX_CACHE_TTL
 from snapshotd.services import accounts
 from snapshotd.services.records import AccountGroup, ApiToken, Organization, User
 from snapshotd.timestamps import iso
