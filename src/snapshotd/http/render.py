@@ -17,10 +17,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from snapshotd.errors import BadRequest, CaptureFailed, Gone
+from snapshotd.errors import BadRequest, CaptureFailed, Forbidden, Gone
 from snapshotd.http import openapi
 from snapshotd.http.artifacts import send_artifact
-from snapshotd.http.deps import AdminDep, ServicesDep
+from snapshotd.http.deps import AdminDep, Services, ServicesDep, client_address
 from snapshotd.services.capture_cache import CacheAsk
 from snapshotd.services.capture_request import (
     FLAGS,
@@ -29,7 +29,7 @@ from snapshotd.services.capture_request import (
     parse_request,
 )
 from snapshotd.services.records import RenderKey
-from snapshotd.services.render_keys import split_signed
+from snapshotd.services.render_keys import LiveKey, split_signed
 from snapshotd.timestamps import iso
 
 router = APIRouter(tags=["render links"])
@@ -141,13 +141,8 @@ RENDER_ROUTE: dict[str, Any] = {
     **RENDER_ROUTE,
 )
 async def render(key_id: str, format: Format, request: Request, services: ServicesDep) -> Response:
-    keys = services.render_keys
-    signed, given = split_signed(request.scope["query_string"])
-    known, found = keys.remembered(key_id)
-    if not known:
-        found = await asyncio.to_thread(keys.look_up, key_id)
-    key = keys.check(found, signed, given)
-    decision = keys.take(key)
+    key, signed = await _signer(request, services, key_id)
+    decision = services.render_keys.take(key)
     fields = fields_from_text(parse_qsl(signed.decode("latin-1"), keep_blank_values=True))
     _check_expiry(fields.pop("expires", None))
     ask = CacheAsk.from_text(fields)
@@ -174,6 +169,23 @@ async def render(key_id: str, format: Format, request: Request, services: Servic
         lambda: services.snapshots.open_blob(artifact),
         headers,
     )
+
+
+async def _signer(request: Request, services: Services, key_id: str) -> tuple[LiveKey, bytes]:
+    """The live key whose signature the link carries, and the part of the query it signed. A
+    link that fails takes one from the client address's miss budget, as an unknown share link
+    does, so guessing is slow."""
+    keys, address = services.render_keys, client_address(request)
+    services.misses.check(address)
+    try:
+        signed, given = split_signed(request.scope["query_string"])
+        known, found = keys.remembered(key_id)
+        if not known:
+            found = await asyncio.to_thread(keys.look_up, key_id)
+        return keys.check(found, signed, given), signed
+    except Forbidden:
+        services.misses.take(address)
+        raise
 
 
 def _check_expiry(expires: object) -> None:
