@@ -13,6 +13,7 @@ import typer
 
 from snapshotd.cli.common import fail, settings_from_env
 from snapshotd.errors import SnapshotdError
+from snapshotd.rules import MAX_CACHE_TTL
 
 if TYPE_CHECKING:
     from snapshotd.services.graph import Services
@@ -69,15 +70,24 @@ def org_set(
         list[str] | None,
         typer.Option(help="SURFACE=COUNT/SECONDS, e.g. thousandeyes_v7=10/300 (repeatable)."),
     ] = None,
+    cache_ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Seconds a capture is reused on the caching routes (0: never; 'default': the "
+            "instance's SNAPSHOTD_CAPTURE_CACHE_TTL).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Change an organization's retention per kind and snapshot-creation rate limits. Both are
-    checked before either is saved, so a wrong one changes nothing."""
+    """Change an organization's retention per kind, snapshot-creation rate limits and capture
+    cache TTL. All are checked before any is saved, so a wrong one changes nothing."""
     from snapshotd.rules import rate_limits, retention_days
 
     days = _pairs(retention or [], "--retention")
     if not all(value.isascii() and value.isdigit() for value in days.values()):
         raise fail("--retention days must be whole numbers")
     limits = _pairs(rate_limit or [], "--rate-limit")
+    ttl = _cache_ttl(cache_ttl)
     services = _services()
     try:
         retention_days({kind: int(value) for kind, value in days.items()})
@@ -89,8 +99,20 @@ def org_set(
             )
         if limits:
             services.org_settings.set_rate_limits(org_id, limits, actor=OPERATOR)
+        if cache_ttl is not None:
+            services.org_settings.set_cache_ttl(org_id, ttl, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
+
+
+def _cache_ttl(value: str | None) -> int | None:
+    """--cache-ttl's seconds; None for 'default' (or when not given)."""
+    if value is None or value.strip().lower() == "default":
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_CACHE_TTL:
+        raise fail(f"--cache-ttl is seconds from 0 to {MAX_CACHE_TTL}, or 'default'")
+    return int(text)
 
 
 @user_app.command("create")
