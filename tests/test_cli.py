@@ -415,8 +415,11 @@ def test_org_user_token_group_commands(env: dict[str, str]) -> None:
     # Both are checked before either is saved: a wrong limit leaves the retention as it was.
     mixed = ("--retention", "page=30", "--rate-limit", "nativ=5/60")
     assert run(env, "org", "set", "acme", *mixed).returncode == 1
+    assert run(env, "org", "set", "acme", "--cache-ttl", "3600").returncode == 0
+    assert run(env, "org", "set", "acme", "--cache-ttl", "soon").returncode == 1
     log = run(env, "audit", "--org", "acme").stdout
     assert "page': 30" not in log and '"page": 30' not in log
+    assert "cache_ttl" in log and "3600" in log
     for action in (
         "created\ttoken",
         "revoked\ttoken",
