@@ -51,6 +51,12 @@ class Telemetry:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
+        self.capture_cache = Counter(
+            "snapshotd_capture_cache",
+            "Capture requests on the caching routes, by whether the cache answered them.",
+            ["result"],
+            registry=self.registry,
+        )
         self.browser_restarts = Counter(
             "snapshotd_browser_restarts",
             "Browsers relaunched after a crash, a hang or recycling.",

@@ -64,6 +64,9 @@ def test_a_repeat_of_get_capture_is_a_hit_until_forced_or_the_ttl_is_zero(
     assert hit.headers["x-snapshot-id"] == first.headers["x-snapshot-id"]
     assert hit.content == first.content
     assert page_hits(pages, "/cache-get") == 1
+    metrics = live_api.get("/metrics").text
+    assert 'snapshotd_capture_cache_total{result="hit"} 1.0' in metrics
+    assert 'snapshotd_capture_cache_total{result="miss"} 2.0' in metrics
 
     assert capture(live_api, auth, url=url, width=700, force="1").headers["x-cache"] == "miss"
     assert capture(live_api, auth, url=url, width=700, cache_ttl=0).headers["x-cache"] == "miss"

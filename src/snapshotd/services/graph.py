@@ -143,7 +143,7 @@ def build_services(
         test_windows=TestWindows(snapshots, shares),
         locations=locations,
         evidence=Evidence(locations),
-        capture=SyncCapture(settings, snapshots, runner),
+        capture=SyncCapture(settings, snapshots, runner, telemetry),
         render_keys=RenderKeys(settings, db),
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
         misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),

@@ -37,11 +37,16 @@ class LocalRunner(Protocol):
 
 class SyncCapture:
     def __init__(
-        self, settings: Settings, snapshots: Snapshots, runner: LocalRunner | None
+        self,
+        settings: Settings,
+        snapshots: Snapshots,
+        runner: LocalRunner | None,
+        telemetry: Telemetry,
     ) -> None:
         self.settings = settings
         self.snapshots = snapshots
         self.runner = runner
+        self.telemetry = telemetry
 
     async def capture(
         self,
@@ -67,6 +72,7 @@ class SyncCapture:
             claimed_by=local.id if local is not None else None,
             actor=principal.email,
         )
+        self.telemetry.capture_cache.labels(got.header).inc()
         snapshot = got.snapshot
         if snapshot.status != "success":  # not a finished capture from the cache
             # A running capture the request joined is waited for wherever it runs.
