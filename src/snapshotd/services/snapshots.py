@@ -216,7 +216,9 @@ class Snapshots:
         except IntegrityError:
             if cache_key is not None:
                 raise InFlight from None
-            raise Conflict("a snapshot with this Idempotency-Key is being created") from None
+            if idempotency_key:
+                raise Conflict("a snapshot with this Idempotency-Key is being created") from None
+            raise
         return snapshot
 
     def create(
