@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from bench import adpage, baseline, charts, corpus, probes, proc, report, scaling
+from bench import adpage, baseline, charts, corpus, probes, proc, render, report, scaling
 from bench import load as api_load
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
@@ -38,9 +38,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("pages", "corpus", "ads", "charts", "tests", "load", "scaling"),
+        choices=("pages", "corpus", "ads", "charts", "tests", "load", "render", "scaling"),
         help="run only the page-capture, the real-world corpus, the ad-heavy page, the chart and "
-        "metric, the synthetic test, the API load, or the worker scaling figures",
+        "metric, the synthetic test, the API load, the render link, or the worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
     load_result: api_load.LoadResult | None = None
+    render_result: render.RenderResult | None = None
     scaling_result: scaling.ScalingResult | None = None
     base = rerun = None
     cli = baseline.CliResult(None, "")
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             probe_result = probes.run(args.quick, _say)
         if args.only in (None, "load"):
             load_result = api_load.run(args.quick, _say, args.load_seconds)
+        if args.only in (None, "render"):
+            render_result = render.run(args.quick, _say)
         if args.only in (None, "scaling"):
             scaling_result = scaling.run(args.quick, _say)
     except KeyboardInterrupt:
@@ -174,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     if load_result is not None:
         print(report.render(report.load_rows(load_result)))
         print("\n".join(load_result.notes))
+        print()
+    if render_result is not None:
+        print(render.describe(render_result))
+        print(report.render(render.rows(render_result)))
+        print("\n".join(render_result.notes))
         print()
     if scaling_result is not None:
         print(scaling.describe(scaling_result))

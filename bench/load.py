@@ -15,6 +15,7 @@ the last CPU; the API processes get the others when there are enough of them, el
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import os
@@ -173,11 +174,6 @@ class ApiServer(SnapshotdServer):
             )
         self._wait_ready()
 
-    def cpu_seconds(self) -> float:
-        assert self.process is not None
-        tree = proc.descendants(self.process.pid, include_root=True)
-        return sum(proc.cpu_seconds(p.pid) for p in tree)
-
 
 def _seed(server: ApiServer) -> str:
     """An uploaded snapshot (status success, image and manifest artifacts) to read back."""
@@ -199,7 +195,7 @@ def _seed(server: ApiServer) -> str:
     return snapshot_id
 
 
-def _db_cpu_seconds(postgres: PrivatePostgres | None) -> float:
+def db_cpu_seconds(postgres: PrivatePostgres | None) -> float:
     """The PostgreSQL server's CPU, including backends that already exited: a client pool's
     overflow connections come and go during a run, each with a backend of its own."""
     if postgres is None:
@@ -211,14 +207,27 @@ def _db_cpu_seconds(postgres: PrivatePostgres | None) -> float:
     return live + sum(int(ticks) for ticks in reaped) / os.sysconf("SC_CLK_TCK")
 
 
-def _wrk(url: str, lua: Path, token: str, connections: int, seconds: float, cpu: int) -> WrkRun:
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    cpu: int,
+    lua: Path | None = None,
+    token: str = "",
+    timeout: float = 2.0,
+) -> WrkRun:
+    """One wrk run pinned to `cpu`; `timeout` is how long wrk waits for one answer."""
     command = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
+    command += ["--latency", f"--timeout={timeout:g}s"]
+    if lua is not None:
+        command += ["-s", str(lua)]
     done = subprocess.run(
-        [*command, "--latency", "-s", str(lua), url],
+        [*command, url],
         env={**os.environ, "BENCH_TOKEN": token},
         capture_output=True,
         text=True,
-        timeout=seconds + 60,
+        timeout=seconds + timeout + 60,
     )
     if done.returncode != 0:
         raise BenchFailure(f"wrk failed: {done.stderr or done.stdout}")
@@ -245,12 +254,15 @@ def _measure(
             lua = Path(scratch) / "route.lua"
             lua.write_text(route.lua)
             url = server.url + route.path.replace("{id}", snapshot_id)
-            _wrk(url, lua, server.token, connections, WARMUP_SECONDS, cpu)
-            api_cpu, db_cpu = server.cpu_seconds(), _db_cpu_seconds(postgres)
-            measured = _wrk(url, lua, server.token, connections, seconds, cpu)
+            hammer = functools.partial(
+                wrk, url, connections=connections, cpu=cpu, lua=lua, token=server.token
+            )
+            hammer(seconds=WARMUP_SECONDS)
+            api_cpu, db_cpu = server.cpu_seconds(), db_cpu_seconds(postgres)
+            measured = hammer(seconds=seconds)
             per_request = 1e6 / max(1, measured.requests)
             api_us = (server.cpu_seconds() - api_cpu) * per_request
-            db_us = (_db_cpu_seconds(postgres) - db_cpu) * per_request if postgres else None
+            db_us = (db_cpu_seconds(postgres) - db_cpu) * per_request if postgres else None
             runs.append(
                 LoadRun(
                     database,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WORDS = (
@@ -90,11 +91,13 @@ def build_page(target_bytes: int = 50_000) -> bytes:
 
 
 class PageServer:
-    """Serves the bench page at `/` on 127.0.0.1 (keep-alive, one thread per connection)."""
+    """Serves the bench page at `/`, whatever the query, on 127.0.0.1 (keep-alive, one thread per
+    connection); `hits` counts the requests for each path and query."""
 
     def __init__(self, body: bytes) -> None:
         self.body = body
-        page = body
+        self.hits: Counter[str] = Counter()
+        page, hits, lock = body, self.hits, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -103,6 +106,8 @@ class PageServer:
                 pass
 
             def do_GET(self) -> None:
+                with lock:
+                    hits[self.path] += 1
                 content = page if self.path.split("?")[0] == "/" else b""
                 self.send_response(200 if content else 404)
                 self.send_header("content-type", "text/html; charset=utf-8")

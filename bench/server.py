@@ -164,6 +164,12 @@ class SnapshotdServer:
         self._seen.update({(p.pid, p.start): p for p in found})
         return found
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the serve process and every live process under it."""
+        assert self.process is not None
+        tree = proc.descendants(self.process.pid, include_root=True)
+        return sum(proc.cpu_seconds(p.pid) for p in tree)
+
     def pss_mib(self) -> tuple[float, list[proc.Proc]]:
         assert self.process is not None
         total, counted = proc.tree_pss_mib(self.process.pid)
