@@ -29,6 +29,7 @@ from snapshotd.http import (
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.dialects import clickwrap, kasisto, librato, thousandeyes
 from snapshotd.http.fast_read import FastSnapshotRead
+from snapshotd.http.fast_render import FastRenderHit
 from snapshotd.services.graph import BlobStore, Database, LocalRunner, Services, build_services
 from snapshotd.telemetry import Telemetry
 
@@ -113,6 +114,7 @@ def create_app(
     problems.install(app)
     openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(FastRenderHit, services=services)
     app.add_middleware(FastSnapshotRead, services=services)  # outermost: it skips the rest
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
     app.include_router(shares.router)

@@ -16,8 +16,12 @@ from fastapi.responses import StreamingResponse
 from snapshotd.http.deps import Services
 from snapshotd.services import downloads
 from snapshotd.services.records import Artifact
+from snapshotd.services.snapshot_reads import ArtifactView
 
 CHUNK = 256 * 1024
+# An artifact up to this size is read at once and sent as one body: streaming it would cost
+# trips to a thread pool for every chunk, more than reading it.
+WHOLE = 1024 * 1024
 # A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
 # redirect, too short to be worth passing around (share links exist for that).
 DIRECT_SECONDS = 300
@@ -48,7 +52,7 @@ def artifact_response(
         request,
         snapshot_id,
         artifact,
-        lambda: services.snapshots.open_blob(artifact),
+        lambda: services.snapshots.open_blob(artifact.sha256),
         {"Cache-Control": "private, no-cache"},
     )
 
@@ -56,7 +60,7 @@ def artifact_response(
 def send_artifact(
     request: Request,
     snapshot_id: str,
-    artifact: Artifact,
+    artifact: Artifact | ArtifactView,
     open_stream: Callable[[], BinaryIO],
     headers: dict[str, str],
 ) -> Response:
@@ -74,6 +78,9 @@ def send_artifact(
     if request.method == "HEAD":
         return Response(headers=headers, media_type=artifact.media_type)
     stream = open_stream()
+    if artifact.size <= WHOLE:
+        with stream:
+            return Response(stream.read(), headers=headers, media_type=artifact.media_type)
 
     def chunks() -> Any:
         with stream:

@@ -28,6 +28,7 @@ from snapshotd.services.capture_request import (
     fields_from_text,
     parse_request,
 )
+from snapshotd.services.ratelimit import Decision
 from snapshotd.services.records import RenderKey
 from snapshotd.services.render_keys import LiveKey, split_signed
 from snapshotd.timestamps import iso
@@ -35,6 +36,7 @@ from snapshotd.timestamps import iso
 router = APIRouter(tags=["render links"])
 
 Format = Literal["png", "jpeg", "webp", "pdf"]
+ROLES = {"png": "image", "jpeg": "image", "webp": "image", "pdf": "pdf"}
 LINK_PARAMETERS = [
     {
         "name": "expires",
@@ -143,32 +145,46 @@ RENDER_ROUTE: dict[str, Any] = {
 async def render(key_id: str, format: Format, request: Request, services: ServicesDep) -> Response:
     key, signed = await _signer(request, services, key_id)
     decision = services.render_keys.take(key)
-    fields = fields_from_text(parse_qsl(signed.decode("latin-1"), keep_blank_values=True))
-    _check_expiry(fields.pop("expires", None))
-    ask = CacheAsk.from_text(fields)
-    if "format" in fields:
-        raise BadRequest("the format is the link's path (/render/KEY/FORMAT), not a parameter")
-    options = parse_request({**fields, "format": format})
+    options, ask = link_request(signed, format)
     got = await services.capture.capture(key.principal(), options, surface="render", cache=ask)
-    role = "pdf" if format == "pdf" else "image"
+    role = ROLES[format]
     snapshot = got.snapshot
     artifact = next((each for each in snapshot.artifacts if each.role == role), None)
     if artifact is None:
         raise CaptureFailed(f"snapshot {snapshot.id} has no {role}")
-    headers = {
-        "Cache-Control": f"public, max-age={got.max_age()}",
-        "X-Cache": got.header,
-        "X-Snapshot-Id": snapshot.id,
-        **(decision.headers() if decision is not None else {}),
-    }
+    headers = picture_headers(snapshot.id, got.max_age(), got.header, decision)
     return await asyncio.to_thread(
         send_artifact,
         request,
         snapshot.id,
         artifact,
-        lambda: services.snapshots.open_blob(artifact),
+        lambda: services.snapshots.open_blob(artifact.sha256),
         headers,
     )
+
+
+def link_request(signed: bytes, format: str) -> tuple[CaptureRequest, CacheAsk]:
+    """The capture a link's signed query asks for, and what it asks of the cache; Gone when its
+    `expires` has passed, BadRequest for anything else wrong."""
+    fields = fields_from_text(parse_qsl(signed.decode("latin-1"), keep_blank_values=True))
+    _check_expiry(fields.pop("expires", None))
+    ask = CacheAsk.from_text(fields)
+    if "format" in fields:
+        raise BadRequest("the format is the link's path (/render/KEY/FORMAT), not a parameter")
+    return parse_request({**fields, "format": format}), ask
+
+
+def picture_headers(
+    snapshot_id: str, max_age: int, cache: str, decision: Decision | None
+) -> dict[str, str]:
+    """The headers of a render link's picture: public caching for as long as the capture would be
+    reused, whether the cache answered, and the key's budget."""
+    return {
+        "Cache-Control": f"public, max-age={max_age}",
+        "X-Cache": cache,
+        "X-Snapshot-Id": snapshot_id,
+        **(decision.headers() if decision is not None else {}),
+    }
 
 
 async def _signer(request: Request, services: Services, key_id: str) -> tuple[LiveKey, bytes]:

@@ -11,23 +11,39 @@ again and find the running one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import bindparam, case, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from snapshotd.config import Settings
 from snapshotd.errors import BadRequest
 from snapshotd.rules import MAX_CACHE_TTL
 from snapshotd.services.capture_request import TRUE_WORDS, CaptureRequest
-from snapshotd.services.liveness import live_clause
-from snapshotd.store.models import Organization, Snapshot, utcnow
+from snapshotd.services.liveness import is_live, live_clause
+from snapshotd.services.snapshot_reads import ARTIFACT_FIELDS, ArtifactView
+from snapshotd.store.db import Database
+from snapshotd.store.models import Artifact, Organization, Snapshot, utcnow
 
 RUNNING = ("queued", "working")
+
+
+class Finished(Protocol):
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def legal_hold(self) -> bool: ...
+
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -66,14 +82,20 @@ class Cached:
 
     def max_age(self) -> int:
         """Seconds left of the cache life of the snapshot (0 when it is still running)."""
-        done = self.snapshot.completed_at
-        if done is None:
-            return 0
-        left = self.ttl - (utcnow() - done).total_seconds()
-        expires = self.snapshot.expires_at
-        if expires is not None and not self.snapshot.legal_hold:
-            left = min(left, (expires - utcnow()).total_seconds())
-        return max(0, int(left))
+        return cache_life(self.snapshot, self.ttl)
+
+
+def cache_life(snapshot: Finished, ttl: int) -> int:
+    """Seconds left before a capture stops answering requests with this TTL: never past the
+    snapshot's own expiry, 0 for one not finished."""
+    done = snapshot.completed_at
+    if done is None:
+        return 0
+    now = utcnow()
+    left = ttl - (now - done).total_seconds()
+    if snapshot.expires_at is not None and not snapshot.legal_hold:
+        left = min(left, (snapshot.expires_at - now).total_seconds())
+    return max(0, int(left))
 
 
 def parse_ttl(text: str) -> int:
@@ -143,3 +165,94 @@ class CaptureCache:
             .limit(1)
             .options(selectinload(Snapshot.artifacts))
         )
+
+
+# The hit of a render link, in one statement outside any transaction (Database.read): the newest
+# successful capture with the key since the cutoff, joined to the artifact the link shows.
+HIT = (
+    select(
+        Snapshot.id,
+        Snapshot.completed_at,
+        Snapshot.expires_at,
+        Snapshot.legal_hold,
+        *(getattr(Artifact, name) for name in ARTIFACT_FIELDS),
+    )
+    .join(Artifact, Artifact.snapshot_id == Snapshot.id)
+    .where(
+        Snapshot.org_id == bindparam("org_id"),
+        Snapshot.cache_key == bindparam("key"),
+        Snapshot.status == "success",
+        Snapshot.completed_at >= bindparam("since"),
+        Artifact.role == bindparam("role"),
+    )
+    .order_by(Snapshot.id.desc())
+    .limit(1)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPicture:
+    """A finished capture that answers a request, and the one artifact the request shows."""
+
+    id: str
+    completed_at: datetime | None
+    expires_at: datetime | None
+    legal_hold: bool
+    artifact: ArtifactView
+    ttl: int
+
+    def max_age(self) -> int:
+        return cache_life(self, self.ttl)
+
+
+class CacheHits:
+    """The capture cache's hits alone, for a render link answered in front of the framework
+    (http/fast_render.py): one query, and the organization's TTL remembered for
+    REMEMBER_SECONDS, so a change to it holds on every process within that bound."""
+
+    REMEMBER_SECONDS = 2.0
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._ttls: dict[str, tuple[float, int]] = {}
+
+    async def find(
+        self, org_id: str, options: CaptureRequest, ask: CacheAsk, role: str
+    ) -> CachedPicture | None:
+        """The organization's live, fresh capture matching `options` with its `role` artifact,
+        or None (the full path then decides: a miss, a running capture, an error)."""
+        if ask.force:
+            return None
+        if self.db.is_postgres:
+            return await asyncio.to_thread(self._find, org_id, options, ask, role)
+        return self._find(org_id, options, ask, role)  # a short local call on SQLite
+
+    def _find(
+        self, org_id: str, options: CaptureRequest, ask: CacheAsk, role: str
+    ) -> CachedPicture | None:
+        ttl = ask.ttl if ask.ttl is not None else self._org_ttl(org_id)
+        if ttl <= 0:
+            return None
+        since = utcnow() - timedelta(seconds=ttl)
+        params = {"org_id": org_id, "key": cache_key(options), "since": since, "role": role}
+        rows = self.db.read(HIT, params)
+        if not rows:
+            return None
+        snapshot_id, completed_at, expires_at, legal_hold, *artifact = tuple(rows[0])
+        picture = CachedPicture(
+            snapshot_id, completed_at, expires_at, legal_hold, ArtifactView(*artifact), ttl
+        )
+        return picture if is_live(picture) else None
+
+    def _org_ttl(self, org_id: str) -> int:
+        remembered = self._ttls.get(org_id)
+        now = time.monotonic()
+        if remembered is not None and now < remembered[0]:
+            return remembered[1]
+        with self.db.session() as session:
+            ttl = CaptureCache(self.settings).ttl(session, org_id, CacheAsk())
+        if len(self._ttls) > 10_000:
+            self._ttls.clear()
+        self._ttls[org_id] = (now + self.REMEMBER_SECONDS, ttl)
+        return ttl

@@ -16,6 +16,7 @@ from snapshotd.services.accounts import Accounts
 from snapshotd.services.agents import Agents
 from snapshotd.services.audit import AuditLog
 from snapshotd.services.browse import Browse
+from snapshotd.services.capture_cache import CacheHits
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.comparisons import Comparisons
 from snapshotd.services.console_reads import ConsoleReads
@@ -70,6 +71,7 @@ class Services:
     evidence: Evidence
     capture: SyncCapture
     render_keys: RenderKeys
+    cache_hits: CacheHits
     token_requests: TokenBuckets
     misses: TokenBuckets
     # the web console's own reads and sessions
@@ -145,6 +147,7 @@ def build_services(
         evidence=Evidence(locations),
         capture=SyncCapture(settings, snapshots, runner, telemetry),
         render_keys=RenderKeys(settings, db),
+        cache_hits=CacheHits(settings, db),
         token_requests=TokenBuckets(settings.token_requests_per_minute, policy="requests"),
         misses=TokenBuckets(settings.share_misses_per_minute, policy="misses"),
         console_sessions=ConsoleSessions(db),

@@ -77,6 +77,8 @@ def _columns(model: type, view: type, prefix: str) -> list[Any]:
     return [getattr(model, name).label(prefix + name) for name in _names(view)]
 
 
+# The artifact columns a view holds, in its order.
+ARTIFACT_FIELDS = tuple(_names(ArtifactView))
 _SNAPSHOT_NAMES = _names(SnapshotView)
 _SNAPSHOT = _columns(Snapshot, SnapshotView, "")
 _JOB = _columns(Job, JobView, "job_")

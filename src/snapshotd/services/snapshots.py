@@ -371,9 +371,9 @@ class Snapshots:
             raise Conflict(f"snapshot {snapshot_id} is still {snapshot.status}; try again soon")
         raise NotFound(f"snapshot {snapshot_id} has no {role} artifact")
 
-    def open_blob(self, artifact: Artifact) -> BinaryIO:
-        """The bytes of an artifact the caller already read (a capture from the cache)."""
-        return self.blobs.open(artifact.sha256)
+    def open_blob(self, sha256: str) -> BinaryIO:
+        """The bytes of an artifact the caller has read already, by its digest."""
+        return self.blobs.open(sha256)
 
     def bundle(self, org_id: str, snapshot_id: str) -> bytes:
         """The signed manifest and every evidence artifact, zipped with the key that verifies
