@@ -57,6 +57,11 @@ def split_signed(query: bytes) -> tuple[bytes, str]:
     return signed, given.decode("latin-1")
 
 
+def key_state(row: RenderKey) -> str:
+    """ "live" or "revoked": a key has no expiry; a link's own `expires` bounds its life."""
+    return "revoked" if row.revoked_at else "live"
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     row: RenderKey
