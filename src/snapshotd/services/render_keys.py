@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import quote
 
 from sqlalchemy import select, update
 
@@ -46,6 +47,12 @@ REFUSED = "the render link's signature does not match a live render key"
 def signature(secret: str, signed: bytes) -> str:
     """The lowercase hex HMAC-SHA256 of `signed` keyed by `secret`."""
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def signed_link(base_url: str, key_id: str, secret: str, format: str, query: str) -> str:
+    """A render link for an already encoded `query`, with its signature appended last."""
+    path = f"/render/{quote(key_id, safe='')}/{format}"
+    return f"{base_url.rstrip('/')}{path}?{query}&signature={signature(secret, query.encode())}"
 
 
 def split_signed(query: bytes) -> tuple[bytes, str]:
