@@ -29,7 +29,7 @@ EXAMPLE_SIZE = (1200, 630)
 DONE = {"revoked": "The render key is revoked: links signed with it answer 403."}
 
 
-def rate_limit(chosen: str | None, default: str) -> str:
+def rate_limit_words(chosen: str | None, default: str) -> str:
     """A key's request budget in words, and whether it is the instance's default."""
     limit = Limit.parse(default if chosen is None else chosen)
     words = "no limit" if limit is None else f"{limit.count} per {limit.seconds} s"
@@ -43,7 +43,7 @@ def _rows(keys: list[RenderKey], default: str) -> list[dict[str, Any]]:
             "state": key_state(key),
             "created": views.when(key.created_at),
             "last_used": views.when(key.last_used_at) or "never",
-            "rate_limit": rate_limit(key.rate_limit, default),
+            "rate_limit": rate_limit_words(key.rate_limit, default),
         }
         for key in keys
     ]
