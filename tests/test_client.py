@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy import update
 
 import snapshotd.client
@@ -24,10 +28,13 @@ from snapshotd.client import (
     ServerError,
     SnapshotClient,
     SnapshotTimeout,
+    render_url,
 )
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
 from snapshotd.services.accounts import Accounts
+from snapshotd.services.capture_request import fields_from_text, parse_request
+from snapshotd.services.render_keys import signature, split_signed
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Snapshot as SnapshotRow
@@ -233,4 +240,107 @@ def test_public_names_are_pinned() -> None:
         "Snapshot",
         "SnapshotClient",
         "SnapshotTimeout",
+        "render_url",
     ]
+
+
+# -- render links ------------------------------------------------------------------------------
+
+
+def test_a_render_link_built_by_the_sdk_shows_the_page_and_a_changed_one_is_refused(
+    live: SnapshotClient, live_url: str, auth: dict[str, str], pages: PageServer
+) -> None:
+    created = httpx.post(f"{live_url}/api/v1/render-keys", json={"name": "blog"}, headers=auth)
+    assert created.status_code == 201, created.text
+    key = created.json()
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    link = live.render_url(
+        pages.url + "/",
+        key_id=key["id"],
+        secret=key["secret"],
+        width=640,
+        height=400,
+        evidence=False,
+        expires=until,
+    )
+    assert link.startswith(f"{live_url}/render/{key['id']}/png?")
+    # The same link, from a web app that holds the key but no API token.
+    assert link == render_url(
+        live_url,
+        pages.url + "/",
+        key_id=key["id"],
+        secret=key["secret"],
+        width=640,
+        height=400,
+        evidence=False,
+        expires=int(until.timestamp()),
+    )
+
+    shown = httpx.get(link, timeout=60)
+    assert shown.status_code == 200, shown.text
+    assert shown.headers["content-type"] == "image/png" and shown.headers["x-cache"] == "miss"
+    assert Image.open(io.BytesIO(shown.content)).size == (640, 400)
+    assert httpx.get(link, timeout=60).headers["x-cache"] == "hit"
+
+    changed = httpx.get(link.replace("width=640", "width=1280"), timeout=60)
+    assert changed.status_code == 403
+    expired = live.render_url(
+        pages.url + "/",
+        key_id=key["id"],
+        secret=key["secret"],
+        expires=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    assert httpx.get(expired, timeout=60).status_code == 410
+
+
+def test_render_url_writes_options_the_way_the_server_reads_them() -> None:
+    before = time.time()
+    link = render_url(
+        "https://snap.example/base/",
+        "https://example.org/a b?x=1&y=2",
+        key_id="rk/../admin",
+        secret="rks_secret",
+        format="webp",
+        full_page=True,
+        block_ads=False,
+        selector=None,
+        fail_on_status=[404, "500-599"],
+        geolocation={"latitude": 48.85, "longitude": 2.35},
+        cache_ttl=3600,
+        force=True,
+        expires=timedelta(hours=1),
+    )
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc) == ("https", "snap.example")
+    assert parts.path == "/base/render/rk%2F..%2Fadmin/webp"
+    signed, given = split_signed(parts.query.encode())
+    assert given == signature("rks_secret", signed)
+    pairs = parse_qsl(signed.decode(), keep_blank_values=True)
+    assert [name for name, _ in pairs] == [
+        "url",
+        "full_page",
+        "block_ads",
+        "fail_on_status",
+        "fail_on_status",
+        "geolocation",
+        "expires",
+        "cache_ttl",
+        "force",
+    ]
+    fields = fields_from_text(pairs)
+    assert before + 3600 - 1 <= int(fields.pop("expires")) <= time.time() + 3600
+    assert (fields.pop("cache_ttl"), fields.pop("force")) == ("3600", "true")
+    request = parse_request(fields)
+    assert request.url == "https://example.org/a b?x=1&y=2"
+    assert request.full_page and not request.block_ads and request.selector is None
+    assert request.fail_on_status == ["404", "500-599"]
+    assert request.geolocation is not None and request.geolocation.latitude == 48.85
+
+    naive = render_url(
+        "http://h", "https://e/", key_id="k", secret="s", expires=datetime(2030, 1, 1)
+    )
+    assert f"expires={int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())}&" in naive
+    with pytest.raises(ValueError, match="format"):
+        render_url("http://h", "https://e/", key_id="k", secret="s", format="gif")
+    with pytest.raises(TypeError, match="headers"):
+        render_url("http://h", "https://e/", key_id="k", secret="s", headers={"X-A": "1"})

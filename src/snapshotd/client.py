@@ -7,6 +7,9 @@
         print(snapshot.metadata["title"], len(png))
         print(client.share(snapshot, expires_in=86400).url)
 
+A render link shows a capture in an `<img src>` without a token: it is signed here, with a render
+key's secret, and costs no request to build (`render_url`, or the client's method of that name).
+
 Every non-2xx answer raises a typed error whose message is the problem+json `detail`:
 
     ClientError
@@ -28,15 +31,16 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import hmac
 import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -57,7 +61,10 @@ __all__ = [
     "SnapshotClient",
     "SnapshotTimeout",
     "ClientError",
+    "render_url",
 ]
+
+RENDER_FORMATS = ("png", "jpeg", "webp", "pdf")
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,68 @@ def _as_query(value: Any) -> Any:
     return value
 
 
+def _link_pairs(name: str, value: Any) -> builtins.list[tuple[str, str]]:
+    """An option as a render link carries it: text the server reads back to the same value."""
+    value = _as_query(value)
+    if value is None:
+        return []
+    if isinstance(value, builtins.list | tuple):
+        return [pair for each in value for pair in _link_pairs(name, each)]
+    if isinstance(value, bool):
+        return [(name, "true" if value else "false")]
+    if isinstance(value, Mapping):
+        raise TypeError(f"{name} cannot travel in a render link")
+    return [(name, str(value))]
+
+
+def _unix_seconds(expires: int | datetime | timedelta) -> int:
+    if isinstance(expires, timedelta):
+        return int(time.time() + expires.total_seconds())
+    if isinstance(expires, datetime):
+        # A naive time is read as UTC, the zone every time snapshotd shows is in.
+        return int((expires if expires.tzinfo else expires.replace(tzinfo=UTC)).timestamp())
+    return int(expires)
+
+
+def render_url(
+    base_url: str,
+    url: str,
+    *,
+    key_id: str,
+    secret: str,
+    format: str = "png",
+    expires: int | datetime | timedelta | None = None,
+    cache_ttl: int | None = None,
+    force: bool = False,
+    **options: Any,
+) -> str:
+    """A signed render link to the server at `base_url` for a picture of `url`, built here with
+    no request, so a web app holding only a render key can make links for its pages.
+
+    `options` are the capture options of `GET /api/v1/capture` (width, full_page, geolocation,
+    fail_on_status...); None leaves one out. `expires` is when the link stops working (then 410):
+    Unix seconds, a datetime (naive means UTC), or a timedelta from now. `cache_ttl` is how old a
+    capture the server may answer with, in seconds; `force` asks for a new capture on every
+    request, so it suits a link that is fetched rarely.
+    """
+    if format not in RENDER_FORMATS:
+        raise ValueError(f"format is one of {', '.join(RENDER_FORMATS)}, not {format!r}")
+    pairs = [("url", url)]
+    for name, value in options.items():
+        pairs += _link_pairs(name, value)
+    if expires is not None:
+        pairs.append(("expires", str(_unix_seconds(expires))))
+    pairs += _link_pairs("cache_ttl", cache_ttl)
+    if force:
+        pairs.append(("force", "true"))
+    # The server checks the signature against the query string exactly as it arrives, so the
+    # text signed is the text sent, with the signature last.
+    query = urlencode(pairs)
+    mac = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+    path = f"/render/{quote(key_id, safe='')}/{format}"
+    return f"{base_url.rstrip('/')}{path}?{query}&signature={mac}"
+
+
 def _snapshot_id(snapshot: str | Snapshot) -> str:
     # Quoted so an id can never walk to another route, e.g. "../jobs/x".
     return quote(snapshot.id if isinstance(snapshot, Snapshot) else snapshot, safe="")
@@ -373,3 +442,29 @@ class SnapshotClient:
         params = {"url": url, **{key: _as_query(value) for key, value in options.items()}}
         params = {key: value for key, value in params.items() if value is not None}
         return _verified(self._request("GET", "/api/v1/capture", params=params))
+
+    def render_url(
+        self,
+        url: str,
+        *,
+        key_id: str,
+        secret: str,
+        format: str = "png",
+        expires: int | datetime | timedelta | None = None,
+        cache_ttl: int | None = None,
+        force: bool = False,
+        **options: Any,
+    ) -> str:
+        """A signed render link on this client's server; see the module's `render_url`. The
+        client's token plays no part: the link stands on the render key alone."""
+        return render_url(
+            str(self._http.base_url),
+            url,
+            key_id=key_id,
+            secret=secret,
+            format=format,
+            expires=expires,
+            cache_ttl=cache_ttl,
+            force=force,
+            **options,
+        )

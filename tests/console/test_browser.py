@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from snapshotd.client import render_url
 from snapshotd.config import Settings
 from snapshotd.http.app import create_app
 from snapshotd.services.accounts import Accounts
@@ -163,3 +164,41 @@ def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     page.goto(f"{server}/console?archived=only")
     expect(page.locator("li.card")).to_have_count(0)
     context.close()
+
+
+def test_a_render_key_made_in_the_console_signs_links_an_img_tag_shows(
+    server: str, browser: Browser, db: Database, pages: PageServer
+) -> None:
+    token = Accounts(db).create_token(org="acme", email=ADMIN, role="admin")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = context.new_page()
+    refused = csp_refusals(page)
+    sign_in(page, server, token, ADMIN)
+
+    page.get_by_role("navigation").get_by_role("link", name="Render keys").click()
+    page.get_by_label("Name", exact=True).fill("docs site")
+    page.get_by_role("button", name="Create render key").click()
+    expect(page.get_by_role("heading", name="Render key docs site created")).to_be_visible()
+    key_id = page.get_by_label("Key id", exact=True).input_value()
+    secret = page.get_by_label("Secret", exact=True).input_value()
+    example = page.locator("#example-tag").input_value()
+    assert example.startswith(f'<img src="{server}/render/{key_id}/png?')
+    copy = page.locator('button[data-copy="example-tag"]')
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == example
+
+    # A page elsewhere shows a capture through a link signed with that secret.
+    link = render_url(server, pages.url + "/", key_id=key_id, secret=secret, width=640, height=400)
+    elsewhere = context.new_page()
+    elsewhere.set_content(f'<img id="shot" src="{link}" alt="">')
+    elsewhere.wait_for_function(
+        "() => document.getElementById('shot').naturalWidth === 640", timeout=CAPTURE_SECONDS
+    )
+
+    page.get_by_role("button", name="Revoke docs site").click()
+    expect(page.get_by_role("status")).to_contain_text("The render key is revoked")
+    assert page.request.get(link).status == 403
+    context.close()
+    assert refused == []

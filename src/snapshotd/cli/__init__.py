@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import typer
 
-from snapshotd.cli import accounts, capture, evidence, remote, server
+from snapshotd.cli import accounts, capture, evidence, remote, render, server
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Point-in-time snapshots.")
 capture.register(app)  # capture
 remote.register(app)  # ls, get, share
 accounts.register(app)  # audit, token, org, user, group
+render.register(app)  # render-key, render-url
 server.register(app)  # migrate, serve, worker
 evidence.register(app)  # verify, keygen, sweep

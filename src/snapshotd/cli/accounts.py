@@ -7,35 +7,18 @@ attributed to the `operator`.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from snapshotd.cli.common import fail, settings_from_env
+from snapshotd.cli.common import OPERATOR, fail, operator_services, org_id_of
 from snapshotd.errors import SnapshotdError
 from snapshotd.rules import MAX_CACHE_TTL
-
-if TYPE_CHECKING:
-    from snapshotd.services.graph import Services
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 org_app = typer.Typer(no_args_is_help=True, help="Organizations.")
 user_app = typer.Typer(no_args_is_help=True, help="Users.")
 group_app = typer.Typer(no_args_is_help=True, help="Account groups (ThousandEyes aid).")
-
-OPERATOR = "operator"
-
-
-def _services() -> Services:
-    from snapshotd.cli.common import open_db
-    from snapshotd.services.graph import build_services
-
-    settings = settings_from_env()
-    return build_services(settings, db=open_db(settings))
-
-
-def _org_id(services: Services, slug: str) -> str:
-    return services.org_settings.find(slug).id
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -54,7 +37,7 @@ def org_create(
 ) -> None:
     """Create an organization (with its default account group)."""
     try:
-        org = _services().org_settings.ensure(slug, name=name)
+        org = operator_services().org_settings.ensure(slug, name=name)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(org.id)
@@ -88,11 +71,11 @@ def org_set(
         raise fail("--retention days must be whole numbers")
     limits = _pairs(rate_limit or [], "--rate-limit")
     ttl = _cache_ttl(cache_ttl)
-    services = _services()
+    services = operator_services()
     try:
         retention_days({kind: int(value) for kind, value in days.items()})
         rate_limits(limits)
-        org_id = _org_id(services, slug)
+        org_id = org_id_of(services, slug)
         if days:
             services.org_settings.set_retention(
                 org_id, {kind: int(value) for kind, value in days.items()}, actor=OPERATOR
@@ -122,9 +105,9 @@ def user_create(
     role: Annotated[str, typer.Option(help="viewer, uploader, manager or admin.")] = "viewer",
 ) -> None:
     """Add a user to an organization; prints the user id."""
-    services = _services()
+    services = operator_services()
     try:
-        user = services.accounts.add_user(_org_id(services, org), email, role, actor=OPERATOR)
+        user = services.accounts.add_user(org_id_of(services, org), email, role, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(user.id)
@@ -142,7 +125,7 @@ def token_create(
 ) -> None:
     """Create an API token; prints only the token, which is never stored or shown again."""
     try:
-        token = _services().accounts.create_token(
+        token = operator_services().accounts.create_token(
             org=org,
             email=email,
             role=role,
@@ -159,9 +142,9 @@ def token_list(org: Annotated[str, typer.Option(help="Organization slug.")]) -> 
     """List an organization's tokens (id, state, user, name, last use); never their secrets."""
     from snapshotd.services.accounts import token_state
 
-    services = _services()
+    services = operator_services()
     try:
-        rows = services.accounts.list_tokens(_org_id(services, org))
+        rows = services.accounts.list_tokens(org_id_of(services, org))
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for row in rows:
@@ -175,9 +158,9 @@ def token_revoke(
     token_id: str, org: Annotated[str, typer.Option(help="Organization slug.")]
 ) -> None:
     """Revoke a token by id; every API process refuses it within 2 seconds."""
-    services = _services()
+    services = operator_services()
     try:
-        services.accounts.revoke_token(_org_id(services, org), token_id, actor=OPERATOR)
+        services.accounts.revoke_token(org_id_of(services, org), token_id, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(f"revoked {token_id}", err=True)
@@ -189,9 +172,9 @@ def group_create(
     name: Annotated[str, typer.Option(help="Group name.")],
 ) -> None:
     """Create an account group; prints its aid."""
-    services = _services()
+    services = operator_services()
     try:
-        group = services.accounts.new_account_group(_org_id(services, org), name, actor=OPERATOR)
+        group = services.accounts.new_account_group(org_id_of(services, org), name, actor=OPERATOR)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     typer.echo(str(group.id))
@@ -204,9 +187,9 @@ def group_add(
     email: Annotated[str, typer.Option(help="The user to add.")],
 ) -> None:
     """Add a user to an account group."""
-    services = _services()
+    services = operator_services()
     try:
-        org_id = _org_id(services, org)
+        org_id = org_id_of(services, org)
         user = services.accounts.find_user(org_id, email)
         services.accounts.join_account_group(org_id, aid, user.id, actor=OPERATOR)
     except SnapshotdError as error:
@@ -219,9 +202,9 @@ def audit(
     limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 50,
 ) -> None:
     """Print an organization's audit log, newest first."""
-    services = _services()
+    services = operator_services()
     try:
-        page = services.audit.query(_org_id(services, org), action=action, limit=limit)
+        page = services.audit.query(org_id_of(services, org), action=action, limit=limit)
     except SnapshotdError as error:
         raise fail(error.detail) from None
     for event in page.items:

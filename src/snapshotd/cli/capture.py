@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from snapshotd.cli import options
 from snapshotd.cli.batch import FORMATS, InputError, Plan, Row, plan, read_rows
 from snapshotd.cli.common import (
     USAGE,
@@ -225,46 +226,31 @@ def capture(
         Path,
         typer.Option("-d", "--out-dir", help="Folder for the files, named after each URL."),
     ] = Path("."),
-    width: int = 1280,
-    height: int = 800,
-    full_page: Annotated[bool, typer.Option("--full-page", help="Capture the whole page.")] = False,
-    selector: Annotated[str | None, typer.Option(help="Capture one element.")] = None,
-    device: Annotated[str | None, typer.Option(help='Emulate a device, e.g. "iPhone 13".')] = None,
+    width: options.Width = 1280,
+    height: options.Height = 800,
+    full_page: options.FullPage = False,
+    selector: options.Selector = None,
+    device: options.Device = None,
     format: Annotated[
         str | None, typer.Option(help="png, jpeg, webp or pdf (default: from -o, else png).")
     ] = None,
-    wait_until: str = "load",
-    delay_ms: int = 0,
-    timeout_ms: int | None = None,
-    block_ads: Annotated[bool, typer.Option(help="Block ads (EasyList).")] = False,
-    block_trackers: Annotated[bool, typer.Option(help="Block trackers (EasyPrivacy).")] = False,
-    consent: Annotated[
-        str | None, typer.Option(help="Cookie banners: accept, reject or hide.")
-    ] = None,
-    scroll_lazy: Annotated[
-        bool | None,
-        typer.Option(
-            "--scroll-lazy/--no-scroll-lazy",
-            help="Scroll through the page to load lazy content [default: with --full-page].",
-            show_default=False,
-        ),
-    ] = None,
-    freeze_animations: Annotated[
-        bool, typer.Option(help="Stop animations and videos for a stable picture.")
-    ] = False,
-    reduced_motion: Annotated[bool, typer.Option(help="Ask for reduced motion.")] = False,
-    forced_colors: Annotated[bool, typer.Option(help="Emulate forced colours.")] = False,
-    media: Annotated[str | None, typer.Option(help="CSS media: screen or print.")] = None,
-    color_scheme: Annotated[str | None, typer.Option(help="light, dark or no-preference.")] = None,
-    timezone: Annotated[str | None, typer.Option(help='IANA time zone, e.g. "Asia/Tokyo".')] = None,
-    locale: Annotated[str | None, typer.Option(help='BCP 47 locale, e.g. "fr-FR".')] = None,
-    geolocation: Annotated[
-        str | None, typer.Option(help='"latitude,longitude[,accuracy]", granted to the page.')
-    ] = None,
-    fail_on_status: Annotated[
-        str | None, typer.Option(help='Fail on these HTTP statuses, e.g. "404,500-599".')
-    ] = None,
-    user_agent: Annotated[str | None, typer.Option(help="Send this User-Agent instead.")] = None,
+    wait_until: options.WaitUntil = "load",
+    delay_ms: options.DelayMs = 0,
+    timeout_ms: options.TimeoutMs = None,
+    block_ads: options.BlockAds = False,
+    block_trackers: options.BlockTrackers = False,
+    consent: options.Consent = None,
+    scroll_lazy: options.ScrollLazy = None,
+    freeze_animations: options.FreezeAnimations = False,
+    reduced_motion: options.ReducedMotion = False,
+    forced_colors: options.ForcedColors = False,
+    media: options.Media = None,
+    color_scheme: options.ColorScheme = None,
+    timezone: options.Timezone = None,
+    locale: options.Locale = None,
+    geolocation: options.Geolocation = None,
+    fail_on_status: options.FailOnStatus = None,
+    user_agent: options.UserAgent = None,
     concurrency: Annotated[int, typer.Option(min=1, max=16, help="Captures running at once.")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     server: ServerOption = None,

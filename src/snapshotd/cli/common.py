@@ -19,9 +19,12 @@ from snapshotd.config import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from snapshotd.client import SnapshotClient
+    from snapshotd.services.graph import Services
     from snapshotd.store.db import Database
 
 USAGE = 2
+# Who the audit log says made a change from a command run on a machine of the deployment.
+OPERATOR = "operator"
 
 ServerOption = Annotated[
     str | None,
@@ -96,6 +99,19 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def operator_services() -> Services:
+    """The services over the configured database, for the commands that administer
+    organizations without an API token."""
+    from snapshotd.services.graph import build_services
+
+    settings = settings_from_env()
+    return build_services(settings, db=open_db(settings))
+
+
+def org_id_of(services: Services, slug: str) -> str:
+    return services.org_settings.find(slug).id
 
 
 def open_db(settings: Settings, *, wait: bool = False) -> Database:

@@ -30,7 +30,7 @@ from snapshotd.services.capture_request import (
 )
 from snapshotd.services.ratelimit import Decision
 from snapshotd.services.records import RenderKey
-from snapshotd.services.render_keys import LiveKey, split_signed
+from snapshotd.services.render_keys import LiveKey, key_state, split_signed
 from snapshotd.timestamps import iso
 
 router = APIRouter(tags=["render links"])
@@ -72,7 +72,7 @@ def key_body(row: RenderKey) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
-        "state": "revoked" if row.revoked_at else "live",
+        "state": key_state(row),
         "rate_limit": row.rate_limit,
         "created_by": row.created_by,
         "created_at": iso(row.created_at),

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import quote
 
 from sqlalchemy import select, update
 
@@ -48,6 +49,12 @@ def signature(secret: str, signed: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
+def signed_link(base_url: str, key_id: str, secret: str, format: str, query: str) -> str:
+    """A render link for an already encoded `query`, with its signature appended last."""
+    path = f"/render/{quote(key_id, safe='')}/{format}"
+    return f"{base_url.rstrip('/')}{path}?{query}&signature={signature(secret, query.encode())}"
+
+
 def split_signed(query: bytes) -> tuple[bytes, str]:
     """A raw query string's signed part (everything before `&signature=`) and the signature;
     Forbidden when it has none."""
@@ -55,6 +62,11 @@ def split_signed(query: bytes) -> tuple[bytes, str]:
     if not found or not given:
         raise Forbidden("a render link needs a signature: append &signature=HEX to the query")
     return signed, given.decode("latin-1")
+
+
+def key_state(row: RenderKey) -> str:
+    """ "live" or "revoked": a key has no expiry; a link's own `expires` bounds its life."""
+    return "revoked" if row.revoked_at else "live"
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,24 @@ from snapshotd.http.console import (
     capture,
     charts,
     locations,
+    render_keys,
     signin,
     snapshots,
     tests_pages,
 )
 from snapshotd.http.console.session import PREFIX, ConsoleRoute
 
-PAGES = (signin, snapshots, actions, capture, locations, charts, tests_pages, assets)
+PAGES = (
+    signin,
+    snapshots,
+    actions,
+    capture,
+    locations,
+    charts,
+    tests_pages,
+    render_keys,
+    assets,
+)
 EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 nowhere_router = APIRouter(route_class=ConsoleRoute)

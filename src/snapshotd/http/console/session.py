@@ -241,6 +241,7 @@ def form_allowed(permission: str) -> Callable[[Visit], Awaitable[Visit]]:
 
 UploaderUser = Annotated[Visit, Depends(user_allowed("upload"))]
 ManagerUser = Annotated[Visit, Depends(user_allowed("manage"))]
+AdminUser = Annotated[Visit, Depends(user_allowed("admin"))]
 UploaderForm = Annotated[Visit, Depends(form_allowed("upload"))]
 SharerForm = Annotated[Visit, Depends(form_allowed("share"))]
 ManagerForm = Annotated[Visit, Depends(form_allowed("manage"))]
