@@ -4,14 +4,17 @@ that counts the requests each capture makes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from urllib.parse import urlencode
 
 import pytest
+from fastapi import Request, Response
 from fastapi.testclient import TestClient
 
+from snapshotd.http.fast_render import FastRenderHit
 from snapshotd.services.accounts import Accounts
 from snapshotd.store.db import Database
 from tests.pages import PageServer
@@ -165,3 +168,56 @@ def test_each_key_has_a_request_budget(api: TestClient, auth: dict[str, str]) ->
     assert [api.get(link).status_code for _ in range(3)] == [410, 410, 429]
     other = new_key(api, auth)
     assert api.get(signed(other, url="https://example.org/", expires=1)).status_code == 410
+
+
+def test_a_hit_answered_in_front_of_the_framework_is_the_routes_answer(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer
+) -> None:
+    """The first hit after the key is forgotten goes through the route (it looks the key up);
+    the next is answered by http/fast_render.py. Both say the same."""
+    key = new_key(live_api, auth)
+    link = signed(key, url=pages.url + "/render-fast", width=400, height=300)
+    assert live_api.get(link).headers["x-cache"] == "miss"
+    keys = live_api.app.state.services.render_keys  # type: ignore[attr-defined]
+    keys.forget()
+    by_route = live_api.get(link)
+    by_middleware = live_api.get(link)
+    assert by_route.status_code == by_middleware.status_code == 200
+    assert by_route.content == by_middleware.content
+    same = ("content-type", "content-length", "etag", "x-cache", "x-snapshot-id")
+    assert {name: by_route.headers[name] for name in same} == {
+        name: by_middleware.headers[name] for name in same
+    }
+    assert by_route.headers["x-cache"] == "hit"
+    route_budget = by_route.headers["ratelimit"]
+    assert by_middleware.headers["ratelimit"] != route_budget  # one more taken, once
+    for answer in (by_route, by_middleware):
+        assert answer.headers["cache-control"].startswith("public, max-age=")
+    unchanged = live_api.get(link, headers={"If-None-Match": by_route.headers["etag"]})
+    assert unchanged.status_code == 304 and unchanged.headers["x-cache"] == "hit"
+    head = live_api.head(link)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == by_route.headers["content-length"]
+    # A changed link is refused however warm the cache is.
+    assert live_api.get(link.replace("width=400", "width=401")).status_code == 403
+
+    # The middleware itself answers the hit, and leaves a miss and a bad signature to the route.
+    services = live_api.app.state.services  # type: ignore[attr-defined]
+    middleware = FastRenderHit(live_api.app, services)
+
+    def answer(target: str) -> Response | None:
+        path, _, query = target.partition("?")
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "query_string": query.encode(),
+            "headers": [],
+            "client": ("127.0.0.1", 50000),
+        }
+        return asyncio.run(middleware._answer(Request(scope), key["id"], "png"))
+
+    fast = answer(link)
+    assert fast is not None and fast.body == by_route.content
+    assert answer(signed(key, url=pages.url + "/render-fast", width=401, height=300)) is None
+    assert answer(link[:-2] + "00") is None

@@ -67,6 +67,7 @@ class FastRenderHit:
             if picture is None:
                 return None
             decision = keys.take(key)
+            services.telemetry.capture_cache.labels("hit").inc()
             artifact = picture.artifact
             headers = picture_headers(picture.id, picture.max_age(), "hit", decision)
             answer = (

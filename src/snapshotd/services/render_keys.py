@@ -143,6 +143,10 @@ class RenderKeys:
 
     # -- checking links ------------------------------------------------------------------------
 
+    def forget(self) -> None:
+        """Forgets every key this process remembers: the next link asks the database."""
+        self._remembered.clear()
+
     def remembered(self, key_id: str) -> tuple[bool, LiveKey | None]:
         """(True, the key) when this process remembers the database's answer for `key_id` (None:
         no live key by that id), else (False, None) and `look_up` asks the database."""

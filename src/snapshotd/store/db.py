@@ -50,7 +50,15 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        # As many connections kept as an API process has threads that use them (see below):
+        # a connection opened past the pool is closed after one use, and opening one runs the
+        # PRAGMAs again.
+        engine = create_engine(
+            url,
+            pool_size=20,
+            max_overflow=20,
+            connect_args={"check_same_thread": False, "timeout": 10},
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # An API process runs up to 40 requests on threads at once; keeping 20 connections open (and
