@@ -55,7 +55,10 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 def make_certificates(folder: Path, name: str) -> None:
     """Writes ca.pem, tsa.pem and tsa.key for a TSA called `name` into `folder`."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key, tsa_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, tsa_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
     ca = (
         x509.CertificateBuilder()
         .subject_name(_name(f"{name} Root CA"))
