@@ -25,8 +25,9 @@ from sqlalchemy import select
 
 from snapshotd.config import Settings
 from snapshotd.engines import timestamping
+from snapshotd.services.evidence import evidence_facts
 from snapshotd.store.db import Database
-from snapshotd.store.models import Job
+from snapshotd.store.models import Job, Location, Snapshot
 from tests.pages import PageServer
 from tests.tsa import LocalTsa
 
@@ -104,6 +105,9 @@ def test_a_stamped_bundle_verifies_offline_and_every_swap_is_caught(
     (entry,) = done["metadata"]["timestamps"]
     assert entry["tsa"] == "Test TSA" and entry["tsa_url"] == tsa.url
     assert entry["file"] == "timestamp.tsr"
+    reply = live_api.get(f"/api/v1/snapshots/{snapshot_id}/timestamp", headers=auth)
+    assert reply.headers["content-type"] == timestamping.MEDIA_TYPE
+    assert hashlib.sha256(reply.content).hexdigest() == entry["sha256"]
 
     bundle = live_api.get(f"/api/v1/snapshots/{snapshot_id}/bundle", headers=auth).content
     archive = zipfile.ZipFile(io.BytesIO(bundle))
@@ -180,3 +184,13 @@ def test_timestamps_are_off_by_default(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).tsa_urls == []
     with pytest.raises(ValidationError):
         Settings(data_dir=tmp_path, tsa_urls="ftp://tsa.example/")
+
+
+def test_the_evidence_record_says_who_stamped_it_and_when() -> None:
+    location = Location(name="Checkout", key="checkout")
+    stamp = {"tsa": "Test TSA", "time": "2026-12-07T06:30:00Z"}
+    snapshot = Snapshot(id="snp_1", meta={"timestamp": "stamped", "timestamps": [stamp]})
+    facts = dict(evidence_facts(location, snapshot))
+    assert facts["Trusted timestamp"] == "timestamped by Test TSA at 2026-12-07T06:30:00Z"
+    snapshot.meta = {"timestamp": "pending"}
+    assert "pending" in dict(evidence_facts(location, snapshot))["Trusted timestamp"]
