@@ -48,10 +48,6 @@ def role_for(index: int) -> str:
     return TIMESTAMP_ROLE if index == 0 else f"{TIMESTAMP_ROLE}-{index + 1}"
 
 
-def is_token_role(role: str) -> bool:
-    return role == TIMESTAMP_ROLE or role.startswith(f"{TIMESTAMP_ROLE}-")
-
-
 class Timestamping:
     def __init__(self, settings: Settings, db: Database, queue: JobQueue, blobs: BlobStore) -> None:
         self.settings, self.db, self.queue, self.blobs = settings, db, queue, blobs
