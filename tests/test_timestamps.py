@@ -194,3 +194,33 @@ def test_the_evidence_record_says_who_stamped_it_and_when() -> None:
     assert facts["Trusted timestamp"] == "timestamped by Test TSA at 2026-12-07T06:30:00Z"
     snapshot.meta = {"timestamp": "pending"}
     assert "pending" in dict(evidence_facts(location, snapshot))["Trusted timestamp"]
+
+
+def test_a_manifest_signed_again_is_stamped_again(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer, tsa: LocalTsa, tmp_path: Path
+) -> None:
+    """Change detection adds a diff and signs the manifest again after the capture: the token
+    that counts is the one over the final manifest."""
+    location = live_api.post(
+        "/v1.1/locations",
+        headers=auth,
+        json={"name": "Terms", "key": "terms", "capture_url": pages.url + "/"},
+    ).json()
+    lid = location["id"]
+    ids = []
+    for _ in range(2):
+        started = live_api.post(f"/v1.1/locations/{lid}/snapshots/capture", headers=auth)
+        ids.append(started.json()["data"]["id"])
+        wait(live_api, auth, ids[-1], "stamped")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = live_api.get(f"/api/v1/snapshots/{ids[1]}", headers=auth).json()
+        if "change" in body["metadata"] and body["metadata"].get("timestamp") == "stamped":
+            break
+        time.sleep(0.1)
+    assert "change" in body["metadata"] and body["metadata"]["timestamp"] == "stamped", body
+    bundle = live_api.get(f"/api/v1/snapshots/{ids[1]}/bundle", headers=auth).content
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(bundle)).read("manifest.json"))
+    assert "diff" in {artifact["role"] for artifact in manifest["manifest"]["artifacts"]}
+    done = verify(tmp_path, bundle, "--tsa-ca", str(tsa.ca))
+    assert done.returncode == 0, done.stdout + done.stderr
