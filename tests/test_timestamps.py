@@ -224,3 +224,9 @@ def test_a_manifest_signed_again_is_stamped_again(
     assert "diff" in {artifact["role"] for artifact in manifest["manifest"]["artifacts"]}
     done = verify(tmp_path, bundle, "--tsa-ca", str(tsa.ca))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_verify_refuses_a_ca_bundle_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello")
+    done = verify(tmp_path, b"", "--tsa-ca", str(tmp_path / "not-a-ca.pem"))
+    assert done.returncode == 1 and "--tsa-ca" in done.stderr
