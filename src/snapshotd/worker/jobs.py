@@ -239,8 +239,8 @@ class TimestampJob:
     """Asks one TSA for a token over a sealed manifest, through the guard like every outbound
     request; a TSA that is down or answers badly fails the attempt for the queue to retry."""
 
-    def __init__(self, timestamping: Timestamping, http: httpx.AsyncClient) -> None:
-        self.timestamping, self.http = timestamping, http
+    def __init__(self, service: Timestamping, http: httpx.AsyncClient) -> None:
+        self.timestamping, self.http = service, http
 
     async def __call__(self, claim: Claim) -> None:
         manifest = await asyncio.to_thread(self.timestamping.manifest_of, claim)
