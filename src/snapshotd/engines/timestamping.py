@@ -10,6 +10,7 @@ is verified offline, so a token the service stored is one `snapshotd verify` acc
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,7 +108,7 @@ def check(
     try:
         builder.build().verify(parsed, digest)
     except VerificationError as error:
-        raise BadToken(f"the TSA's signature does not hold: {error}") from None
+        raise BadToken(f"the TSA's signature does not hold: {_reason(error)}") from None
     der = signer.public_bytes(serialization.Encoding.DER)
     return Token(
         tsa=tsa_name(signer),
@@ -122,6 +123,14 @@ def tsa_name(certificate: x509.Certificate) -> str:
     """The TSA's name as people read it: its certificate's common name, else the whole subject."""
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else certificate.subject.rfc4514_string()
+
+
+def _reason(error: Exception) -> str:
+    """OpenSSL's own words from a verification error, without the dump of its error stack."""
+    text = str(error)
+    detail = re.search(r'data: "([^"]+)"', text) or re.search(r'reason: "([^"]+)"', text)
+    head = text.split(": ErrorStack", 1)[0]
+    return f"{head} ({detail.group(1)})" if detail else head
 
 
 def _signer(parsed: TimeStampResponse, carried: list[x509.Certificate]) -> x509.Certificate:
