@@ -6,6 +6,7 @@ set -euo pipefail
 want=(chromium chromium-headless-shell fonts-liberation fonts-noto-color-emoji fonts-noto-cjk webext-ublock-origin-chromium)
 want+=(wrk)  # only `make bench` needs it; the Dockerfile leaves it out
 command -v npm >/dev/null 2>&1 || want+=(npm)  # installs the consent rules (package.json)
+command -v openssl >/dev/null 2>&1 || want+=(openssl)  # the tests' local TSA answers with `openssl ts -reply`
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
 missing=()
 for pkg in "${want[@]}"; do

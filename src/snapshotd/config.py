@@ -257,6 +257,27 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         6, ge=1, le=20, description="Deliveries tried for a callback_url before giving up."
     )
+    tsa_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated URLs of RFC 3161 time-stamping authorities; each snapshot's "
+        "signed manifest is stamped by every one, after the capture. Empty: no timestamps. The "
+        "requests go through the egress policy, so a TSA on a private address must also be in "
+        "SNAPSHOTD_EGRESS_ALLOW.",
+    )
+    tsa_ca_file: str = Field(
+        "",
+        description="PEM bundle of the CA certificates a TSA's token must chain to; a token "
+        "that does not is refused and asked for again. Empty: a token is checked against the "
+        "certificates it carries.",
+    )
+    tsa_max_attempts: int = Field(
+        30,
+        ge=1,
+        le=100,
+        description="Requests made to one TSA for one snapshot before giving up; they are spaced "
+        "by the queue's backoff (doubling, at most a minute), so 30 covers about 25 minutes of a "
+        "TSA being down.",
+    )
 
     @field_validator("blobs")
     @classmethod
@@ -285,6 +306,20 @@ class Settings(BaseSettings):
     def _check_metrics_address(cls, value: str) -> str:
         if value:
             rules.host_port(value)
+        return value
+
+    @field_validator("tsa_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return rules.split_list(value) if isinstance(value, str) else value
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _check_tsa_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url:
+                raise ValueError("a TSA URL is empty")
+            rules.http_url(url)
         return value
 
     @field_validator("egress_allow", mode="before")

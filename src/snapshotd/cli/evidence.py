@@ -19,15 +19,25 @@ def verify(
         Path | None,
         typer.Option(help="The instance's public key PEM (/.well-known/snapshotd-manifest-key)."),
     ] = None,
+    tsa_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM bundle of the CA certificates the timestamps must chain to."),
+    ] = None,
 ) -> None:
-    """Check snapshot bundles offline: the manifest's signature and every artifact's SHA-256.
-    Exits 1 when any bundle does not verify."""
+    """Check snapshot bundles offline: the manifest's signature, every artifact's SHA-256 and
+    every trusted timestamp (against the manifest's SHA-256 and its TSA's certificate). Exits 1
+    when any bundle does not verify."""
+    from snapshotd.engines.timestamping import load_roots
     from snapshotd.services import manifests
 
     public = manifests.load_public(key.read_bytes()) if key else None
+    try:
+        roots = load_roots(tsa_ca) if tsa_ca else None
+    except (OSError, ValueError) as error:
+        raise fail(f"--tsa-ca: {error}") from None
     failed = False
     for path in files:
-        verdict = manifests.verify_bundle(path.read_bytes(), public)
+        verdict = manifests.verify_bundle(path.read_bytes(), public, roots)
         typer.echo(f"{path}: {'OK' if verdict.ok else 'FAILED'}")
         for line in verdict.lines:
             typer.echo(f"  {line}")

@@ -19,6 +19,7 @@ ARTIFACT_TYPES = (
     "text/html",
     "multipart/related",
     "application/json",
+    "application/timestamp-reply",
 )
 
 
@@ -44,7 +45,7 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 )
 def get_artifact(
     snapshot_id: str,
-    artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff"],
+    artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff", "timestamp"],
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,

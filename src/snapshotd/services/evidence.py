@@ -168,6 +168,10 @@ def evidence_facts(location: Location, snapshot: Snapshot) -> list[tuple[str, st
                 f"{change['changed_percent']} % of pixels ({change['previous']})",
             )
         )
+    for stamp in meta.get("timestamps") or []:
+        facts.append(("Trusted timestamp", f"timestamped by {stamp['tsa']} at {stamp['time']}"))
+    if meta.get("timestamp") == "pending":
+        facts.append(("Trusted timestamp", "pending: the TSA has not answered yet"))
     return [(label, value) for label, value in facts if value]
 
 

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from snapshotd.config import Settings
+from snapshotd.services import timestamping
 from snapshotd.store.models import Snapshot
 from snapshotd.timestamps import iso
 
@@ -42,6 +44,7 @@ _EXTENSIONS = {
     "text/html": "html",
     "multipart/related": "mhtml",
     "application/json": "json",
+    "application/timestamp-reply": "tsr",
 }
 _lock = threading.Lock()
 
@@ -154,7 +157,11 @@ class Signer:
                 "created_at": iso(snapshot.created_at),
                 "completed_at": iso(snapshot.completed_at),
             },
-            "metadata": snapshot.meta or {},
+            "metadata": {
+                key: value
+                for key, value in (snapshot.meta or {}).items()
+                if key not in timestamping.UNSIGNED_METADATA
+            },
             "artifacts": sorted(artifacts, key=lambda a: a["role"]),
         }
         signature = self.key.sign(canonical(body))
@@ -192,9 +199,14 @@ class Verdict:
     lines: list[str]
 
 
-def verify_bundle(data: bytes, public_key: Ed25519PublicKey | None = None) -> Verdict:
+def verify_bundle(
+    data: bytes,
+    public_key: Ed25519PublicKey | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
+) -> Verdict:
     """Checks a bundle's signature (with `public_key`, else the bundled key, which only proves
-    integrity) and every artifact's SHA-256."""
+    integrity), every artifact's SHA-256 and every trusted timestamp (chained to `tsa_roots`
+    when given)."""
     lines: list[str] = []
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -235,4 +247,7 @@ def verify_bundle(data: bytes, public_key: Ed25519PublicKey | None = None) -> Ve
             )
         else:
             lines.append(f"{name}: SHA-256 matches")
-    return Verdict(ok, lines)
+    stamped, stamp_lines = timestamping.verify_tokens(
+        archive, archive.read("manifest.json"), tsa_roots
+    )
+    return Verdict(ok and stamped, lines + stamp_lines)

@@ -22,7 +22,7 @@ from snapshotd.engines import devices
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, Conflict, NotFound
 from snapshotd.rules import SNAPSHOT_KINDS
-from snapshotd.services import audit, capture_cache, manifests
+from snapshotd.services import audit, capture_cache, manifests, timestamping
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.capture_cache import CacheAsk, Cached, CaptureCache
 from snapshotd.services.capture_request import CaptureRequest
@@ -31,6 +31,7 @@ from snapshotd.services.manifests import MANIFEST_ROLE, Signer
 from snapshotd.services.ratelimit import CreationLimits
 from snapshotd.services.snapshot_jobs import SnapshotJobs
 from snapshotd.services.thumbnails import THUMBNAIL_ROLE, evidence_artifacts
+from snapshotd.services.timestamping import Timestamping
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Job, Organization, Snapshot, utcnow
@@ -86,6 +87,7 @@ class Snapshots:
         self.signer = Signer(settings)
         self.cache = CaptureCache(settings)
         self.jobs = SnapshotJobs(self)
+        self.timestamping = Timestamping(settings, db, queue, blobs)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -377,18 +379,21 @@ class Snapshots:
 
     def bundle(self, org_id: str, snapshot_id: str) -> bytes:
         """The signed manifest and every evidence artifact, zipped with the key that verifies
-        them (manifests.bundle)."""
+        them (manifests.bundle), and the trusted timestamps with their companion."""
         snapshot = self.get(org_id, snapshot_id)
         files, manifest = {}, None
         for artifact in evidence_artifacts(snapshot.artifacts):
             with self.blobs.open(artifact.sha256) as stream:
                 data = stream.read()
             if artifact.role == MANIFEST_ROLE:
-                manifest = data
+                manifest, digest = data, artifact.sha256
             else:
                 files[f"{artifact.role}.{manifests.extension(artifact.media_type)}"] = data
         if manifest is None:
             raise Conflict(f"snapshot {snapshot_id} has no signed manifest yet")
+        listed = timestamping.companion(digest, snapshot.meta or {})
+        if listed is not None:
+            files[timestamping.COMPANION] = listed
         return manifests.bundle(manifest, files, self.signer.public())
 
     # -- evidence -----------------------------------------------------------------------------
@@ -399,6 +404,7 @@ class Snapshots:
             select(Artifact).where(
                 Artifact.snapshot_id == snapshot.id,
                 Artifact.role.not_in((MANIFEST_ROLE, THUMBNAIL_ROLE)),
+                Artifact.role.not_like(f"{timestamping.TIMESTAMP_ROLE}%"),
             )
         )
         listed = [
@@ -418,15 +424,17 @@ class Snapshots:
                 Artifact.snapshot_id == snapshot.id, Artifact.role == MANIFEST_ROLE
             )
         )
+        digest = self.blobs.put(data)
         session.add(
             Artifact(
                 snapshot_id=snapshot.id,
                 role=MANIFEST_ROLE,
-                sha256=self.blobs.put(data),
+                sha256=digest,
                 size=len(data),
                 media_type="application/json",
             )
         )
+        self.timestamping.sealed(session, snapshot, digest)
 
     # -- delete -------------------------------------------------------------------------------
 

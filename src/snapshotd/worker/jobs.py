@@ -19,7 +19,7 @@ from typing import ParamSpec, Protocol, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from snapshotd.engines import probes
+from snapshotd.engines import probes, timestamping
 from snapshotd.engines.capture import CapturedArtifact, CaptureResult
 from snapshotd.engines.charts import ChartRenderer
 from snapshotd.engines.stack import CaptureStack
@@ -36,6 +36,7 @@ from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
 from snapshotd.services.snapshots import CAPTURE_JOB, Snapshots
 from snapshotd.services.synthetic import PROBE_JOB, ProbeSettings, Synthetic
+from snapshotd.services.timestamping import TIMESTAMP_JOB, Timestamping
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
 
@@ -234,6 +235,30 @@ class WebhookJob:
             return webhooks.secret_for(session, claim.org_id or "")
 
 
+class TimestampJob:
+    """Asks one TSA for a token over a sealed manifest, through the guard like every outbound
+    request; a TSA that is down or answers badly fails the attempt for the queue to retry."""
+
+    def __init__(self, service: Timestamping, http: httpx.AsyncClient) -> None:
+        self.timestamping, self.http = service, http
+
+    async def __call__(self, claim: Claim) -> None:
+        manifest = await asyncio.to_thread(self.timestamping.manifest_of, claim)
+        if manifest is None:
+            await asyncio.to_thread(self.timestamping.superseded, claim)
+            return
+        url = claim.payload["url"]
+        try:
+            reply, token = await timestamping.request(
+                self.http, url, manifest, self.timestamping.roots
+            )
+        except (httpx.HTTPError, timestamping.BadToken) as error:
+            message = f"{url}: {type(error).__name__}: {error}"
+            await asyncio.to_thread(self.timestamping.fail, claim, message)
+            return
+        await asyncio.to_thread(self.timestamping.store, claim, reply, token)
+
+
 def finish_job(queue: JobQueue, claim: Claim, error: str | None) -> None:
     """Ends a job that makes no snapshot: complete, or failed with `error` (tried again while
     attempts remain)."""
@@ -263,4 +288,5 @@ def job_handlers(
         CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, outages, telemetry),
         PROBE_JOB: ProbeJob(synthetic, stack),
         webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
+        TIMESTAMP_JOB: TimestampJob(snapshots.timestamping, stack.http),
     }
