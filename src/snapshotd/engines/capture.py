@@ -316,7 +316,13 @@ class CaptureEngine:
             consent = await ConsentHandler.attach(context, options.consent, self.autoconsent_dir)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
-            recorder = har.HarRecorder(cdp) if options.evidence else None
+            recorder = None
+            if options.evidence:
+                recorder = har.HarRecorder(
+                    cdp,
+                    hidden_headers=options.headers,
+                    hidden_cookies=[cookie.name for cookie in options.cookies],
+                )
             if recorder is not None:
                 await recorder.start()
             hints = await emulation.present_as(cdp, context_options["user_agent"], options.locale)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = ["ENTRY_LIMIT", "MEDIA_TYPE", "HarRecorder"]
 MEDIA_TYPE = "application/json"
 ENTRY_LIMIT = 2000
 PAGE_ID = "page_1"
+REDACTED = "REDACTED"
 
 # When the document's DOMContentLoaded and load events ended, in ms from the navigation's start;
 # -1 for one that has not happened (a capture that did not wait for load).
@@ -73,9 +75,20 @@ class _Extras:
 class HarRecorder:
     """Listens to one capture's Network events from `start()` until `har()` is asked."""
 
-    def __init__(self, cdp: CDPSession, limit: int = ENTRY_LIMIT) -> None:
+    def __init__(
+        self,
+        cdp: CDPSession,
+        *,
+        hidden_headers: Iterable[str] = (),
+        hidden_cookies: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> None:
+        """The values of `hidden_headers` and `hidden_cookies` (what the capture request itself
+        sent, often credentials) are written as REDACTED: the log travels in shared bundles."""
         self.cdp = cdp
-        self.limit = limit
+        self.limit = ENTRY_LIMIT if limit is None else limit
+        self.hidden_headers = {name.lower() for name in hidden_headers}
+        self.hidden_cookies = set(hidden_cookies)
         self.omitted = 0
         self._exchanges: list[_Exchange] = []
         self._open: dict[str, _Exchange] = {}
@@ -203,6 +216,20 @@ class HarRecorder:
         value = answer.get("result", {}).get("value") or [-1, -1]
         return round(value[0], 3), round(value[1], 3)
 
+    def _redacted(self, headers: dict[str, str]) -> dict[str, str]:
+        shown = {}
+        for name, value in headers.items():
+            if name.lower() in self.hidden_headers:
+                value = REDACTED
+            elif name.lower() == "cookie" and self.hidden_cookies:
+                pairs = [pair.strip().partition("=") for pair in value.split(";")]
+                value = "; ".join(
+                    f"{key}={REDACTED if key in self.hidden_cookies else rest}" if equals else key
+                    for key, equals, rest in pairs
+                )
+            shown[name] = value
+        return shown
+
     def _entry(self, exchange: _Exchange, addresses: dict[str, list[str]]) -> dict[str, Any]:
         extras = self._extras.get(exchange.request_id, _Extras())
         response = exchange.response or {}
@@ -215,7 +242,7 @@ class HarRecorder:
         elif received is not None and received.get("statusCode") != response.get("status"):
             received = None  # a hop the network never answered (an internal redirect)
         version = _http_version(response.get("protocol", ""))
-        request_headers = (sent or {}).get("headers") or exchange.headers
+        request_headers = self._redacted((sent or {}).get("headers") or exchange.headers)
         response_headers = (received or {}).get("headers") or response.get("headers", {})
         head_text = (received or {}).get("headersText")
         headers_size = len(head_text.encode("latin-1", "replace")) if head_text else -1

@@ -19,6 +19,7 @@ ARTIFACT_TYPES = (
     "text/html",
     "multipart/related",
     "application/json",
+    "application/x-pem-file",
 )
 
 
@@ -44,7 +45,9 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 )
 def get_artifact(
     snapshot_id: str,
-    artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff"],
+    artifact: Literal[
+        "image", "pdf", "html", "mhtml", "har", "certificate_chain", "manifest", "diff"
+    ],
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,

@@ -42,6 +42,7 @@ _EXTENSIONS = {
     "text/html": "html",
     "multipart/related": "mhtml",
     "application/json": "json",
+    "application/x-pem-file": "pem",
 }
 _lock = threading.Lock()
 

@@ -21,7 +21,7 @@ router = APIRouter(route_class=ConsoleRoute)
 
 PAGE_SIZE = 24
 Text = Annotated[str, Query(max_length=browse.MAX_SEARCH)]
-FileRole = Literal["image", "pdf", "html", "mhtml", "manifest", "diff"]
+FileRole = Literal["image", "pdf", "html", "mhtml", "har", "certificate_chain", "manifest", "diff"]
 
 
 def _day(value: str, field: str) -> date | None:
