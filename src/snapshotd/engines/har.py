@@ -108,7 +108,9 @@ class HarRecorder:
         }
         for event, handler in handlers.items():
             self.cdp.on(f"Network.{event}", handler)
-        await self.cdp.send("Network.enable")
+        # No payload buffer: bodies stay out of the log, so this session need not keep a second
+        # copy of each (Playwright's own session keeps what it needs).
+        await self.cdp.send("Network.enable", {"maxTotalBufferSize": 0, "maxResourceBufferSize": 0})
 
     @property
     def entries(self) -> int:
@@ -303,11 +305,14 @@ class HarRecorder:
 
 
 def _posted_size(request: dict[str, Any]) -> int:
-    """The request body's size in bytes (Chromium hands the body over base64-encoded)."""
+    """The request body's size in bytes (Chromium hands the body over base64-encoded); -1 when
+    Chromium did not pass it on (a body too large, or a stream)."""
     if not request.get("hasPostData"):
         return 0
-    entries = request.get("postDataEntries", [])
-    return sum(len(base64.b64decode(each.get("bytes", ""))) for each in entries)
+    entries = request.get("postDataEntries")
+    if not entries or any("bytes" not in each for each in entries):
+        return -1
+    return sum(len(base64.b64decode(each["bytes"])) for each in entries)
 
 
 def _nth(events: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
