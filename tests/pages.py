@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +53,14 @@ def routes(
             ),
         ),
         "/hook": (200, {"content-type": "application/json"}, b"{}"),
+        "/parts": (
+            200,
+            {**html, "set-cookie": "visit=1; Path=/; HttpOnly"},
+            page(
+                "<img src='/box'><link rel='stylesheet' href='/missing.css'>"
+                "<script>fetch('/hook?from=page', {method: 'POST', body: 'four'})</script>"
+            ),
+        ),
         "/slow": (200, html, page("<h1>worth the wait</h1>")),
         "/shaping": (
             200,
@@ -68,7 +77,10 @@ def routes(
 
 
 class PageServer:
-    def __init__(self, host: str = "127.0.0.1", canary: str = "") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", canary: str = "", tls: ssl.SSLContext | None = None
+    ) -> None:
+        """With `tls`, the server speaks https with that context's certificate."""
         self.hits: list[tuple[str, str, dict[str, str], bytes]] = []
         self.canary = canary
         server = self
@@ -104,7 +116,14 @@ class PageServer:
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        if tls is not None:
+            # The handshake happens in the handler thread, so a connection that never sends one
+            # (a browser's preconnect) cannot hold up the listener.
+            self.httpd.socket = tls.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> PageServer:

@@ -38,7 +38,7 @@ from tests.scale import (
 
 SLOW_SECONDS = 3
 MAX_ATTEMPTS = 3
-ROLES = ["html", "image", "manifest", "mhtml"]
+ROLES = ["har", "html", "image", "manifest", "mhtml"]
 REFUSAL = r"(result dropped|abandoned)"
 
 

@@ -130,7 +130,7 @@ class PageFilter:
     def annotate(self, metadata: dict[str, Any]) -> None:
         """Adds what the lists blocked and hid. A CONNECT the lane refused fails in the browser
         like one the egress policy refused; those are the lists' doing, not the policy's."""
-        if self.lane is None:
+        if self.lane is None or self.rules is None:
             return
         tunnels = self.lane.tunnels_blocked
         kept = [
@@ -160,14 +160,15 @@ class Blocking(Protocol):
 
 @asynccontextmanager
 async def page_filter(
-    guard: EgressGuard, lists: FilterLists, options: Blocking
+    guard: EgressGuard, lists: FilterLists, options: Blocking, *, own_lane: bool = False
 ) -> AsyncIterator[PageFilter]:
-    """Opens a lane for a capture that blocks ads, trackers or both; else does nothing."""
+    """Opens a lane for a capture that blocks ads, trackers or both, or that wants one of its own
+    (`own_lane`, to keep its DNS answers apart from other captures'); else does nothing."""
     wanted = (("ad", options.block_ads), ("tracker", options.block_trackers))
     reasons = [reason for reason, on in wanted if on]
-    if not reasons:
+    if not reasons and not own_lane:
         yield PageFilter()
         return
-    rules = PageRules(options.url, await lists.engines(reasons))
+    rules = PageRules(options.url, await lists.engines(reasons)) if reasons else None
     async with guard.lane(rules) as lane:
         yield PageFilter(lane, rules)

@@ -19,7 +19,7 @@ from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
 from snapshotd.config import DEFAULT_AUTOCONSENT_DIR
-from snapshotd.engines import devices, emulation, screenshots
+from snapshotd.engines import devices, emulation, har, provenance, screenshots
 from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.consent import ConsentHandler
@@ -35,6 +35,8 @@ MEDIA_TYPES = {
     "pdf": "application/pdf",
     "html": "text/html; charset=utf-8",
     "mhtml": "multipart/related",
+    "har": har.MEDIA_TYPE,
+    "certificate_chain": provenance.MEDIA_TYPE,
 }
 
 
@@ -304,7 +306,9 @@ class CaptureEngine:
         scale = float(context_options.get("device_scale_factor", 1))
         changes: dict[str, Any] = {}
         async with (
-            page_filter(self.guard, self.filter_lists, options) as filtering,
+            page_filter(
+                self.guard, self.filter_lists, options, own_lane=options.evidence
+            ) as filtering,
             self.pool.context(**context_options, **filtering.context_options) as context,
         ):
             context.set_default_timeout(timeout_ms)
@@ -312,6 +316,15 @@ class CaptureEngine:
             consent = await ConsentHandler.attach(context, options.consent, self.autoconsent_dir)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
+            recorder = None
+            if options.evidence:
+                recorder = har.HarRecorder(
+                    cdp,
+                    hidden_headers=options.headers,
+                    hidden_cookies=[cookie.name for cookie in options.cookies],
+                )
+            if recorder is not None:
+                await recorder.start()
             hints = await emulation.present_as(cdp, context_options["user_agent"], options.locale)
             if options.media:
                 # On this session: Playwright's own emulate_media does not hold once a second
@@ -350,6 +363,13 @@ class CaptureEngine:
             if options.evidence:
                 artifacts += await self._evidence(page, cdp)
             metadata = await self._metadata(page, options, response, watch)
+            if recorder is not None:
+                files, metadata["provenance"] = await provenance.gather(
+                    cdp, recorder, filtering.lane, options, metadata, self.pool.browser_version
+                )
+                artifacts += [
+                    CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
+                ]
             filtering.annotate(metadata)
             if consent:
                 metadata["consent"] = consent.record

@@ -186,17 +186,26 @@ class EgressPolicy:
 
     async def resolve(self, host: str, port: int) -> IPAddress:
         """The first address `host` resolves to that may be reached; EgressDenied otherwise."""
+        return self.choose(host, await self.answers(host, port))
+
+    async def answers(self, host: str, port: int) -> list[IPAddress]:
+        """Every address `host` resolves to, in the resolver's order, allowed or not (the guard
+        keeps them as evidence of what the name meant); EgressDenied if it does not resolve."""
         name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         pinned = self._hosts.get(name.lower().removesuffix("."))
         if pinned is not None:
-            addresses = [pinned]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError) as exc:
-                raise EgressDenied(f"could not resolve host {name!r}") from exc
-            addresses = [ipaddress.ip_address(str(sockaddr[0])) for *_, sockaddr in infos]
+            return [pinned]
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise EgressDenied(f"could not resolve host {name!r}") from exc
+        found = [ipaddress.ip_address(str(sockaddr[0])) for *_, sockaddr in infos]
+        return list(dict.fromkeys(found))
+
+    def choose(self, host: str, addresses: Sequence[IPAddress]) -> IPAddress:
+        """The first of `addresses` (what `host` resolved to) that may be reached."""
+        name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         first_reason = None
         for ip in addresses:
             reason = self.address_refusal(name, ip)

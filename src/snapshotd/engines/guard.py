@@ -166,8 +166,9 @@ class EgressGuard:
         await server.wait_closed()
 
     @asynccontextmanager
-    async def lane(self, screen: RequestFilter) -> AsyncIterator[Lane]:
-        """A listener for one browser context, open while the block runs."""
+    async def lane(self, screen: RequestFilter | None = None) -> AsyncIterator[Lane]:
+        """A listener for one browser context, open while the block runs; without a `screen` it
+        filters nothing and only keeps the context's own record of names resolved."""
         lane = Lane(screen)
         server = await asyncio.start_server(
             partial(self._handle, lane=lane), "127.0.0.1", 0, limit=_HEAD_LIMIT
@@ -236,19 +237,23 @@ class EgressGuard:
         await _reply(writer, "403 Forbidden", mark="denied")
 
     async def _dial(
-        self, writer: asyncio.StreamWriter, url: str, host: str, port: int
+        self, writer: asyncio.StreamWriter, url: str, host: str, port: int, lane: Lane | None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """Check and connect; on refusal or failure answer the client and return None."""
         self.requests += 1
         reason = self.policy.url_refusal(url)
         if reason is None:
+            answers: list[IPAddress] = []
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    ip = await self.policy.resolve(host, port)
+                    answers = await self.policy.answers(host, port)
+                ip = self.policy.choose(host, answers)
             except EgressDenied as exc:
                 reason = exc.detail
             except TimeoutError:
                 reason = f"resolving {host!r} timed out"
+            if lane is not None and answers:
+                lane.resolved(host, answers, None if reason else ip)
         if reason is not None:
             await self._deny(writer, host, port, reason)
             return None
@@ -279,7 +284,7 @@ class EgressGuard:
             if lane.refusal(f"https://{shown}/", None) is not None:
                 lane.tunnels_blocked.add(shown)
                 return await _reply(writer, "403 Forbidden", mark="filtered")
-        upstream = await self._dial(writer, f"https://{authority}:{port}/", host, port)
+        upstream = await self._dial(writer, f"https://{authority}:{port}/", host, port, lane)
         if upstream is None:
             return
         try:
@@ -333,7 +338,7 @@ class EgressGuard:
             # No content: a blocked frame stays blank instead of loading the browser's error
             # page, and an image or a script simply fails to load.
             return await _reply(writer, "204 No Content", mark="filtered")
-        upstream = await self._dial(writer, target, host, port)
+        upstream = await self._dial(writer, target, host, port, lane)
         if upstream is None:
             return
         up_reader, up_writer = upstream

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import Request, Response
+from fastapi import Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from snapshotd.http.deps import Services
@@ -25,6 +25,12 @@ WHOLE = 1024 * 1024
 # A signed-in download redirected to the bucket gets a URL this short-lived: enough to follow the
 # redirect, too short to be worth passing around (share links exist for that).
 DIRECT_SECONDS = 300
+# The artifact roles a route may name: the fixed ones, plus `timestamp-2`, `timestamp-3`, … when
+# several time-stamping authorities stamped one manifest.
+ROLE_PATTERN = (
+    r"^(image|pdf|html|mhtml|har|certificate_chain|wacz|manifest|diff|timestamp(-[0-9]{1,2})?)$"
+)
+ArtifactRole = Annotated[str, Path(pattern=ROLE_PATTERN)]
 
 
 def artifact_response(

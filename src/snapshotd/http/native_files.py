@@ -3,12 +3,10 @@ out through http/artifacts.py like every other surface's."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request, Response
 
 from snapshotd.http import openapi
-from snapshotd.http.artifacts import DIRECT_SECONDS, artifact_response
+from snapshotd.http.artifacts import DIRECT_SECONDS, ArtifactRole, artifact_response
 from snapshotd.http.deps import PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
@@ -20,6 +18,7 @@ ARTIFACT_TYPES = (
     "multipart/related",
     "application/json",
     "application/timestamp-reply",
+    "application/x-pem-file",
 )
 
 
@@ -45,7 +44,7 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 )
 def get_artifact(
     snapshot_id: str,
-    artifact: Literal["image", "pdf", "html", "mhtml", "manifest", "diff", "timestamp"],
+    artifact: ArtifactRole,
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,

@@ -45,6 +45,7 @@ _EXTENSIONS = {
     "multipart/related": "mhtml",
     "application/json": "json",
     "application/timestamp-reply": "tsr",
+    "application/x-pem-file": "pem",
 }
 _lock = threading.Lock()
 

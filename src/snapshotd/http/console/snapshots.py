@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.http.artifacts import DIRECT_SECONDS, artifact_response
+from snapshotd.http.artifacts import DIRECT_SECONDS, ArtifactRole, artifact_response
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import Services, ServicesDep, public_base
@@ -21,7 +21,6 @@ router = APIRouter(route_class=ConsoleRoute)
 
 PAGE_SIZE = 24
 Text = Annotated[str, Query(max_length=browse.MAX_SEARCH)]
-FileRole = Literal["image", "pdf", "html", "mhtml", "manifest", "diff", "timestamp"]
 
 
 def _day(value: str, field: str) -> date | None:
@@ -158,7 +157,11 @@ def _download(
 
 @router.get("/snapshots/{snapshot_id}/files/{role}", include_in_schema=False)
 def snapshot_file(
-    snapshot_id: str, role: FileRole, request: Request, visit: ConsoleUser, services: ServicesDep
+    snapshot_id: str,
+    role: ArtifactRole,
+    request: Request,
+    visit: ConsoleUser,
+    services: ServicesDep,
 ) -> Response:
     return _download(request, services, visit.principal.org_id, snapshot_id, role)
 
