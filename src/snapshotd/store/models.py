@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -261,6 +262,9 @@ class Share(Base):
         ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
     )
     public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What the link offers beside the picture: the evidence bundle, and the archived page to browse.
+    evidence: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    replay: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
