@@ -15,7 +15,18 @@ import sys
 import time
 from types import FrameType
 
-from bench import adpage, baseline, charts, corpus, probes, proc, render, report, scaling
+from bench import (
+    adpage,
+    baseline,
+    charts,
+    corpus,
+    evidence,
+    probes,
+    proc,
+    render,
+    report,
+    scaling,
+)
 from bench import load as api_load
 from bench.client import BenchFailure
 from bench.pages import PageServer, build_page
@@ -38,9 +49,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("pages", "corpus", "ads", "charts", "tests", "load", "render", "scaling"),
-        help="run only the page-capture, the real-world corpus, the ad-heavy page, the chart and "
-        "metric, the synthetic test, the API load, the render link, or the worker scaling figures",
+        choices=(
+            "pages",
+            "corpus",
+            "ads",
+            "evidence",
+            "charts",
+            "tests",
+            "load",
+            "render",
+            "scaling",
+        ),
+        help="run only the page-capture, the real-world corpus, the ad-heavy page, the evidence "
+        "cost, the chart and metric, the synthetic test, the API load, the render link, or the "
+        "worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -110,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[ServeResult] = []
     corpus_result: corpus.CorpusResult | None = None
     ad_result: adpage.AdResult | str | None = None
+    evidence_result: evidence.EvidenceResult | None = None
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
     load_result: api_load.LoadResult | None = None
@@ -124,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             corpus_result = corpus.run(args.quick, _say)
         if args.only in (None, "ads"):
             ad_result = adpage.run(args.quick, _say)
+        if args.only in (None, "evidence"):
+            evidence_result = evidence.run(args.quick, _say)
         if args.only in (None, "charts"):
             chart_result = charts.run(args.quick, _say)
         if args.only in (None, "tests"):
@@ -167,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(adpage.describe(ad_result))
         print(report.render(adpage.rows(ad_result)))
+    if evidence_result is not None:
+        print()
+        print(evidence.describe(evidence_result))
+        print(report.render(evidence.rows(evidence_result)))
     if chart_result is not None:
         print()
         print(report.render(charts.rows(chart_result)))

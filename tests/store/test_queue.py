@@ -42,6 +42,17 @@ def test_claims_oldest_first_and_payload_is_json(any_db: Database) -> None:
     assert queue.claim("w1") is None
 
 
+def test_a_claim_for_some_kinds_passes_older_jobs_of_other_kinds(any_db: Database) -> None:
+    queue = make(any_db)
+    (capture,) = enqueue(queue)
+    with queue.db.session() as session:
+        stamp = queue.enqueue(session, "timestamp", {"n": 1}).id
+    claim = queue.claim("w1", kinds=("timestamp", "webhook"))
+    assert claim is not None and claim.job_id == stamp
+    assert queue.claim("w1", kinds=("timestamp",)) is None
+    assert queue.claim("w1").job_id == capture  # type: ignore[union-attr]
+
+
 def test_concurrent_claims_never_hand_out_a_job_twice(any_db: Database) -> None:
     queue = make(any_db)
     ids = enqueue(queue, 40)

@@ -360,13 +360,16 @@ class CaptureEngine:
                 changes["frozen"] = await emulation.freeze(page)
             artifacts, truncated = await self._render(page, cdp, options, scale)
             shot = time.perf_counter()
+            spent: dict[str, int] = {}  # evidence part -> ms, so its cost can be told apart
             if options.evidence:
-                artifacts += await self._evidence(page, cdp)
+                artifacts += await self._evidence(page, cdp, spent)
             metadata = await self._metadata(page, options, response, watch)
             if recorder is not None:
+                began = time.perf_counter()
                 files, metadata["provenance"] = await provenance.gather(
                     cdp, recorder, filtering.lane, options, metadata, self.pool.browser_version
                 )
+                spent["provenance"] = _ms_since(began)
                 artifacts += [
                     CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
                 ]
@@ -381,7 +384,8 @@ class CaptureEngine:
                 timings_ms={
                     "navigation": round((navigated - started) * 1000),
                     "capture": round((shot - navigated) * 1000),
-                    "total": round((time.perf_counter() - started) * 1000),
+                    "total": _ms_since(started),
+                    **({"evidence": spent} if spent else {}),
                 },
             )
         return CaptureResult(artifacts, metadata, _status_failure(options, response))
@@ -433,15 +437,21 @@ class CaptureEngine:
             CapturedArtifact("image", data, MEDIA_TYPES[options.format], width, height)
         ], truncated
 
-    async def _evidence(self, page: Page, cdp: CDPSession) -> list[CapturedArtifact]:
+    async def _evidence(
+        self, page: Page, cdp: CDPSession, spent: dict[str, int]
+    ) -> list[CapturedArtifact]:
         # The document serialized by Chromium itself: the same markup as page.content(), with no
         # script the page could have overridden, and without Playwright's utility world (which
         # costs the renderer more than the serialization).
+        began = time.perf_counter()
         document = await cdp.send("DOM.getDocument", {"depth": 0})
         markup = await cdp.send("DOM.getOuterHTML", {"nodeId": document["root"]["nodeId"]})
         await cdp.send("DOM.disable")
         html = markup["outerHTML"].encode()
+        spent["html"] = _ms_since(began)
+        began = time.perf_counter()
         mhtml = (await cdp.send("Page.captureSnapshot", {"format": "mhtml"}))["data"].encode()
+        spent["mhtml"] = _ms_since(began)
         return [
             CapturedArtifact("html", html, MEDIA_TYPES["html"]),
             CapturedArtifact("mhtml", mhtml, MEDIA_TYPES["mhtml"]),
@@ -480,3 +490,7 @@ class CaptureEngine:
                     "valid_to": details.get("validTo"),
                 }
         return metadata
+
+
+def _ms_since(began: float) -> int:
+    return round((time.perf_counter() - began) * 1000)

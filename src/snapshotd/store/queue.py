@@ -8,12 +8,12 @@ and was reaped cannot complete or fail the job any more. Payloads are JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import TooManyRequests
@@ -97,13 +97,17 @@ class JobQueue:
                 session.execute(text(f"NOTIFY {CHANNEL}"))
         return job
 
-    def claim(self, worker_id: str, agent_id: int | None = None) -> Claim | None:
+    def claim(
+        self, worker_id: str, agent_id: int | None = None, kinds: Collection[str] = ()
+    ) -> Claim | None:
         """The oldest due job this worker may run: any job for no agent in particular, and the
-        jobs of its own agent (host)."""
+        jobs of its own agent (host); only of `kinds` when given."""
         now = utcnow()
         mine: ColumnElement[bool] = Job.agent_id.is_(None)
         if agent_id is not None:
             mine = or_(mine, Job.agent_id == agent_id)
+        if kinds:
+            mine = and_(mine, Job.kind.in_(kinds))
         candidate = (
             select(Job.id)
             .where(Job.state == "queued", Job.run_after <= now, mine)

@@ -40,7 +40,7 @@ from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.outages import as_outage
 from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker.jobs import JobHandler, job_handlers
+from snapshotd.worker.jobs import LIGHT_KINDS, LIGHT_LOOPS, JobHandler, job_handlers
 
 log = logging.getLogger(__name__)
 StackFactory = Callable[[Settings], AbstractAsyncContextManager[CaptureStack]]
@@ -131,6 +131,8 @@ class Worker:
                 async with asyncio.TaskGroup() as group:
                     for _ in range(s.worker_concurrency):
                         group.create_task(self._claim_loop())
+                    for _ in range(LIGHT_LOOPS):
+                        group.create_task(self._claim_loop(LIGHT_KINDS))
                     reap_every = max(1.0, s.job_lease_seconds / 3)
                     group.create_task(self._periodically("reaper", reap_every, self._reap))
                     sweep_every = s.sweep_interval_seconds
@@ -159,14 +161,15 @@ class Worker:
         if loop is not None and event is not None:
             loop.call_soon_threadsafe(event.set)
 
-    async def _claim_loop(self) -> None:
+    async def _claim_loop(self, kinds: tuple[str, ...] = ()) -> None:
+        """Claims and runs one job after another: of any kind, or only of `kinds` when given."""
         poll = self.settings.poll_interval_seconds
         pause = poll
         while not self.stopping:
             assert self._work_queued is not None
             self._work_queued.clear()
             try:
-                claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id)
+                claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id, kinds)
             except Exception as error:
                 # Queued jobs wait safely in the database; this loop only has to outlast it.
                 self._trouble(error, "claiming jobs")
