@@ -52,6 +52,12 @@ class ShareCreate(BaseModel):
     expires_in: Annotated[
         int | None, Field(ge=1, description="Seconds; capped by the snapshot.")
     ] = None
+    evidence: StrictBool = Field(
+        False, description="true: the link also serves the signed evidence bundle at /bundle."
+    )
+    replay: StrictBool = Field(
+        False, description="true: the link also offers the archived page's replay."
+    )
 
 
 def share_url(request: Request, services: ServicesDep, share_id: str) -> str:
@@ -64,6 +70,8 @@ def share_body(request: Request, services: ServicesDep, share: Share) -> dict[st
         "url": share_url(request, services, share.id),
         "snapshot_id": share.snapshot_id,
         "public": share.public,
+        "evidence": share.evidence,
+        "replay": share.replay,
         "state": share_state(share),
         "created_by": share.created_by,
         "created_at": iso(share.created_at),
@@ -83,7 +91,12 @@ def create_share(
 ) -> dict[str, Any]:
     body = body or ShareCreate()
     share = services.shares.create(
-        principal, snapshot_id, public=body.public, expires_in=body.expires_in
+        principal,
+        snapshot_id,
+        public=body.public,
+        expires_in=body.expires_in,
+        evidence=body.evidence,
+        replay=body.replay,
     )
     response.headers.update(NO_STORE)
     return share_body(request, services, share)
@@ -218,6 +231,22 @@ def _subject(snapshot: Snapshot) -> str:
         )
         return f"chart “{_title(snapshot)}”, {window} UTC"
     return snapshot.url
+
+
+@router.get("/s/{share_id}/bundle", include_in_schema=False)
+def share_bundle(share_id: str, request: Request, services: ServicesDep) -> Response:
+    """The signed bundle, the same bytes as /api/v1/snapshots/{id}/bundle, for a link made with
+    `evidence`; any other link answers as for a file it does not serve."""
+    share, snapshot = _visit(request, services, share_id)
+    if not share.evidence:
+        raise NotFound("this share link does not offer the evidence bundle")
+    data = services.snapshots.bundle(snapshot.org_id, snapshot.id)
+    disposition = f'attachment; filename="{snapshot.id}.zip"'
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": disposition, **NO_STORE},
+    )
 
 
 @router.get("/s/{share_id}/{role}", include_in_schema=False)
