@@ -88,8 +88,8 @@ class Shares:
                 snapshot.id,
                 share=share.id[:8],
                 public=public,
-                evidence=evidence,
-                replay=replay,
+                # Named only when on, so the usual link's entry reads as it always did.
+                **{name: True for name, on in (("evidence", evidence), ("replay", replay)) if on},
             )
         return share
 
