@@ -4,8 +4,8 @@ whether the signed manifest holds, and each trusted timestamp.
 The check is the offline one: the snapshot's bundle is built as /bundle serves it and judged by
 `manifests.verify_bundle` with the instance's own public key (and SNAPSHOTD_TSA_CA_FILE for the
 tokens, when set), so the page says "valid" exactly when `snapshotd verify --key` would. Snapshots
-without a manifest (charts and test windows, or a capture still under way) get their stored digests
-and a plain "no manifest".
+without a manifest (test windows, or a capture still under way) get their stored digests and a
+plain "no manifest".
 """
 
 from __future__ import annotations
@@ -147,10 +147,8 @@ def _reason(verdict: Verdict) -> str:
 def _unsigned_reason(snapshot: Snapshot) -> str:
     if snapshot.status in ("queued", "working"):
         return f"the snapshot is still {snapshot.status}; its manifest is signed when it completes"
-    if snapshot.kind in ("chart", "test_window"):
-        what = "charts" if snapshot.kind == "chart" else "test snapshots"
-        return (
-            f"{what} have no signed manifest: the digests below are the stored files', with "
-            "no signature to check them against"
-        )
-    return "this snapshot has no signed manifest"
+    what = "test snapshots have" if snapshot.kind == "test_window" else "this snapshot has"
+    return (
+        f"{what} no signed manifest: the digests below are the stored files', with no "
+        "signature to check them against"
+    )
