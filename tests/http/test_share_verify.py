@@ -182,6 +182,15 @@ def test_a_changed_artifact_row_or_manifest_makes_the_page_say_invalid(
         row = session.scalars(
             select(Artifact).where(Artifact.snapshot_id == snapshot["id"], Artifact.role == "image")
         ).one()
+        row.sha256 = "0" * 64  # names bytes the store does not have
+    body = live_api.get(f"{path}/verify.json").json()
+    assert body["manifest"] == "invalid" and "missing" in body["reason"]
+    assert {a["role"]: a["check"] for a in body["artifacts"]}["image"] == "missing"
+
+    with db.session() as session:
+        row = session.scalars(
+            select(Artifact).where(Artifact.snapshot_id == snapshot["id"], Artifact.role == "image")
+        ).one()
         row.sha256 = image
     assert live_api.get(f"{path}/verify.json").json()["manifest"] == "valid"
 
