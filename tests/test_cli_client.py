@@ -282,3 +282,31 @@ def test_sdk_share_list_and_revoke(queued_url: str, token: str, pages: PageServe
             client.share("snp_nope")
         with pytest.raises(NotFoundError):
             client.revoke_share("nope")
+
+
+def test_sdk_and_cli_carry_the_evidence_and_replay_switches(
+    queued_url: str, token: str, pages: PageServer
+) -> None:
+    remote: Env = {"SNAPSHOTD_SERVER": queued_url, "SNAPSHOTD_TOKEN": token}
+    with SnapshotClient(base_url=queued_url, token=token) as client:
+        snapshot = client.create(pages.url + "/")
+        plain = client.share(snapshot)
+        assert not plain.evidence and not plain.replay
+        both = client.share(snapshot, evidence=True, replay=True)
+        assert both.evidence and both.replay and both.raw["evidence"] is True
+        shared = invoke(remote, "share", snapshot.id, "--evidence")
+        assert shared.exit_code == 0, shared.output
+        assert "public link, with evidence, expires" in shared.stderr
+        made = shared.stdout.strip().rsplit("/", 1)[1]
+        replay = invoke(remote, "share", snapshot.id, "--replay", "--private")
+        assert "private link, with replay, expires" in replay.stderr
+        switches = {each.id: (each.evidence, each.replay) for each in client.shares(snapshot)}
+    assert switches == {
+        plain.id: (False, False),
+        both.id: (True, True),
+        made: (True, False),
+        replay.stdout.strip().rsplit("/", 1)[1]: (False, True),
+    }
+    # Still queued, so there is no bundle yet; a link without evidence has none at all.
+    assert httpx.get(f"{both.url}/bundle").status_code == 409
+    assert httpx.get(f"{plain.url}/bundle").status_code == 404

@@ -105,7 +105,8 @@ class Snapshot:
 @dataclass(frozen=True)
 class Share:
     """A share link: `url` opens the snapshot's page for whoever holds it (members only when not
-    `public`) until `expires_at` or until it is revoked."""
+    `public`) until `expires_at` or until it is revoked; with `evidence` it also serves the signed
+    bundle, with `replay` the archived page."""
 
     id: str
     url: str
@@ -116,6 +117,8 @@ class Share:
     expires_at: str | None
     revoked_at: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    evidence: bool = False
+    replay: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Share:
@@ -124,6 +127,8 @@ class Share:
             url=body["url"],
             snapshot_id=body["snapshot_id"],
             public=bool(body.get("public", True)),
+            evidence=bool(body.get("evidence", False)),
+            replay=bool(body.get("replay", False)),
             state=body.get("state", "active"),
             created_at=body.get("created_at"),
             expires_at=body.get("expires_at"),
@@ -418,9 +423,14 @@ class SnapshotClient:
         *,
         public: bool = True,
         expires_in: int | None = None,
+        evidence: bool = False,
+        replay: bool = False,
     ) -> Share:
-        """A new share link; `expires_in` seconds is capped by the snapshot's own expiry."""
+        """A new share link; `expires_in` seconds is capped by the snapshot's own expiry.
+        `evidence` lets the link serve the signed bundle, `replay` the archived page."""
         body: dict[str, Any] = {"public": public}
+        # Sent only when asked for, so a server that predates the switches still makes links.
+        body.update({name: True for name, on in (("evidence", evidence), ("replay", replay)) if on})
         if expires_in is not None:
             body["expires_in"] = expires_in
         where = f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}/shares"

@@ -137,7 +137,7 @@ def forms(w: dict[str, str]) -> list[tuple[str, tuple[str, ...]]]:
     capture = ("url", "width", "height", "device", "selector", "format", "wait_until", "delay_ms")
     location = ("name", "description", "capture_url", "platform", "frequency", "webhook_url")
     return [
-        (f"{snap}/shares", ("public", "expires_in")),
+        (f"{snap}/shares", ("public", "expires_in", "evidence", "replay")),
         (f"{snap}/shares/shr_unknown/revoke", ()),
         (f"{snap}/archive", ("reason",)),
         (f"{snap}/unarchive", ()),

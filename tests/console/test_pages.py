@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
-from snapshotd.store.models import Artifact, AuditEvent, Location, Snapshot, utcnow
+from snapshotd.store.models import Artifact, AuditEvent, Location, Share, Snapshot, utcnow
 from tests.console.conftest import add_snapshot, org_id_of, sign_in
 
 CARD = re.compile(r'<li class="card[^"]*" data-status="\w+"')
@@ -231,6 +231,25 @@ def test_share_links_are_created_listed_and_revoked(
     revoked = client.post(f"{base}/shares/{share_id}/revoke", data={"csrf": signed_in})
     assert "The share link is revoked" in revoked.text and "revoked · expires" in revoked.text
     assert client.get(share_url.group(1)).status_code == 410
+    assert client.get(f"{share_url.group(1)}/verify").status_code == 410
+
+
+def test_share_form_offers_the_evidence_and_replay_switches(
+    client: TestClient, db: Database, blobs: FileBlobStore, signed_in: str
+) -> None:
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db))
+    base = f"/console/snapshots/{snapshot_id}"
+    form = client.get(base).text
+    assert 'name="evidence"' in form and 'name="replay"' in form
+    page = client.post(
+        f"{base}/shares", data={"csrf": signed_in, "public": "1", "evidence": "1"}
+    ).text
+    assert "Public · evidence · active" in page
+    client.post(f"{base}/shares", data={"csrf": signed_in, "replay": "1"})
+    with db.session() as session:
+        rows = session.scalars(select(Share).where(Share.snapshot_id == snapshot_id))
+        switches = sorted((row.public, row.evidence, row.replay) for row in rows)
+    assert switches == [(False, False, True), (True, True, False)]
 
 
 @pytest.mark.parametrize(

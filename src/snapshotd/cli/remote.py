@@ -108,15 +108,29 @@ def share(
     private: Annotated[
         bool, typer.Option("--private", help="Only signed-in members of the organization.")
     ] = False,
+    evidence: Annotated[
+        bool, typer.Option("--evidence", help="The link also serves the signed bundle.")
+    ] = False,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="The link also offers the archived page's replay.")
+    ] = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Make a share link for a snapshot and print its URL."""
     with connected(server, token) as client:
-        link = client.share(snapshot_id, public=not private, expires_in=expires_in)
+        link = client.share(
+            snapshot_id,
+            public=not private,
+            expires_in=expires_in,
+            evidence=evidence,
+            replay=replay,
+        )
     sys.stdout.write(link.url + "\n")
     visibility = "public" if link.public else "private"
-    typer.echo(f"{visibility} link, expires {_when(link.expires_at)} UTC", err=True)
+    switches = (("evidence", link.evidence), ("replay", link.replay))
+    offers = "".join(f", with {name}" for name, on in switches if on)
+    typer.echo(f"{visibility} link{offers}, expires {_when(link.expires_at)} UTC", err=True)
 
 
 def register(app: typer.Typer) -> None:

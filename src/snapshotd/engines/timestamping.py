@@ -119,6 +119,16 @@ def check(
     )
 
 
+def imprint(reply: bytes) -> bytes | None:
+    """The digest a reply's token is over, read without judging the token; None when the reply
+    cannot be read or is over another hash than SHA-256."""
+    try:
+        message = decode_timestamp_response(reply).tst_info.message_imprint
+    except ValueError:
+        return None
+    return message.message if message.hash_algorithm == SHA256_OID else None
+
+
 def tsa_name(certificate: x509.Certificate) -> str:
     """The TSA's name as people read it: its certificate's common name, else the whole subject."""
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
+from snapshotd.http import share_verify
 from snapshotd.http.artifacts import artifact_response, link_life
 from snapshotd.http.deps import (
     PrincipalDep,
@@ -28,7 +29,7 @@ from snapshotd.http.deps import (
     principal_from,
     public_base,
 )
-from snapshotd.http.problems import error_headers
+from snapshotd.http.problems import error_headers, problem
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
@@ -52,6 +53,12 @@ class ShareCreate(BaseModel):
     expires_in: Annotated[
         int | None, Field(ge=1, description="Seconds; capped by the snapshot.")
     ] = None
+    evidence: StrictBool = Field(
+        False, description="true: the link also serves the signed evidence bundle at /bundle."
+    )
+    replay: StrictBool = Field(
+        False, description="true: the link also offers the archived page's replay."
+    )
 
 
 def share_url(request: Request, services: ServicesDep, share_id: str) -> str:
@@ -64,6 +71,8 @@ def share_body(request: Request, services: ServicesDep, share: Share) -> dict[st
         "url": share_url(request, services, share.id),
         "snapshot_id": share.snapshot_id,
         "public": share.public,
+        "evidence": share.evidence,
+        "replay": share.replay,
         "state": share_state(share),
         "created_by": share.created_by,
         "created_at": iso(share.created_at),
@@ -83,7 +92,12 @@ def create_share(
 ) -> dict[str, Any]:
     body = body or ShareCreate()
     share = services.shares.create(
-        principal, snapshot_id, public=body.public, expires_in=body.expires_in
+        principal,
+        snapshot_id,
+        public=body.public,
+        expires_in=body.expires_in,
+        evidence=body.evidence,
+        replay=body.replay,
     )
     response.headers.update(NO_STORE)
     return share_body(request, services, share)
@@ -220,6 +234,63 @@ def _subject(snapshot: Snapshot) -> str:
     return snapshot.url
 
 
+# Registered before /s/{share_id}/{role}, which would take "verify" for an artifact's role.
+@router.get("/s/{share_id}/verify", response_class=HTMLResponse, include_in_schema=False)
+def share_verify_page(share_id: str, request: Request, services: ServicesDep) -> Response:
+    share, snapshot = _visit(request, services, share_id)
+    report = services.verifier.check(snapshot)
+    base = public_base(request, services)
+    return templates.TemplateResponse(
+        request,
+        "share_verify.html",
+        {
+            "share": share,
+            "snapshot": snapshot,
+            "report": report,
+            "verdict": share_verify.summary(report),
+            "checks": share_verify.CHECKS,
+            "stamp_state": share_verify.STAMP_STATES.get(report.timestamp, report.timestamp),
+            "commands": share_verify.commands(share, snapshot, report, base=base),
+            "key_url": base + share_verify.KEY_PATH,
+            "page_url": share_url(request, services, share.id),
+            "title": _title(snapshot),
+            "subject": _subject(snapshot),
+            "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.get("/s/{share_id}/verify.json", include_in_schema=False)
+def share_verify_json(share_id: str, request: Request, services: ServicesDep) -> Response:
+    share, snapshot = _visit(request, services, share_id)
+    report = services.verifier.check(snapshot)
+    body = share_verify.verify_json(
+        share,
+        snapshot,
+        report,
+        base=public_base(request, services),
+        subject=_subject(snapshot),
+    )
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/s/{share_id}/bundle", include_in_schema=False)
+def share_bundle(share_id: str, request: Request, services: ServicesDep) -> Response:
+    """The signed bundle, the same bytes as /api/v1/snapshots/{id}/bundle, for a link made with
+    `evidence`; any other link answers as for a file it does not serve."""
+    share, snapshot = _visit(request, services, share_id)
+    if not share.evidence:
+        raise NotFound("this share link does not offer the evidence bundle")
+    data = services.snapshots.bundle(snapshot.org_id, snapshot.id)
+    disposition = f'attachment; filename="{snapshot.id}.zip"'
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": disposition, **NO_STORE},
+    )
+
+
 @router.get("/s/{share_id}/{role}", include_in_schema=False)
 def share_artifact(share_id: str, role: str, request: Request, services: ServicesDep) -> Response:
     if role not in ("image", "pdf"):
@@ -234,7 +305,12 @@ def share_artifact(share_id: str, role: str, request: Request, services: Service
 
 
 def render_error(request: Request, error: SnapshotdError) -> Response:
-    """Share pages answer errors as a small HTML page a visitor can read."""
+    """Share pages answer errors as a small HTML page a visitor can read; the JSON form of the
+    verify page answers problem+json."""
+    if request.url.path.endswith("/verify.json"):
+        response = problem(request, error)
+        response.headers.update(NO_STORE)
+        return response
     return templates.TemplateResponse(
         request,
         "share_error.html",

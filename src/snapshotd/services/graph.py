@@ -38,6 +38,7 @@ from snapshotd.services.spaces import Spaces
 from snapshotd.services.synthetic import Synthetic
 from snapshotd.services.test_windows import TestWindows
 from snapshotd.services.thumbnails import Thumbnails
+from snapshotd.services.verification import Verifier
 from snapshotd.store.blobs import BlobStore, make_blob_store
 from snapshotd.store.db import Database
 from snapshotd.store.queue import JobQueue
@@ -80,6 +81,7 @@ class Services:
     browse: Browse
     thumbnails: Thumbnails
     comparisons: Comparisons
+    verifier: Verifier
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     def watch_queue(self) -> None:
@@ -155,4 +157,5 @@ def build_services(
         browse=Browse(db),
         thumbnails=Thumbnails(db, blobs),
         comparisons=Comparisons(locations, blobs),
+        verifier=Verifier(snapshots),
     )

@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +195,33 @@ def bundle(manifest: bytes, files: dict[str, bytes], public: dict[str, str]) -> 
 
 
 @dataclass
+class FileCheck:
+    """One artifact the manifest lists, and the SHA-256 of the bundle's file of that name (None
+    when the bundle lacks it)."""
+
+    role: str
+    name: str
+    media_type: str
+    size: int | None
+    sha256: str
+    actual: str | None
+
+    @property
+    def matches(self) -> bool:
+        return self.actual == self.sha256
+
+
+@dataclass
 class Verdict:
+    """What `verify_bundle` found: `ok` and the lines `snapshotd verify` prints, and the same
+    findings one by one for pages that show them."""
+
     ok: bool
     lines: list[str]
+    signature_valid: bool = False
+    key_id: str | None = None
+    files: list[FileCheck] = field(default_factory=list)
+    tokens: list[timestamping.TokenCheck] = field(default_factory=list)
 
 
 def verify_bundle(
@@ -218,15 +242,15 @@ def verify_bundle(
     pinned = public_key is not None
     if public_key is None:
         public_key = load_public(archive.read("public-key.pem"))
-    ok = True
+    signed = True
     if signature.get("key_id") != key_id(public_key):
-        ok = False
+        signed = False
         lines.append(f"signature key {signature.get('key_id')} is not {key_id(public_key)}")
     try:
         public_key.verify(base64.b64decode(signature["value"]), canonical(body))
         lines.append(f"signature: valid (Ed25519, key {signature['key_id']})")
     except (InvalidSignature, ValueError):
-        ok = False
+        signed = False
         lines.append("signature: INVALID — the manifest was changed after it was signed")
     if not pinned:
         lines.append(
@@ -234,21 +258,35 @@ def verify_bundle(
             "published key to prove who signed it"
         )
     names = set(archive.namelist())
+    files = []
     for artifact in body.get("artifacts", []):
         name = f"{artifact['role']}.{extension(artifact['media_type'])}"
-        if name not in names:
-            ok = False
+        actual = hashlib.sha256(archive.read(name)).hexdigest() if name in names else None
+        check = FileCheck(
+            artifact["role"],
+            name,
+            artifact["media_type"],
+            artifact.get("size"),
+            artifact["sha256"],
+            actual,
+        )
+        files.append(check)
+        if actual is None:
             lines.append(f"{name}: missing from the bundle")
-            continue
-        actual = hashlib.sha256(archive.read(name)).hexdigest()
-        if actual != artifact["sha256"]:
-            ok = False
+        elif not check.matches:
             lines.append(
                 f"{name}: SHA-256 {actual} differs from the manifest's {artifact['sha256']}"
             )
         else:
             lines.append(f"{name}: SHA-256 matches")
-    stamped, stamp_lines = timestamping.verify_tokens(
+    stamped, stamp_lines, tokens = timestamping.verify_tokens(
         archive, archive.read("manifest.json"), tsa_roots
     )
-    return Verdict(ok and stamped, lines + stamp_lines)
+    return Verdict(
+        signed and stamped and all(each.matches for each in files),
+        lines + stamp_lines,
+        signature_valid=signed,
+        key_id=signature.get("key_id"),
+        files=files,
+        tokens=tokens,
+    )

@@ -46,9 +46,12 @@ class Shares:
         *,
         public: bool = True,
         expires_in: int | None = None,
+        evidence: bool = False,
+        replay: bool = False,
     ) -> Share:
         """`expires_in` seconds, capped at the snapshot's own expiry; by default the link lives
-        as long as the snapshot."""
+        as long as the snapshot. `evidence` lets the link serve the signed bundle, `replay` the
+        archived page to browse."""
         if expires_in is not None and not 1 <= expires_in <= MAX_SHARE_SECONDS:
             raise BadRequest(
                 f"expires_in must be between 1 and {MAX_SHARE_SECONDS} seconds", field="expires_in"
@@ -69,6 +72,8 @@ class Shares:
                 org_id=principal.org_id,
                 snapshot_id=snapshot.id,
                 public=public,
+                evidence=evidence,
+                replay=replay,
                 created_by=principal.email,
                 created_at=now,
                 expires_at=expires_at,
@@ -83,6 +88,8 @@ class Shares:
                 snapshot.id,
                 share=share.id[:8],
                 public=public,
+                # Named only when on, so the usual link's entry reads as it always did.
+                **{name: True for name, on in (("evidence", evidence), ("replay", replay)) if on},
             )
         return share
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,54 +164,91 @@ def companion(manifest_sha256: str, meta: dict[str, Any]) -> bytes | None:
     return json.dumps(document, indent=2, sort_keys=True).encode()
 
 
+@dataclass(frozen=True)
+class TokenCheck:
+    """One token of a bundle as it was judged: who stamped it, when and with which serial (read
+    from the token when it is valid, else as its companion entry lists them), whether it is over
+    the manifest's SHA-256, and why not valid when it is not."""
+
+    file: str
+    valid: bool
+    over_manifest: bool
+    tsa: str | None
+    time: str | None
+    serial: str | None
+    anchored: bool = False
+    problem: str | None = None
+
+
 def verify_tokens(
     archive: zipfile.ZipFile, manifest: bytes, roots: list[x509.Certificate] | None
-) -> tuple[bool, list[str]]:
+) -> tuple[bool, list[str], list[TokenCheck]]:
     """Checks every token of a bundle against the manifest's SHA-256 and its TSA's certificate
     (and chain, with `roots`), and that each is the one its companion entry describes."""
     names = set(archive.namelist())
     tokens = {name for name in names if name.endswith(f".{EXTENSION}")}
     if COMPANION not in names:
         if tokens:
-            return False, [f"{', '.join(sorted(tokens))}: not listed (no {COMPANION})"]
-        return True, ["timestamps: none in this bundle"]
+            return False, [f"{', '.join(sorted(tokens))}: not listed (no {COMPANION})"], []
+        return True, ["timestamps: none in this bundle"], []
     try:
         entries = json.loads(archive.read(COMPANION))["tokens"]
     except (KeyError, ValueError) as error:
-        return False, [f"{COMPANION}: not readable: {error}"]
-    ok, lines = True, []
+        return False, [f"{COMPANION}: not readable: {error}"], []
+    lines: list[str] = []
+    checks: list[TokenCheck] = []
     digest = hashlib.sha256(manifest).digest()
-    for name in sorted(tokens - {entry.get("file") for entry in entries}):
-        ok = False
+    unlisted = sorted(tokens - {entry.get("file") for entry in entries})
+    for name in unlisted:
         lines.append(f"{name}: a token {COMPANION} does not list")
     for entry in entries:
         name = entry.get("file", "")
         if name not in names:
-            ok = False
             lines.append(f"{name}: missing from the bundle")
+            checks.append(_refused(entry, False, "missing from the bundle"))
             continue
+        reply = archive.read(name)
         try:
-            token = timestamping.check(archive.read(name), digest, roots)
+            token = timestamping.check(reply, digest, roots)
         except timestamping.BadToken as error:
-            ok = False
             lines.append(f"{name}: INVALID — {error}")
+            checks.append(_refused(entry, timestamping.imprint(reply) == digest, str(error)))
             continue
         if token.certificate_sha256 != entry.get("certificate_sha256") or str(
             token.serial
         ) != entry.get("serial"):
-            ok = False
-            lines.append(
-                f"{name}: INVALID — signed by {token.tsa} (serial {token.serial}), not the TSA "
+            problem = (
+                f"signed by {token.tsa} (serial {token.serial}), not the TSA "
                 f"{COMPANION} names ({entry.get('tsa')}, serial {entry.get('serial')})"
             )
+            lines.append(f"{name}: INVALID — {problem}")
+            checks.append(_refused(entry, True, problem))
             continue
         lines.append(f"{name}: valid, timestamped by {token.tsa} at {iso(token.time)}")
+        checks.append(
+            TokenCheck(
+                name, True, True, token.tsa, iso(token.time), str(token.serial), token.anchored
+            )
+        )
         if not token.anchored:
             lines.append(
                 f"note: {name} was checked against the certificates it carries; pass --tsa-ca "
                 "with the TSA's CA bundle to prove who stamped it"
             )
-    return ok, lines
+    ok = not unlisted and all(check.valid for check in checks)
+    return ok, lines, checks
+
+
+def _refused(entry: dict[str, Any], over_manifest: bool, problem: str) -> TokenCheck:
+    return TokenCheck(
+        file=entry.get("file", ""),
+        valid=False,
+        over_manifest=over_manifest,
+        tsa=entry.get("tsa"),
+        time=entry.get("time"),
+        serial=entry.get("serial"),
+        problem=problem,
+    )
 
 
 def _manifest_digest(session: Session, snapshot_id: str) -> str | None:

@@ -40,10 +40,17 @@ def create_share(
     services: ServicesDep,
     public: Annotated[str, Form(max_length=10)] = "",
     expires_in: Annotated[int, Form(ge=0)] = 0,
+    evidence: Annotated[str, Form(max_length=10)] = "",
+    replay: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     lifetime = expires_in if expires_in in views.SHARE_LIVES else 0
     services.shares.create(
-        visit.principal, snapshot_id, public=bool(public), expires_in=lifetime or None
+        visit.principal,
+        snapshot_id,
+        public=bool(public),
+        expires_in=lifetime or None,
+        evidence=bool(evidence),
+        replay=bool(replay),
     )
     return _back(snapshot_id, "shared")
 
