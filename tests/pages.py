@@ -53,12 +53,13 @@ def routes(
             ),
         ),
         "/hook": (200, {"content-type": "application/json"}, b"{}"),
+        "/posted": (200, {"content-type": "application/json"}, b"{}"),
         "/parts": (
             200,
             {**html, "set-cookie": "visit=1; Path=/; HttpOnly"},
             page(
                 "<img src='/box'><link rel='stylesheet' href='/missing.css'>"
-                "<script>fetch('/hook?from=page', {method: 'POST', body: 'four'})</script>"
+                "<script>fetch('/posted?from=page', {method: 'POST', body: 'four'})</script>"
             ),
         ),
         "/slow": (200, html, page("<h1>worth the wait</h1>")),

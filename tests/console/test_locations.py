@@ -263,6 +263,7 @@ def test_compare_modes_switch_from_the_keyboard_in_chromium(
             page.get_by_label("API token").fill(admin_token)
             page.get_by_role("button", name="Sign in").click()
             page.get_by_role("link", name="Compare with previous").click()
+            page.wait_for_load_state()  # the deferred script has bound the mode switches
             expect(page.get_by_role("status")).to_contain_text("24.998 % of pixels changed")
             side, overlay = (
                 page.locator('[data-pane="side"]'),
