@@ -1,0 +1,110 @@
+"""The archive viewer: ReplayWeb.page (the `replaywebpage` npm package), served by snapshotd
+itself under /replay/, so that a reviewer browses a capture's WACZ archive, not a picture of it,
+with nothing loaded from a CDN.
+
+The viewer is two scripts. `ui.js` defines the `<replay-web-page>` element that the console's
+and the share link's replay pages embed; `sw.js` is a service worker that reads the WACZ, by
+range requests, and answers the archived page's requests from it. The element registers the
+worker at `{replayBase}sw.js` with `replayBase` as its scope, then opens `{replayBase}?source=…`
+in an iframe that the worker answers once it controls it. So both scripts live under /replay/,
+the scope is the worker's own folder (no Service-Worker-Allowed header needed), and /replay/
+itself answers the iframe's first load, the one before the worker is in control.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, HTMLResponse
+
+from snapshotd.config import Settings
+from snapshotd.errors import NotFound, ServiceUnavailable
+from snapshotd.http.deps import ServicesDep
+from snapshotd.services.records import Snapshot
+
+BASE = "/replay/"
+ARCHIVE_ROLE = "wacz"
+SCRIPTS = ("ui.js", "sw.js")
+# The scripts change only when the package does: a week in caches, revalidated by ETag after.
+SCRIPT_HEADERS = {
+    "Cache-Control": "public, max-age=604800",
+    "X-Content-Type-Options": "nosniff",
+}
+# The page embedding the viewer runs the viewer's script, registers its worker and frames
+# /replay/: all from this origin, which the console's own policy already allows. Nothing else
+# is opened up; the archived page itself runs in the worker's documents, not in this one.
+PAGE_POLICY = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# What the iframe shows until the worker controls it; the viewer reloads it then.
+STARTING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Starting the archive viewer</title></head>
+<body><p>Starting the archive viewer…</p></body></html>
+"""
+
+router = APIRouter(include_in_schema=False)
+
+
+def viewer_dir(settings: Settings) -> Path:
+    return settings.resolved_replay_viewer_dir
+
+
+def viewer_version(settings: Settings) -> str:
+    """The installed viewer's version; ServiceUnavailable, which every surface renders as its
+    own error page, when its scripts are missing."""
+    folder = viewer_dir(settings)
+    if not all((folder / name).is_file() for name in SCRIPTS):
+        raise ServiceUnavailable(
+            "the archive viewer is not installed on this server; its operator installs it "
+            "with `make deps` (the replaywebpage npm package)"
+        )
+    try:
+        manifest = json.loads((folder / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(manifest.get("version", ""))
+
+
+def viewer_context(settings: Settings, snapshot: Snapshot, source: str) -> dict[str, Any]:
+    """What a replay page's template needs to show `snapshot`'s archive, read from the address
+    `source` on this origin: NotFound when the snapshot has no archive, ServiceUnavailable when
+    the viewer is not installed."""
+    if not any(each.role == ARCHIVE_ROLE for each in snapshot.artifacts):
+        raise NotFound(f"snapshot {snapshot.id} has no web archive to browse")
+    meta = snapshot.meta or {}
+    return {
+        "viewer_script": f"{BASE}ui.js?v={viewer_version(settings)}",
+        "replay_base": BASE,
+        "source": source,
+        # The page the archive opens on: where the capture landed, after any redirects.
+        "archived_url": str(meta.get("final_url") or snapshot.url or ""),
+    }
+
+
+@router.get("/replay/", response_class=HTMLResponse)
+def starting() -> Response:
+    return HTMLResponse(
+        STARTING,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; frame-ancestors 'self'",
+            "X-Frame-Options": "SAMEORIGIN",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/replay/{name}")
+def script(name: str, services: ServicesDep) -> Response:
+    if name not in SCRIPTS:
+        raise NotFound(f"the archive viewer has no file {name}")
+    viewer_version(services.settings)
+    return FileResponse(
+        viewer_dir(services.settings) / name,
+        media_type="text/javascript",
+        headers=SCRIPT_HEADERS,
+    )
