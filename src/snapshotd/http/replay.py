@@ -8,7 +8,7 @@ range requests, and answers the archived page's requests from it. The element re
 worker at `{replayBase}sw.js` with `replayBase` as its scope, then opens `{replayBase}?source=…`
 in an iframe that the worker answers once it controls it. So both scripts live under /replay/,
 the scope is the worker's own folder (no Service-Worker-Allowed header needed), and /replay/
-itself answers the iframe's first load, the one before the worker is in control.
+itself answers the iframe's first load when the worker is not in control yet.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ PAGE_POLICY = (
     "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-# What the iframe shows until the worker controls it; the viewer reloads it then.
-STARTING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Starting the archive viewer</title></head>
-<body><p>Starting the archive viewer…</p></body></html>
+# The viewer's app, as the worker itself serves it at /replay/ (its `serveIndex`). The iframe's
+# first load can reach the server before the worker controls it, and the worker may then claim
+# that very document, so the server's copy must be the same app.
+APP_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><script src="./ui.js"></script></head>
+<body><replay-app-main></replay-app-main></body></html>
 """
 
 router = APIRouter(include_in_schema=False)
@@ -86,12 +88,13 @@ def viewer_context(settings: Settings, snapshot: Snapshot, source: str) -> dict[
 
 
 @router.get("/replay/", response_class=HTMLResponse)
-def starting() -> Response:
+def app_page() -> Response:
+    # No script policy beyond the worker's own copy, which has none: only framing is limited.
     return HTMLResponse(
-        STARTING,
+        APP_PAGE,
         headers={
             "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; frame-ancestors 'self'",
+            "Content-Security-Policy": "frame-ancestors 'self'",
             "X-Frame-Options": "SAMEORIGIN",
             "X-Content-Type-Options": "nosniff",
         },
