@@ -135,12 +135,11 @@ def _requested_span(request: Request, etag: str, size: int) -> tuple[int, int] |
             raise _unsatisfiable(size)
         return max(0, size - suffix), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
-    return start, min(end, size - 1)
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
