@@ -191,6 +191,7 @@ def test_the_console_offers_replay_only_for_a_snapshot_with_an_archive(
     assert replay.status_code == 200
     assert f'source="/console/snapshots/{snapshot_id}/files/wacz"' in replay.text
     assert f'url="{URL}"' in replay.text and 'replayBase="/replay/"' in replay.text
+    assert f'newWindowBase="/console/snapshots/{snapshot_id}/replay"' in replay.text
     assert "frame-ancestors 'none'" in replay.headers["content-security-policy"]
     assert client.get(f"/console/snapshots/{snapshot_id}/files/wacz").content == data
     assert client.get(f"/console/snapshots/{plain}/replay").status_code == 404
@@ -219,6 +220,8 @@ def test_a_share_link_with_replay_serves_the_viewer_page_and_the_archive(
     page = client.get(f"/s/{share_id}/replay")
     assert page.status_code == 200 and is_html(page)
     assert f'source="/s/{share_id}/wacz"' in page.text
+    # An archived page opened on its own comes back here, not to replayweb.page.
+    assert f'newWindowBase="/s/{share_id}/replay"' in page.text
     assert page.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     archive = client.get(f"/s/{share_id}/wacz", headers={"Range": "bytes=0-3"})

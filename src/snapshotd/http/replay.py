@@ -33,13 +33,6 @@ SCRIPT_HEADERS = {
     "Cache-Control": "public, max-age=604800",
     "X-Content-Type-Options": "nosniff",
 }
-# The page embedding the viewer runs the viewer's script, registers its worker and frames
-# /replay/: all from this origin, which the console's own policy already allows. Nothing else
-# is opened up; the archived page itself runs in the worker's documents, not in this one.
-PAGE_POLICY = (
-    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 # The viewer's app, as the worker itself serves it at /replay/ (its `serveIndex`). The iframe's
 # first load can reach the server before the worker controls it, and the worker may then claim
 # that very document, so the server's copy must be the same app.
@@ -71,10 +64,14 @@ def viewer_version(settings: Settings) -> str:
     return str(manifest.get("version", ""))
 
 
-def viewer_context(settings: Settings, snapshot: Snapshot, source: str) -> dict[str, Any]:
-    """What a replay page's template needs to show `snapshot`'s archive, read from the address
-    `source` on this origin: NotFound when the snapshot has no archive, ServiceUnavailable when
-    the viewer is not installed."""
+def viewer_context(
+    settings: Settings, snapshot: Snapshot, source: str, page: str
+) -> dict[str, Any]:
+    """What the replay page at the path `page` needs to show `snapshot`'s archive, read from the
+    path `source`: NotFound when the snapshot has no archive, ServiceUnavailable when the viewer
+    is not installed. An archived page opened on its own (in a new tab) is sent back to `page`,
+    with where it was in the address's fragment, rather than to replayweb.page, the viewer's
+    default, which would hand that site the archive's address."""
     if not any(each.role == ARCHIVE_ROLE for each in snapshot.artifacts):
         raise NotFound(f"snapshot {snapshot.id} has no web archive to browse")
     meta = snapshot.meta or {}
@@ -82,6 +79,7 @@ def viewer_context(settings: Settings, snapshot: Snapshot, source: str) -> dict[
         "viewer_script": f"{BASE}ui.js?v={viewer_version(settings)}",
         "replay_base": BASE,
         "source": source,
+        "page": page,
         # The page the archive opens on: where the capture landed, after any redirects.
         "archived_url": str(meta.get("final_url") or snapshot.url or ""),
     }

@@ -250,7 +250,7 @@ def share_replay(share_id: str, request: Request, services: ServicesDep) -> Resp
             "expires_at": _readable(share.expires_at),
             "title": _title(snapshot),
             "subject": _subject(snapshot),
-            **replay.viewer_context(services.settings, snapshot, source),
+            **replay.viewer_context(services.settings, snapshot, source, f"/s/{share.id}/replay"),
         },
         headers={**NO_STORE, "Content-Security-Policy": REPLAY_POLICY},
     )

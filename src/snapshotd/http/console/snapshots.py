@@ -181,7 +181,9 @@ def snapshot_replay(
         "nav": "snapshots",
         "snapshot": snapshot,
         "card": views.card(snapshot, None),
-        **replay.viewer_context(services.settings, snapshot, source),
+        **replay.viewer_context(
+            services.settings, snapshot, source, f"/console/snapshots/{snapshot.id}/replay"
+        ),
     }
     return render(request, "console/replay.html", context, visit=visit)
 
