@@ -4,7 +4,9 @@ and the archived page's own heading shows inside it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
@@ -91,6 +93,10 @@ def test_a_share_link_with_replay_opens_the_archived_page(
 
     heading = archived_page(page).get_by_role("heading", name=HEADING)
     expect(heading).to_be_visible(timeout=REPLAY_MS)
+    # The address says where in the archive the visitor is, so it can be reopened there.
+    expect(page).to_have_url(
+        re.compile(r"/replay#.*url=" + re.escape(quote(ARCHIVED_URL, safe="")))
+    )
     assert refused == []
     context.close()
 
