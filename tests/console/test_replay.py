@@ -97,6 +97,9 @@ def test_a_share_link_with_replay_opens_the_archived_page(
     expect(page).to_have_url(
         re.compile(r"/replay#.*url=" + re.escape(quote(ARCHIVED_URL, safe="")))
     )
+    # With the worker installed, it refuses to open another site's archive on this origin.
+    foreign = page.goto(f"{server}/replay/?source=http://localhost:9/elsewhere.wacz")
+    assert foreign is not None and foreign.status == 403 and foreign.from_service_worker
     assert refused == []
     context.close()
 

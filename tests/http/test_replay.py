@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from snapshotd.config import DEFAULT_REPLAY_VIEWER_DIR, Settings
+from snapshotd.http import replay
 from snapshotd.http.app import create_app
 from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
@@ -136,19 +137,28 @@ def test_a_range_of_a_large_artifact_streams_exactly_that_span(
 # -- the viewer's files ------------------------------------------------------------------------
 
 
-def test_the_viewer_is_served_from_node_modules(client: TestClient) -> None:
-    for name in ("ui.js", "sw.js"):
+def test_the_viewer_is_served_from_node_modules_behind_a_guard(client: TestClient) -> None:
+    served = {
+        "ui.js": DEFAULT_REPLAY_VIEWER_DIR / "ui.js",
+        "viewer-sw.js": DEFAULT_REPLAY_VIEWER_DIR / "sw.js",
+        "sw.js": replay.GUARD,
+    }
+    for name, path in served.items():
         answer = client.get(f"/replay/{name}")
         assert answer.status_code == 200, name
         assert answer.headers["content-type"].startswith("text/javascript")
         assert answer.headers["cache-control"] == "public, max-age=604800"
-        assert answer.content == (DEFAULT_REPLAY_VIEWER_DIR / name).read_bytes()
+        assert answer.content == path.read_bytes()
+    assert 'importScripts("viewer-sw.js")' in client.get("/replay/sw.js").text
     assert client.get("/replay/package.json").status_code == 404
     assert client.get("/replay/..%2Fpackage.json").status_code == 404
 
-    app = client.get("/replay/?source=x")
-    assert app.status_code == 200 and "<replay-app-main>" in app.text
-    assert app.headers["content-security-policy"] == "frame-ancestors 'self'"
+    for source in ("/s/abc/wacz", "http://testserver/console/snapshots/snp_x/files/wacz"):
+        app = client.get("/replay/", params={"source": source})
+        assert app.status_code == 200 and "<replay-app-main>" in app.text
+        assert app.headers["content-security-policy"] == "frame-ancestors 'self'"
+    for source in ("", "https://elsewhere.test/x.wacz", "//elsewhere.test/x.wacz", "data:,x"):
+        assert client.get("/replay/", params={"source": source}).status_code == 403, source
 
 
 def test_without_the_viewer_installed_replay_pages_say_so(

@@ -9,6 +9,12 @@ worker at `{replayBase}sw.js` with `replayBase` as its scope, then opens `{repla
 in an iframe that the worker answers once it controls it. So both scripts live under /replay/,
 the scope is the worker's own folder (no Service-Worker-Allowed header needed), and /replay/
 itself answers the iframe's first load when the worker is not in control yet.
+
+A link to /replay/?source=… naming another site's archive would run that archive's scripts on
+this origin, beside the console. So the app opens only archives this origin serves: /replay/
+checks its `source` itself, and /replay/sw.js is snapshotd's own guard (static/replay-sw.js),
+which refuses such a navigation before importing the package's worker, served as
+/replay/viewer-sw.js.
 """
 
 from __future__ import annotations
@@ -16,18 +22,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
 from snapshotd.config import Settings
-from snapshotd.errors import NotFound, ServiceUnavailable
+from snapshotd.errors import Forbidden, NotFound, ServiceUnavailable
 from snapshotd.http.deps import ServicesDep
 from snapshotd.services.records import Snapshot
 
 BASE = "/replay/"
 ARCHIVE_ROLE = "wacz"
 SCRIPTS = ("ui.js", "sw.js")
+# What each address under /replay/ serves: the package's files, and the guard in front of its
+# worker (under the name the viewer registers).
+GUARD = Path(__file__).with_name("static") / "replay-sw.js"
+SERVED = {"ui.js": "ui.js", "viewer-sw.js": "sw.js"}
 # The scripts change only when the package does: a week in caches, revalidated by ETag after.
 SCRIPT_HEADERS = {
     "Cache-Control": "public, max-age=604800",
@@ -86,7 +97,9 @@ def viewer_context(
 
 
 @router.get("/replay/", response_class=HTMLResponse)
-def app_page() -> Response:
+def app_page(request: Request, source: str = "") -> Response:
+    if not _own(request, source):
+        raise Forbidden("this viewer opens only the archives this server keeps")
     # No script policy beyond the worker's own copy, which has none: only framing is limited.
     return HTMLResponse(
         APP_PAGE,
@@ -101,11 +114,18 @@ def app_page() -> Response:
 
 @router.get("/replay/{name}")
 def script(name: str, services: ServicesDep) -> Response:
-    if name not in SCRIPTS:
+    if name != "sw.js" and name not in SERVED:
         raise NotFound(f"the archive viewer has no file {name}")
     viewer_version(services.settings)
-    return FileResponse(
-        viewer_dir(services.settings) / name,
-        media_type="text/javascript",
-        headers=SCRIPT_HEADERS,
-    )
+    path = GUARD if name == "sw.js" else viewer_dir(services.settings) / SERVED[name]
+    return FileResponse(path, media_type="text/javascript", headers=SCRIPT_HEADERS)
+
+
+def _own(request: Request, source: str) -> bool:
+    """Whether `source` names an address on the host the request came to."""
+    if not source:
+        return False
+    parts = urlsplit(source)
+    if parts.scheme not in ("", "http", "https") or source.startswith("//"):
+        return False
+    return not parts.netloc or parts.netloc == request.headers.get("host", "")
