@@ -42,7 +42,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[postgres,s3,dev]'
 	touch $@
 
-# autoconsent (the consent rules captures use) and the consent managers its tests serve.
+# autoconsent (the consent rules captures use), the ReplayWeb.page viewer the console and share
+# links serve, and the consent managers its tests serve.
 # Install scripts stay off: nothing here needs building.
 $(NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts

@@ -18,6 +18,8 @@ from snapshotd import rules
 DEFAULT_AUTOCONSENT_DIR = (
     Path(__file__).resolve().parents[2] / "node_modules" / "@duckduckgo" / "autoconsent"
 )
+# And the ReplayWeb.page viewer, which the console and share links serve at /replay/.
+DEFAULT_REPLAY_VIEWER_DIR = Path(__file__).resolve().parents[2] / "node_modules" / "replaywebpage"
 
 
 class Settings(BaseSettings):
@@ -101,6 +103,13 @@ class Settings(BaseSettings):
         "script answer consent pop-ups for the `consent` capture option); empty means "
         "node_modules/@duckduckgo/autoconsent in the source checkout, where `make deps` puts it. "
         "Without it, captures that ask for `consent` fail saying so.",
+    )
+    replay_viewer_dir: str = Field(
+        "",
+        description="Folder of the replaywebpage npm package (its `ui.js` and `sw.js` show a "
+        "capture's WACZ archive as a browsable page); empty means node_modules/replaywebpage "
+        "in the source checkout, where `make deps` puts it. Without it, replay pages say the "
+        "viewer is not installed.",
     )
     browser_recycle_after: int = Field(
         500, ge=1, description="Captures after which a worker relaunches its browser."
@@ -358,6 +367,10 @@ class Settings(BaseSettings):
     @property
     def resolved_autoconsent_dir(self) -> Path:
         return Path(self.autoconsent_dir) if self.autoconsent_dir else DEFAULT_AUTOCONSENT_DIR
+
+    @property
+    def resolved_replay_viewer_dir(self) -> Path:
+        return Path(self.replay_viewer_dir) if self.replay_viewer_dir else DEFAULT_REPLAY_VIEWER_DIR
 
     @property
     def blobs_dir(self) -> Path:

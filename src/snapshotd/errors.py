@@ -16,6 +16,7 @@ every surface answers it with.
     ├── Gone (410)
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
+    ├── RangeNotSatisfiable (416)
     ├── Unprocessable (422)
     ├── TooManyRequests (429)
     │   └── RateLimited — a rate limit ran out; `decision` says which one
@@ -127,6 +128,11 @@ class PayloadTooLarge(SnapshotdError):
 class UnsupportedMediaType(SnapshotdError):
     status = 415
     title = "Unsupported media type"
+
+
+class RangeNotSatisfiable(SnapshotdError):
+    status = 416
+    title = "Range not satisfiable"
 
 
 class Unprocessable(SnapshotdError):

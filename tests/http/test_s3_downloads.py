@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ from snapshotd.store.models import Artifact, Snapshot, utcnow
 from snapshotd.store.s3 import S3BlobStore
 from tests.servers import serving
 from tests.store.test_blobs import S3_ENDPOINT, s3_store
+from tests.wacz import share_of
 
 
 @pytest.fixture
@@ -114,6 +116,23 @@ def test_a_redirect_never_outlives_the_snapshot(
     )
     assert answer.status_code == 302
     assert 30 <= lifetime(answer.headers["location"]) <= 40
+
+
+def test_a_web_archive_is_streamed_in_ranges_for_the_replay_viewer(
+    client: TestClient, auth: dict[str, str], db: Database, store: S3BlobStore
+) -> None:
+    """The viewer's service worker may read from its own origin only, so the console and a
+    share link serve the WACZ themselves, a byte range straight from the bucket."""
+    archive = secrets.token_bytes(3 * 1024 * 1024)
+    snapshot_id = stored_snapshot(client, auth, db, store, image=png(), wacz=archive)
+    share_id = share_of(db, snapshot_id, replay=True)
+    span = {"Range": "bytes=2000000-2099999"}
+    answer = client.get(f"/s/{share_id}/wacz", headers=span, follow_redirects=False)
+    assert answer.status_code == 206, answer.text
+    assert answer.content == archive[2_000_000:2_100_000]
+    assert answer.headers["content-range"] == f"bytes 2000000-2099999/{len(archive)}"
+    image = client.get(f"/s/{share_id}/image", follow_redirects=False)
+    assert image.status_code == 302  # the picture still goes to the bucket
 
 
 def test_a_share_link_redirect_never_outlives_the_link(

@@ -119,6 +119,14 @@ def test_a_large_artifact_round_trips(any_blobs: BlobStore) -> None:
         assert hashlib.sha256(handle.read()).hexdigest() == digest
 
 
+def test_open_at_an_offset_reads_from_there_to_the_end(any_blobs: BlobStore) -> None:
+    data = secrets.token_bytes(4096)
+    digest = any_blobs.put(data)
+    for offset in (0, 1, 4000, 4095):
+        with any_blobs.open(digest, offset) as handle:
+            assert handle.read() == data[offset:], offset
+
+
 def test_presigned_urls_expire() -> None:
     store = s3_store()
     digest = store.put(b"shared bytes")

@@ -24,6 +24,7 @@ from snapshotd.http import (
     problems,
     redact,
     render,
+    replay,
     shares,
 )
 from snapshotd.http.deps import ServicesDep
@@ -125,6 +126,7 @@ def create_app(
     for dialect in DIALECTS:
         dialect.install(app)
     app.include_router(console.router)
+    app.include_router(replay.router)
     problems.register_renderer(app, "/s/", shares.render_error)
 
     @app.get(

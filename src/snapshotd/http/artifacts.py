@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import Path, Request, Response
 from fastapi.responses import StreamingResponse
 
+from snapshotd.errors import RangeNotSatisfiable
 from snapshotd.http.deps import Services
 from snapshotd.services import downloads
 from snapshotd.services.records import Artifact
@@ -58,7 +60,7 @@ def artifact_response(
         request,
         snapshot_id,
         artifact,
-        lambda: services.snapshots.open_blob(artifact.sha256),
+        partial(services.snapshots.open_blob, artifact.sha256),
         {"Cache-Control": "private, no-cache"},
     )
 
@@ -67,33 +69,84 @@ def send_artifact(
     request: Request,
     snapshot_id: str,
     artifact: Artifact | ArtifactView,
-    open_stream: Callable[[], BinaryIO],
+    open_stream: Callable[[int], BinaryIO],
     headers: dict[str, str],
 ) -> Response:
     """The artifact's bytes streamed with `headers`, its ETag (the SHA-256) and its length; 304
-    when the request's If-None-Match names it; the headers alone for HEAD. The blob is opened
-    only when its bytes are sent."""
+    when the request's If-None-Match names it; the headers alone for HEAD. A Range of one span
+    (RFC 9110 §14) is answered 206 with that span, which a web archive viewer needs to read a
+    large WACZ without fetching all of it. `open_stream(offset)` opens the blob at `offset`,
+    only when bytes are sent."""
     etag = f'"{artifact.sha256}"'
     headers = {**headers, "ETag": etag, "X-Content-SHA256": artifact.sha256}
+    headers["Accept-Ranges"] = "bytes"
     if etag in _named_tags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
-    headers["Content-Length"] = str(artifact.size)
     if artifact.role in downloads.ATTACHMENT_ROLES:
         headers["Content-Disposition"] = f'attachment; filename="{snapshot_id}.{artifact.role}"'
         headers["Content-Security-Policy"] = "sandbox"
+    span = _requested_span(request, etag, artifact.size)
+    status, start, length = 200, 0, artifact.size
+    if span is not None:
+        start, end = span
+        status, length = 206, end - start + 1
+        headers["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
+    headers["Content-Length"] = str(length)
     if request.method == "HEAD":
-        return Response(headers=headers, media_type=artifact.media_type)
-    stream = open_stream()
-    if artifact.size <= WHOLE:
+        return Response(status_code=status, headers=headers, media_type=artifact.media_type)
+    stream = open_stream(start)
+    if length <= WHOLE:
         with stream:
-            return Response(stream.read(), headers=headers, media_type=artifact.media_type)
+            body = stream.read(length)
+        return Response(body, status_code=status, headers=headers, media_type=artifact.media_type)
 
     def chunks() -> Any:
+        left = length
         with stream:
-            while data := stream.read(CHUNK):
+            while left and (data := stream.read(min(CHUNK, left))):
+                left -= len(data)
                 yield data
 
-    return StreamingResponse(chunks(), media_type=artifact.media_type, headers=headers)
+    return StreamingResponse(
+        chunks(), status_code=status, media_type=artifact.media_type, headers=headers
+    )
+
+
+def _requested_span(request: Request, etag: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte a Range header asks for, or None to send the whole artifact: no
+    Range, an If-Range naming another version, a unit other than bytes, several spans, or a
+    header that does not parse (RFC 9110 lets a server ignore those). A span that starts past
+    the end is 416, with the length in Content-Range as the RFC asks."""
+    header = request.headers.get("range")
+    if not header or request.method not in ("GET", "HEAD"):
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first + last).isdigit():
+        return None
+    if not first:  # the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(int(last), size - 1) if last else size - 1
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"the range asked for lies beyond the artifact's {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
 
 
 def _named_tags(header: str) -> list[str]:

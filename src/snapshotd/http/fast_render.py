@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 
 from fastapi import Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -74,7 +75,7 @@ class FastRenderHit:
                 request,
                 picture.id,
                 artifact,
-                lambda: services.snapshots.open_blob(artifact.sha256),
+                partial(services.snapshots.open_blob, artifact.sha256),
             )
             if services.settings.blobs:  # a bucket: reading the bytes waits on the network
                 return await asyncio.to_thread(send_artifact, *answer, headers)

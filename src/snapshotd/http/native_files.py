@@ -39,8 +39,13 @@ def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep)
 @router.get(
     "/snapshots/{snapshot_id}/{artifact}",
     summary="Download an artifact",
+    description="The whole file, or with a `Range` of one byte span, that span (206).",
     response_class=Response,
-    responses={**openapi.answers(409), **openapi.files(*ARTIFACT_TYPES)},
+    responses={
+        **openapi.answers(409, 416),
+        **openapi.files(*ARTIFACT_TYPES),
+        206: {"description": "The byte span the Range header asked for"},
+    },
 )
 def get_artifact(
     snapshot_id: str,

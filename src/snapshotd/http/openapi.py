@@ -35,6 +35,7 @@ DESCRIPTIONS = {
     410: "The link has expired or was revoked",
     413: "The request body is larger than the server accepts",
     415: "The body is not in a media type this operation reads",
+    416: "The byte range asked for starts past the end of the file",
     422: "The request is well formed but names something that already exists",
     429: "Too many requests; wait for Retry-After seconds",
     502: "The page could not be captured; the message says why",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -158,7 +159,7 @@ async def render(key_id: str, format: Format, request: Request, services: Servic
         request,
         snapshot.id,
         artifact,
-        lambda: services.snapshots.open_blob(artifact.sha256),
+        partial(services.snapshots.open_blob, artifact.sha256),
         headers,
     )
 

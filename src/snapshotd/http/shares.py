@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
-from snapshotd.http import share_verify
+from snapshotd.http import replay, share_verify
 from snapshotd.http.artifacts import artifact_response, link_life
 from snapshotd.http.deps import (
     PrincipalDep,
@@ -43,6 +43,12 @@ NO_STORE = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
 }
+# The replay page runs the viewer's script from this origin, registers its service worker and
+# frames /replay/; share pages style themselves inline.
+REPLAY_POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 class ShareCreate(BaseModel):
@@ -155,6 +161,7 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "page_url": url,
             "image_url": f"{url}/image" if image else None,
             "pdf": any(a.role == "pdf" for a in snapshot.artifacts),
+            "replay_url": f"{url}/replay" if _offers_replay(share, snapshot) else None,
             "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
             "expires_at": _readable(share.expires_at),
             "meta": snapshot.meta or {},
@@ -291,14 +298,49 @@ def share_bundle(share_id: str, request: Request, services: ServicesDep) -> Resp
     )
 
 
+def _offers_replay(share: Share, snapshot: Snapshot) -> bool:
+    return share.replay and any(a.role == replay.ARCHIVE_ROLE for a in snapshot.artifacts)
+
+
+# Before the artifact route below, which would take `replay` for a role.
+@router.get("/s/{share_id}/replay", response_class=HTMLResponse, include_in_schema=False)
+def share_replay(share_id: str, request: Request, services: ServicesDep) -> Response:
+    """The archived page in the replay viewer, for a link made with `replay` on."""
+    share, snapshot = _visit(request, services, share_id)
+    if not share.replay:
+        raise NotFound("this share link does not offer the archived page")
+    source = f"/s/{share.id}/{replay.ARCHIVE_ROLE}"
+    return templates.TemplateResponse(
+        request,
+        "share_replay.html",
+        {
+            "snapshot": snapshot,
+            "page_url": share_url(request, services, share.id),
+            "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
+            "expires_at": _readable(share.expires_at),
+            "title": _title(snapshot),
+            "subject": _subject(snapshot),
+            **replay.viewer_context(services.settings, snapshot, source, f"/s/{share.id}/replay"),
+        },
+        headers={**NO_STORE, "Content-Security-Policy": REPLAY_POLICY},
+    )
+
+
 @router.get("/s/{share_id}/{role}", include_in_schema=False)
 def share_artifact(share_id: str, role: str, request: Request, services: ServicesDep) -> Response:
-    if role not in ("image", "pdf"):
-        raise NotFound("a share link serves its image and PDF only")
+    if role not in ("image", "pdf", replay.ARCHIVE_ROLE):
+        raise NotFound("a share link serves its image, PDF and web archive only")
     share, snapshot = _visit(request, services, share_id)
     expires = int(share.expires_at.timestamp())
+    # The web archive is read by the replay viewer's service worker, which may fetch from this
+    # origin only: it is streamed, never redirected to the bucket.
+    direct_for: int | None = link_life(expires)
+    if role == replay.ARCHIVE_ROLE:
+        if not share.replay:
+            raise NotFound("this share link does not offer the archived page")
+        direct_for = None
     response = artifact_response(
-        request, services, snapshot.org_id, snapshot.id, role, direct_for=link_life(expires)
+        request, services, snapshot.org_id, snapshot.id, role, direct_for=direct_for
     )
     response.headers.update(NO_STORE)
     return response

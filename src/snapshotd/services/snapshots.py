@@ -373,9 +373,10 @@ class Snapshots:
             raise Conflict(f"snapshot {snapshot_id} is still {snapshot.status}; try again soon")
         raise NotFound(f"snapshot {snapshot_id} has no {role} artifact")
 
-    def open_blob(self, sha256: str) -> BinaryIO:
-        """The bytes of an artifact the caller has read already, by its digest."""
-        return self.blobs.open(sha256)
+    def open_blob(self, sha256: str, offset: int = 0) -> BinaryIO:
+        """The bytes of an artifact the caller has read already, by its digest, from `offset`
+        on."""
+        return self.blobs.open(sha256, offset)
 
     def bundle(self, org_id: str, snapshot_id: str) -> bytes:
         """The signed manifest and every evidence artifact, zipped with the key that verifies

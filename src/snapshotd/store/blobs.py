@@ -27,7 +27,10 @@ class BlobStore(Protocol):
         """Stores `data`, returns its SHA-256 hex digest; the same bytes twice are kept once."""
         ...
 
-    def open(self, digest: str) -> BinaryIO: ...
+    def open(self, digest: str, offset: int = 0) -> BinaryIO:
+        """The blob's bytes from `offset` on (a range request reads the end of a large blob
+        without the rest); KeyError when there is no such blob."""
+        ...
 
     def delete(self, digest: str) -> None: ...
 
@@ -130,11 +133,14 @@ class FileBlobStore:
             raise
         return digest
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str, offset: int = 0) -> BinaryIO:
         try:
-            return self._path(digest).open("rb")
+            stream = self._path(digest).open("rb")
         except FileNotFoundError:
             raise KeyError(digest) from None
+        if offset:
+            stream.seek(offset)
+        return stream
 
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)

@@ -131,11 +131,12 @@ class S3BlobStore:
         self.client.upload_fileobj(io.BytesIO(data), self.bucket, key)
         return digest
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str, offset: int = 0) -> BinaryIO:
         from botocore.exceptions import ClientError
 
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(digest), **ranged)
         except ClientError as error:
             if _missing(error):
                 raise KeyError(digest) from None

@@ -1,4 +1,5 @@
-"""The console's snapshot pages: the grid, one snapshot, its live status, thumbnail and files."""
+"""The console's snapshot pages: the grid, one snapshot, its live status, thumbnail and files,
+and its archived page in the replay viewer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.http import replay
 from snapshotd.http.artifacts import DIRECT_SECONDS, ArtifactRole, artifact_response
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
@@ -110,6 +112,7 @@ def snapshot_page(
         "image": next((a for a in files if a.role == "image"), None),
         "files": [{"row": a, "size": views.size(a.size)} for a in files],
         "manifest": any(a.role == MANIFEST_ROLE for a in files),
+        "archive": any(a.role == replay.ARCHIVE_ROLE for a in files),
         "facts": views.facts(snapshot),
         "shares": shares,
         "share_lives": views.SHARE_LIVES,
@@ -145,9 +148,10 @@ def snapshot_thumbnail(
 def _download(
     request: Request, services: Services, org_id: str, snapshot_id: str, role: str
 ) -> Response:
-    # The image is shown inside the page, whose CSP allows only this origin: it is streamed.
-    # Other files may redirect to the bucket like the API's downloads.
-    direct_for = None if role == "image" else DIRECT_SECONDS
+    # The image is shown inside the page, and the web archive read by the replay viewer's
+    # service worker, both allowed this origin only: they are streamed. Other files may
+    # redirect to the bucket like the API's downloads.
+    direct_for = None if role in ("image", replay.ARCHIVE_ROLE) else DIRECT_SECONDS
     response = artifact_response(
         request, services, org_id, snapshot_id, role, direct_for=direct_for
     )
@@ -164,6 +168,24 @@ def snapshot_file(
     services: ServicesDep,
 ) -> Response:
     return _download(request, services, visit.principal.org_id, snapshot_id, role)
+
+
+@router.get("/snapshots/{snapshot_id}/replay", include_in_schema=False)
+def snapshot_replay(
+    snapshot_id: str, request: Request, visit: ConsoleUser, services: ServicesDep
+) -> Response:
+    """The archived page itself, browsable in the replay viewer over the snapshot's WACZ."""
+    snapshot = services.snapshots.get(visit.principal.org_id, snapshot_id)
+    source = f"/console/snapshots/{snapshot.id}/files/{replay.ARCHIVE_ROLE}"
+    context = {
+        "nav": "snapshots",
+        "snapshot": snapshot,
+        "card": views.card(snapshot, None),
+        **replay.viewer_context(
+            services.settings, snapshot, source, f"/console/snapshots/{snapshot.id}/replay"
+        ),
+    }
+    return render(request, "console/replay.html", context, visit=visit)
 
 
 @router.get("/snapshots/{snapshot_id}/bundle", include_in_schema=False)
