@@ -102,7 +102,9 @@ class WebArchive:
                     body.data = b""
                 return
             data = _decoded(answer, exchange.response or {})
-            if self.kept + len(data) > self.max_bytes:
+            if not data and exchange.decoded_length:
+                body.omitted = NOT_KEPT  # Chromium let go of it (an image it could not decode)
+            elif self.kept + len(data) > self.max_bytes:
                 body.omitted = SIZE_LIMIT
             else:
                 self.kept += len(data)

@@ -143,7 +143,8 @@ def _warc(records: list[Record], software: str, notes: dict[str, Any]) -> tuple[
     writer.write_record(writer.create_warcinfo_record(WARC_NAME, info))
     index = []
     for record in records:
-        date = datetime_to_iso_date(datetime.fromtimestamp(record.wall_time, UTC), use_micros=True)
+        moment = datetime.fromtimestamp(record.wall_time, UTC).replace(tzinfo=None)
+        date = datetime_to_iso_date(moment, use_micros=True)
         response = _response(writer, record, date)
         request = _request(writer, record, date)
         request.rec_headers.add_header(
