@@ -146,7 +146,7 @@ def test_the_har_has_one_entry_per_exchange_the_server_saw_redirects_included(
     assert provenance["options"]["cookies"][0]["name"] == "session"
     assert "s3cret" not in json.dumps(result.metadata)
     assert "certificate_chain" not in provenance  # http has none
-    assert {each.role for each in result.artifacts} == {"image", "html", "mhtml", "har"}
+    assert {each.role for each in result.artifacts} == {"image", "html", "mhtml", "har", "wacz"}
 
 
 def test_the_certificate_chain_and_dns_answers_of_an_https_page(
@@ -184,6 +184,9 @@ def test_the_log_is_bounded_and_says_what_it_left_out(
     assert log["omitted"] == len(pages.hits) - 2 > 0
     assert str(log["omitted"]) in log["comment"]
     assert result.metadata["provenance"]["har"] == {"entries": 2, "omitted": log["omitted"]}
+    # The web archive holds the same exchanges, so it is bounded alike.
+    assert result.metadata["archive"]["exchanges_left_out"] == log["omitted"]
+    assert result.metadata["archive"]["entries"] <= 2
 
 
 def test_without_evidence_there_is_no_har_and_no_provenance(
