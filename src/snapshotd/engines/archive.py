@@ -18,6 +18,7 @@ import asyncio
 import base64
 import codecs
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,10 @@ MAX_BUFFER = 256 * 1024 * 1024
 
 SIZE_LIMIT = "past the size limit"
 NOT_KEPT = "no longer held by the browser"
+TOO_LATE = "not read before the capture ended"
 UNFINISHED = "still loading when the page was captured"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,6 +113,9 @@ class WebArchive:
             else:
                 self.kept += len(data)
                 body.data = data
+        except asyncio.CancelledError:
+            body.omitted = body.omitted or TOO_LATE
+            raise
         finally:
             if estimate >= 0:
                 self._reserved -= estimate
@@ -138,8 +145,10 @@ class WebArchive:
         page_url: str,
         title: str,
         addresses: dict[str, list[str]],
-    ) -> tuple[bytes, dict[str, Any]]:
-        """The WACZ of every exchange that was answered, and the metadata's `archive`."""
+    ) -> tuple[bytes | None, dict[str, Any]]:
+        """The WACZ of every exchange that was answered, and the metadata's `archive`. An archive
+        that cannot be written is left out, and the metadata says why: the capture stands
+        without it."""
         await self.settle()
         records, omitted = [], []
         for exchange in recorder.exchanges:
@@ -149,7 +158,9 @@ class WebArchive:
             records.append(record)
             if record.truncated:
                 reason = self._bodies.get((exchange.request_id, exchange.hop), _Body()).omitted
-                omitted.append({"url": exchange.url, "reason": reason or UNFINISHED})
+                if reason is None:
+                    reason = f"failed: {exchange.error}" if exchange.error else UNFINISHED
+                omitted.append({"url": exchange.url, "reason": reason})
         notes = {
             "entries": len(records),
             "bytes": sum(len(each.body) for each in records),
@@ -160,14 +171,19 @@ class WebArchive:
         first = recorder.exchanges[0].wall_time if recorder.exchanges else 0.0
         main = next((e for e in recorder.exchanges if e.url == page_url), None)
         page = wacz.Page(page_url, title, main.wall_time if main else first)
-        data = await asyncio.to_thread(
-            wacz.write_wacz,
-            records,
-            page,
-            software=f"snapshotd {__version__}",
-            notes={**notes, "omitted_bodies": omitted},
-        )
-        return data, {**notes, "omitted_bodies": omitted[:LISTED]}
+        summary = {**notes, "omitted_bodies": omitted[:LISTED]}
+        try:
+            data = await asyncio.to_thread(
+                wacz.write_wacz,
+                records,
+                page,
+                software=f"snapshotd {__version__}",
+                notes={**notes, "omitted_bodies": omitted},
+            )
+        except Exception as error:
+            log.exception("the web archive of %s could not be written", page_url)
+            return None, {**summary, "error": f"not written: {error}"}
+        return data, summary
 
     def _record(
         self, recorder: HarRecorder, exchange: Exchange, addresses: dict[str, list[str]]

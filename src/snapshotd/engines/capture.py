@@ -373,12 +373,14 @@ class CaptureEngine:
                 files, metadata["provenance"] = await provenance.gather(
                     cdp, recorder, filtering.lane, options, metadata, self.pool.browser_version
                 )
-                files["wacz"], metadata["archive"] = await web_archive.package(
+                archived, metadata["archive"] = await web_archive.package(
                     recorder,
                     page_url=metadata["final_url"],
                     title=metadata["title"],
                     addresses=provenance.addresses(filtering.lane),
                 )
+                if archived is not None:
+                    files["wacz"] = archived
                 artifacts += [
                     CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
                 ]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
 import surt
 from warcio.statusandheaders import StatusAndHeaders
@@ -52,6 +52,7 @@ PAGES_HEADER = {"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}
 # Headers that describe the body as it travelled, not the decoded body the record holds.
 _TRANSPORT = {"content-encoding", "transfer-encoding"}
 _MIME_END = re.compile(r"[;\s]")
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 # What cdxj-indexer reads of a request body without a Content-Length, and keeps of its query.
 _UNSIZED_BODY = 8192
 _MAX_QUERY = 4096
@@ -163,6 +164,8 @@ def _response(writer: WARCWriter, record: Record, date: str) -> Any:
     sent_length = None
     for name, value in _header_pairs(record.response_headers):
         lowered = name.lower()
+        if lowered.startswith(":"):
+            continue  # HTTP/2's pseudo-headers: the status line says it
         if lowered in _TRANSPORT:
             headers.append((f"X-Archive-Orig-{name}", value))
         elif lowered == "content-length":
@@ -173,7 +176,8 @@ def _response(writer: WARCWriter, record: Record, date: str) -> Any:
     if sent_length is not None and sent_length.strip() != length:
         headers.append(("X-Archive-Orig-Content-Length", sent_length))
     headers.append(("Content-Length", length))
-    reason = record.reason or _phrase(record.status)
+    reason = record.reason if record.reason.isascii() else ""
+    reason = reason or _phrase(record.status)
     status = StatusAndHeaders(f"{record.status} {reason}", headers, protocol=_protocol(record))
     warc_headers = {"WARC-Date": date}
     if record.address:
@@ -193,6 +197,7 @@ def _response(writer: WARCWriter, record: Record, date: str) -> Any:
 def _request(writer: WARCWriter, record: Record, date: str) -> Any:
     parts = urlsplit(record.url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = quote(target, safe=_URL_SAFE)  # the request line is ASCII
     headers = []
     authority = parts.netloc.rpartition("@")[2]
     for name, value in _header_pairs(record.request_headers):
