@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from warcio.archiveiterator import ArchiveIterator
 
 from snapshotd.config import Settings
 from snapshotd.engines import browser, har
 from snapshotd.engines.capture import CaptureOptions, CaptureResult, Cookie
 from snapshotd.engines.stack import capture_stack
 from tests.certs import ServerCertificate, self_signed
-from tests.pages import PageServer
+from tests.pages import PageServer, routes
 
 SECURE_HOST = "secure.provenance.test"
 REQUIRED_ENTRY = {"startedDateTime", "time", "request", "response", "cache", "timings"}
@@ -171,6 +174,17 @@ def test_the_certificate_chain_and_dns_answers_of_an_https_page(
     media = {each.role: each.media_type for each in result.artifacts}
     assert media["certificate_chain"] == "application/x-pem-file"
     assert media["har"] == "application/json"
+
+    # The web archive holds the https exchange the guard only tunnelled, body and all.
+    warc = zipfile.ZipFile(io.BytesIO(artifact(result, "wacz"))).read("archive/data.warc.gz")
+    answered = {
+        record.rec_headers["WARC-Target-URI"]: (record, record.content_stream().read())
+        for record in ArchiveIterator(io.BytesIO(warc))
+        if record.rec_type == "response"
+    }
+    page, body = answered[f"https://{SECURE_HOST}:{port}/"]
+    assert body == routes({}, "")["/"][2]
+    assert page.rec_headers["WARC-IP-Address"] == "127.0.0.1"
 
 
 def test_the_log_is_bounded_and_says_what_it_left_out(
