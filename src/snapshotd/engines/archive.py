@@ -67,13 +67,14 @@ class WebArchive:
         self._reserved = 0
         self._bodies: dict[tuple[str, int], _Body] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def buffer_bytes(self) -> int:
         return min(self.max_bytes, MAX_BUFFER)
 
     def finished(self, exchange: Exchange) -> None:
-        if exchange.response is None:
+        if exchange.response is None or self._closed:
             return
         body = self._bodies.setdefault((exchange.request_id, exchange.hop), _Body())
         estimate = exchange.decoded_length
@@ -149,6 +150,8 @@ class WebArchive:
         """The WACZ of every exchange that was answered, and the metadata's `archive`. An archive
         that cannot be written is left out, and the metadata says why: the capture stands
         without it."""
+        # What finishes from here on is past the capture: it is not read, and is left out.
+        self._closed = True
         await self.settle()
         records, omitted = [], []
         for exchange in recorder.exchanges:
