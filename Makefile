@@ -4,6 +4,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE   := node_modules/.installed
 SYSTEM := .venv-system-deps
+# py-wacz, which checks the web archives captures make, in a venv of its own: its dependencies
+# (frictionless, `multipart`) clash with the service's own.
+WACZ   := .venv-wacz
+WACZ_STAMP := $(WACZ)/.installed
 
 .PHONY: run test soak check bench bench-deps docs-images deps system-deps clean
 
@@ -34,12 +38,18 @@ docs-images: deps
 	$(PY) scripts/chart_examples.py docs/images
 	$(PY) scripts/console_images.py docs/images
 
-deps: system-deps $(STAMP) $(NODE)
+deps: system-deps $(STAMP) $(NODE) $(WACZ_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[postgres,s3,dev]'
+	touch $@
+
+$(WACZ_STAMP): Makefile
+	test -x $(WACZ)/bin/python || python3 -m venv $(WACZ)
+	$(WACZ)/bin/python -m pip install -q --upgrade pip
+	$(WACZ)/bin/python -m pip install -q 'wacz==0.6.0' 'cdxj-indexer==1.5.0'
 	touch $@
 
 # autoconsent (the consent rules captures use), the ReplayWeb.page viewer the console and share
@@ -53,4 +63,4 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
-	rm -rf $(VENV) data node_modules
+	rm -rf $(VENV) $(WACZ) data node_modules

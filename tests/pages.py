@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import ssl
 import threading
 import time
@@ -15,6 +16,29 @@ def page(body: str, title: str = "snapshotd test page") -> bytes:
         "<style>body{margin:0;font-family:sans-serif;background:#fff}</style></head>"
         f"<body>{body}</body></html>"
     ).encode()
+
+
+# A 1x1 PNG, and what /archived's parts answer (each one's body as the page decodes it).
+DOT_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201a2d6a0d70000000049454e44ae426082"
+)
+ARCHIVED_STYLE = b"body { border-top: 4px solid #0a0; }\n" + b"/* padding */\n" * 40
+ARCHIVED_DATA = b'{"items": [1, 2, 3], "note": "fetched by the page"}'
+ARCHIVED_BIG = bytes(range(256)) * 400  # 100 KiB the size-limit tests leave out
+
+
+def archived_page() -> bytes:
+    return page(
+        "<h1>archived</h1><link rel='stylesheet' href='/archive/style.css'>"
+        "<img src='/redirect?to=/archive/dot.png'>"
+        "<script>fetch('/archive/big.bin').then(r => r.arrayBuffer());"
+        "fetch('/archive/data.json').then(r => r.json()).then(d => "
+        "{document.title = 'archived ' + d.items.length;"
+        " return fetch('/hook?from=archive', {method: 'POST', body: 'a=1&b=two',"
+        " headers: {'content-type': 'application/x-www-form-urlencoded'}})})</script>",
+        title="archived",
+    )
 
 
 def routes(
@@ -54,6 +78,15 @@ def routes(
         ),
         "/hook": (200, {"content-type": "application/json"}, b"{}"),
         "/posted": (200, {"content-type": "application/json"}, b"{}"),
+        "/archived": (200, html, archived_page()),
+        "/archive/style.css": (
+            200,
+            {"content-type": "text/css", "content-encoding": "gzip"},
+            gzip.compress(ARCHIVED_STYLE),
+        ),
+        "/archive/dot.png": (200, {"content-type": "image/png"}, DOT_PNG),
+        "/archive/data.json": (200, {"content-type": "application/json"}, ARCHIVED_DATA),
+        "/archive/big.bin": (200, {"content-type": "application/octet-stream"}, ARCHIVED_BIG),
         "/parts": (
             200,
             {**html, "set-cookie": "visit=1; Path=/; HttpOnly"},

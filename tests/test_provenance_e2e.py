@@ -52,7 +52,15 @@ def test_an_https_capture_keeps_its_har_and_chain_in_the_manifest_and_bundle(
     done = wait(live_api, auth, created["id"])
     assert done["status"] == "success", done["status_message"]
     artifacts = {a["role"]: a for a in done["artifacts"]}
-    assert set(artifacts) == {"image", "html", "mhtml", "har", "certificate_chain", "manifest"}
+    assert set(artifacts) == {
+        "image",
+        "html",
+        "mhtml",
+        "har",
+        "certificate_chain",
+        "wacz",
+        "manifest",
+    }
     provenance = done["metadata"]["provenance"]
     assert provenance["dns"] == {"127.0.0.1": {"answers": ["127.0.0.1"], "used": ["127.0.0.1"]}}
     assert provenance["options"]["url"] == secure.url + "/parts"

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
     max_navigations: int = Field(
         20, ge=1, description="Document navigations (redirects, reloads) allowed in one capture."
     )
+    wacz_max_bytes: int = Field(
+        52_428_800,
+        ge=0,
+        le=1_073_741_824,
+        description="Response and request bodies a capture's web archive (WACZ) keeps, in bytes; "
+        "past it, exchanges are archived with their headers only and the bodies left out are "
+        "listed.",
+    )
     max_body_bytes: int = Field(
         4_194_304, ge=1024, description="Largest request body the API accepts (413 above)."
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from warcio.archiveiterator import ArchiveIterator
 
 from snapshotd.config import Settings
 from snapshotd.engines import browser, har
 from snapshotd.engines.capture import CaptureOptions, CaptureResult, Cookie
 from snapshotd.engines.stack import capture_stack
 from tests.certs import ServerCertificate, self_signed
-from tests.pages import PageServer
+from tests.pages import PageServer, routes
 
 SECURE_HOST = "secure.provenance.test"
 REQUIRED_ENTRY = {"startedDateTime", "time", "request", "response", "cache", "timings"}
@@ -146,7 +149,7 @@ def test_the_har_has_one_entry_per_exchange_the_server_saw_redirects_included(
     assert provenance["options"]["cookies"][0]["name"] == "session"
     assert "s3cret" not in json.dumps(result.metadata)
     assert "certificate_chain" not in provenance  # http has none
-    assert {each.role for each in result.artifacts} == {"image", "html", "mhtml", "har"}
+    assert {each.role for each in result.artifacts} == {"image", "html", "mhtml", "har", "wacz"}
 
 
 def test_the_certificate_chain_and_dns_answers_of_an_https_page(
@@ -172,6 +175,17 @@ def test_the_certificate_chain_and_dns_answers_of_an_https_page(
     assert media["certificate_chain"] == "application/x-pem-file"
     assert media["har"] == "application/json"
 
+    # The web archive holds the https exchange the guard only tunnelled, body and all.
+    warc = zipfile.ZipFile(io.BytesIO(artifact(result, "wacz"))).read("archive/data.warc.gz")
+    answered = {
+        record.rec_headers["WARC-Target-URI"]: (record, record.content_stream().read())
+        for record in ArchiveIterator(io.BytesIO(warc))
+        if record.rec_type == "response"
+    }
+    page, body = answered[f"https://{SECURE_HOST}:{port}/"]
+    assert body == routes({}, "")["/"][2]
+    assert page.rec_headers["WARC-IP-Address"] == "127.0.0.1"
+
 
 def test_the_log_is_bounded_and_says_what_it_left_out(
     settings: Settings, pages: PageServer, monkeypatch: pytest.MonkeyPatch
@@ -184,6 +198,9 @@ def test_the_log_is_bounded_and_says_what_it_left_out(
     assert log["omitted"] == len(pages.hits) - 2 > 0
     assert str(log["omitted"]) in log["comment"]
     assert result.metadata["provenance"]["har"] == {"entries": 2, "omitted": log["omitted"]}
+    # The web archive holds the same exchanges, so it is bounded alike.
+    assert result.metadata["archive"]["exchanges_left_out"] == log["omitted"]
+    assert result.metadata["archive"]["entries"] <= 2
 
 
 def test_without_evidence_there_is_no_har_and_no_provenance(

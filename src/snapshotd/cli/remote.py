@@ -64,8 +64,8 @@ def get(
         str | None,
         typer.Option(
             metavar="ROLE",
-            help="image, pdf, html, mhtml, har, certificate_chain, manifest or diff (default: the "
-            "image, else the PDF).",
+            help="image, pdf, html, mhtml, har, certificate_chain, wacz, manifest or diff "
+            "(default: the image, else the PDF).",
             show_default=False,
         ),
     ] = None,

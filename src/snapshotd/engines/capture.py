@@ -19,7 +19,7 @@ from playwright.async_api import BrowserContext, CDPSession, Page, Response
 from playwright.async_api import Error as PlaywrightError
 
 from snapshotd.config import DEFAULT_AUTOCONSENT_DIR
-from snapshotd.engines import devices, emulation, har, provenance, screenshots
+from snapshotd.engines import archive, devices, emulation, har, provenance, screenshots
 from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.consent import ConsentHandler
@@ -37,6 +37,7 @@ MEDIA_TYPES = {
     "mhtml": "multipart/related",
     "har": har.MEDIA_TYPE,
     "certificate_chain": provenance.MEDIA_TYPE,
+    "wacz": archive.MEDIA_TYPE,
 }
 
 
@@ -276,6 +277,7 @@ class CaptureEngine:
         max_navigations: int = 20,
         filter_lists: FilterLists | None = None,
         autoconsent_dir: Path = DEFAULT_AUTOCONSENT_DIR,
+        archive_max_bytes: int = archive.DEFAULT_MAX_BYTES,
     ) -> None:
         self.pool = pool
         self.guard = guard
@@ -284,6 +286,7 @@ class CaptureEngine:
         self.max_full_page_height = max_full_page_height
         self.max_navigations = max_navigations
         self.autoconsent_dir = autoconsent_dir
+        self.archive_max_bytes = archive_max_bytes
 
     async def capture(self, options: CaptureOptions) -> CaptureResult:
         """Captures with a hard deadline enforced from outside the page."""
@@ -316,12 +319,15 @@ class CaptureEngine:
             consent = await ConsentHandler.attach(context, options.consent, self.autoconsent_dir)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
-            recorder = None
+            recorder = web_archive = None
             if options.evidence:
+                web_archive = archive.WebArchive(cdp, max_bytes=self.archive_max_bytes)
                 recorder = har.HarRecorder(
                     cdp,
                     hidden_headers=options.headers,
                     hidden_cookies=[cookie.name for cookie in options.cookies],
+                    on_finished=web_archive.finished,
+                    buffer_bytes=web_archive.buffer_bytes,
                 )
             if recorder is not None:
                 await recorder.start()
@@ -364,12 +370,22 @@ class CaptureEngine:
             if options.evidence:
                 artifacts += await self._evidence(page, cdp, spent)
             metadata = await self._metadata(page, options, response, watch)
-            if recorder is not None:
+            if recorder is not None and web_archive is not None:
                 began = time.perf_counter()
                 files, metadata["provenance"] = await provenance.gather(
                     cdp, recorder, filtering.lane, options, metadata, self.pool.browser_version
                 )
                 spent["provenance"] = _ms_since(began)
+                began = time.perf_counter()
+                archived, metadata["archive"] = await web_archive.package(
+                    recorder,
+                    page_url=metadata["final_url"],
+                    title=metadata["title"],
+                    addresses=provenance.addresses(filtering.lane),
+                )
+                spent["wacz"] = _ms_since(began)
+                if archived is not None:
+                    files["wacz"] = archived
                 artifacts += [
                     CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
                 ]

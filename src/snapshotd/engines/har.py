@@ -10,6 +10,10 @@ hop), as DevTools does.
 
 The log is bounded: past `ENTRY_LIMIT` exchanges new ones are only counted, and the log's comment
 and `omitted` say how many were left out.
+
+The recorder keeps no bodies itself. A listener given as `on_finished` (the web archive,
+`engines/archive.py`) hears of each exchange as it finishes, while Chromium still holds its body,
+and reads the exchanges and their wire headers back through `exchanges` and `wire()`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +31,7 @@ from playwright.async_api import CDPSession
 
 from snapshotd import __version__
 
-__all__ = ["ENTRY_LIMIT", "MEDIA_TYPE", "HarRecorder"]
+__all__ = ["ENTRY_LIMIT", "MEDIA_TYPE", "Exchange", "HarRecorder", "Wire"]
 
 MEDIA_TYPE = "application/json"
 ENTRY_LIMIT = 2000
@@ -44,7 +48,7 @@ _PAGE_TIMINGS = """(() => {
 
 
 @dataclass
-class _Exchange:
+class Exchange:
     """One request and its response; a redirect ends one exchange and starts the next, under the
     same request id."""
 
@@ -64,6 +68,18 @@ class _Exchange:
     redirected_to: str | None = None
     error: str | None = None
     from_cache: str | None = None
+    post_data: bytes | None = None  # kept only for a listener that archives bodies
+
+
+@dataclass(frozen=True)
+class Wire:
+    """An exchange's headers as they went over the network (the plain events' when Chromium kept
+    no wire record), with what the capture request itself sent redacted."""
+
+    request_headers: dict[str, str]
+    response: dict[str, Any]
+    response_headers: dict[str, str]
+    head_text: str | None
 
 
 @dataclass
@@ -82,16 +98,22 @@ class HarRecorder:
         hidden_headers: Iterable[str] = (),
         hidden_cookies: Iterable[str] = (),
         limit: int | None = None,
+        on_finished: Callable[[Exchange], None] | None = None,
+        buffer_bytes: int = 0,
     ) -> None:
         """The values of `hidden_headers` and `hidden_cookies` (what the capture request itself
-        sent, often credentials) are written as REDACTED: the log travels in shared bundles."""
+        sent, often credentials) are written as REDACTED: the log travels in shared bundles.
+        `on_finished` is called with each exchange whose body has arrived; `buffer_bytes` is how
+        much of the bodies this session's Network domain keeps for it to read."""
         self.cdp = cdp
+        self.on_finished = on_finished
+        self.buffer_bytes = buffer_bytes
         self.limit = ENTRY_LIMIT if limit is None else limit
         self.hidden_headers = {name.lower() for name in hidden_headers}
         self.hidden_cookies = set(hidden_cookies)
         self.omitted = 0
-        self._exchanges: list[_Exchange] = []
-        self._open: dict[str, _Exchange] = {}
+        self._exchanges: list[Exchange] = []
+        self._open: dict[str, Exchange] = {}
         self._extras: defaultdict[str, _Extras] = defaultdict(_Extras)
 
     async def start(self) -> None:
@@ -108,13 +130,20 @@ class HarRecorder:
         }
         for event, handler in handlers.items():
             self.cdp.on(f"Network.{event}", handler)
-        # No payload buffer: bodies stay out of the log, so this session need not keep a second
-        # copy of each (Playwright's own session keeps what it needs).
-        await self.cdp.send("Network.enable", {"maxTotalBufferSize": 0, "maxResourceBufferSize": 0})
+        # Bodies stay out of the log, so without a listener that archives them this session keeps
+        # no second copy of each (Playwright's own session keeps what it needs).
+        buffer = max(0, self.buffer_bytes)
+        await self.cdp.send(
+            "Network.enable", {"maxTotalBufferSize": buffer, "maxResourceBufferSize": buffer}
+        )
 
     @property
     def entries(self) -> int:
         return len(self._exchanges)
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        return list(self._exchanges)
 
     def _request(self, event: dict[str, Any]) -> None:
         request_id = event["requestId"]
@@ -131,7 +160,7 @@ class HarRecorder:
             self.omitted += 1
             self._open.pop(request_id, None)
             return
-        exchange = _Exchange(
+        exchange = Exchange(
             request_id=request_id,
             hop=previous.hop + 1 if previous is not None else 0,
             url=request["url"] + request.get("urlFragment", ""),
@@ -142,6 +171,8 @@ class HarRecorder:
             wall_time=event["wallTime"],
             resource_type=event.get("type", "Other"),
         )
+        if self.on_finished is not None and request.get("hasPostData"):
+            exchange.post_data = _posted_bytes(request)
         self._exchanges.append(exchange)
         self._open[request_id] = exchange
 
@@ -173,6 +204,8 @@ class HarRecorder:
         if exchange is not None:
             exchange.ended = event["timestamp"]
             exchange.encoded_length = int(event.get("encodedDataLength", 0))
+            if self.on_finished is not None:
+                self.on_finished(exchange)
 
     def _failed(self, event: dict[str, Any]) -> None:
         exchange = self._open.pop(event["requestId"], None)
@@ -232,7 +265,7 @@ class HarRecorder:
             shown[name] = value
         return shown
 
-    def _entry(self, exchange: _Exchange, addresses: dict[str, list[str]]) -> dict[str, Any]:
+    def wire(self, exchange: Exchange) -> Wire:
         extras = self._extras.get(exchange.request_id, _Extras())
         response = exchange.response or {}
         sent = _nth(extras.requests, exchange.hop)
@@ -243,10 +276,20 @@ class HarRecorder:
             response = {"status": received.get("statusCode", 0), "headers": received["headers"]}
         elif received is not None and received.get("statusCode") != response.get("status"):
             received = None  # a hop the network never answered (an internal redirect)
+        return Wire(
+            request_headers=self._redacted((sent or {}).get("headers") or exchange.headers),
+            response=response,
+            response_headers=(received or {}).get("headers") or response.get("headers", {}),
+            head_text=(received or {}).get("headersText"),
+        )
+
+    def _entry(self, exchange: Exchange, addresses: dict[str, list[str]]) -> dict[str, Any]:
+        wire = self.wire(exchange)
+        response = wire.response
         version = _http_version(response.get("protocol", ""))
-        request_headers = self._redacted((sent or {}).get("headers") or exchange.headers)
-        response_headers = (received or {}).get("headers") or response.get("headers", {})
-        head_text = (received or {}).get("headersText")
+        request_headers = wire.request_headers
+        response_headers = wire.response_headers
+        head_text = wire.head_text
         headers_size = len(head_text.encode("latin-1", "replace")) if head_text else -1
         encoded = exchange.encoded_length
         timings = _timings(exchange, response.get("timing"))
@@ -315,6 +358,14 @@ def _posted_size(request: dict[str, Any]) -> int:
     return sum(len(base64.b64decode(each["bytes"])) for each in entries)
 
 
+def _posted_bytes(request: dict[str, Any]) -> bytes | None:
+    """The request body as sent, or None when Chromium did not pass it on with the event."""
+    entries = request.get("postDataEntries")
+    if not entries or any("bytes" not in each for each in entries):
+        return None
+    return b"".join(base64.b64decode(each["bytes"]) for each in entries)
+
+
 def _nth(events: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
     return events[index] if index < len(events) else None
 
@@ -375,7 +426,7 @@ def _response_cookies(headers: dict[str, str]) -> list[dict[str, Any]]:
     return cookies
 
 
-def _timings(exchange: _Exchange, timing: dict[str, float] | None) -> dict[str, float]:
+def _timings(exchange: Exchange, timing: dict[str, float] | None) -> dict[str, float]:
     """HAR's phases in ms. Chromium's timing marks are ms after `requestTime`; -1 means the phase
     did not happen (a reused connection has no dns, connect or ssl)."""
     end = exchange.ended

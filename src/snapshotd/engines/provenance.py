@@ -26,7 +26,14 @@ from snapshotd.engines.lanes import Lane
 if TYPE_CHECKING:
     from snapshotd.engines.capture import CaptureOptions
 
-__all__ = ["MEDIA_TYPE", "CertificateChain", "certificate_chain", "gather", "options_record"]
+__all__ = [
+    "MEDIA_TYPE",
+    "CertificateChain",
+    "addresses",
+    "certificate_chain",
+    "gather",
+    "options_record",
+]
 
 MEDIA_TYPE = "application/x-pem-file"
 
@@ -99,6 +106,13 @@ def options_record(options: CaptureOptions) -> dict[str, Any]:
     return record
 
 
+def addresses(lane: Lane | None) -> dict[str, list[str]]:
+    """The addresses the egress guard connected to for each host: behind the guard, Chromium
+    only knows the proxy's address."""
+    dns = lane.dns if lane is not None else {}
+    return {host: record["used"] for host, record in dns.items()}
+
+
 async def gather(
     cdp: CDPSession,
     recorder: HarRecorder,
@@ -114,7 +128,7 @@ async def gather(
         "har": await recorder.har(
             title=metadata["title"],
             browser_version=browser_version,
-            addresses={host: record["used"] for host, record in dns.items()},
+            addresses=addresses(lane),
         )
     }
     record: dict[str, Any] = {

@@ -58,5 +58,6 @@ async def capture_stack(
             max_navigations=settings.max_navigations,
             filter_lists=FilterLists(settings.filter_lists_dir),
             autoconsent_dir=settings.resolved_autoconsent_dir,
+            archive_max_bytes=settings.wacz_max_bytes,
         )
         yield CaptureStack(guard, pool, engine, http)

@@ -19,6 +19,7 @@ ARTIFACT_TYPES = (
     "application/json",
     "application/timestamp-reply",
     "application/x-pem-file",
+    "application/zip",
 )
 
 

@@ -46,6 +46,8 @@ _EXTENSIONS = {
     "application/json": "json",
     "application/timestamp-reply": "tsr",
     "application/x-pem-file": "pem",
+    # The web archive: a WACZ is a ZIP, and replay tools know it by its `.wacz` name.
+    "application/zip": "wacz",
 }
 _lock = threading.Lock()
 
