@@ -19,6 +19,7 @@ from typing import Any
 
 from tests.tsa import LocalTsa
 
+from bench import proc
 from bench.client import BenchFailure, NativeClient
 from bench.corpus import StaticServer, doc_root, pick_pages
 from bench.pages import PageServer, build_page
@@ -37,6 +38,7 @@ class Side:
 
     shots: int = 0
     wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Per evidence part: the engine's milliseconds per capture, and the bytes it stored.
     part_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     part_bytes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -71,14 +73,21 @@ def _wait_for_stamps(client: NativeClient, bodies: list[dict[str, Any]]) -> None
             body = client.http.get(f"/api/v1/snapshots/{body['id']}").json()
 
 
-def _pass(client: NativeClient, urls: list[str], side: Side, *, evidence: bool) -> None:
+def _pass(
+    server: SnapshotdServer, client: NativeClient, urls: list[str], side: Side, *, evidence: bool
+) -> None:
+    assert server.process is not None
     bodies: list[dict[str, Any]] = []
+    before = proc.tree_cpu_by_kind(server.process.pid)
     series: Series = client.batch(urls, len(urls), evidence=evidence, finished=bodies)
     began = time.perf_counter()
     if evidence:
         _wait_for_stamps(client, bodies)
     side.wall += (series.wall or 0.0) + (time.perf_counter() - began)
     side.shots += len(urls)
+    after = proc.tree_cpu_by_kind(server.process.pid)
+    for kind, seconds in after.items():
+        side.cpu[kind] += seconds - before.get(kind, 0.0)
     for body in bodies:
         timings = body["metadata"].get("timings_ms", {}).get("evidence") or {}
         for part, ms in timings.items():
@@ -87,13 +96,15 @@ def _pass(client: NativeClient, urls: list[str], side: Side, *, evidence: bool) 
             side.part_bytes[artifact["role"]].append(int(artifact["size"]))
 
 
-def _measure(client: NativeClient, subject: Subject, urls: list[str]) -> None:
+def _measure(
+    server: SnapshotdServer, client: NativeClient, subject: Subject, urls: list[str]
+) -> None:
     client.batch(urls[: CONCURRENCY * 2], CONCURRENCY * 2, evidence=True)  # warm up
     first, second = urls[: len(urls) // 2], urls[len(urls) // 2 :]
-    _pass(client, first, subject.off, evidence=False)
-    _pass(client, first, subject.on, evidence=True)
-    _pass(client, second, subject.on, evidence=True)
-    _pass(client, second, subject.off, evidence=False)
+    _pass(server, client, first, subject.off, evidence=False)
+    _pass(server, client, first, subject.on, evidence=True)
+    _pass(server, client, second, subject.on, evidence=True)
+    _pass(server, client, second, subject.off, evidence=False)
 
 
 def run(quick: bool, say: Callable[[str], None]) -> EvidenceResult:
@@ -112,7 +123,7 @@ def run(quick: bool, say: Callable[[str], None]) -> EvidenceResult:
             say(f"evidence: {page_shots} bench-page snapshots off, on, on, off; TSA {tsa.url}")
             subject = Subject("bench page", page_shots)
             urls = [f"{page.url}?evidence={i}" for i in range(page_shots)]
-            _measure(client, subject, urls)
+            _measure(server, client, subject, urls)
             subjects.append(subject)
             root = doc_root()
             if root is None:
@@ -122,7 +133,7 @@ def run(quick: bool, say: Callable[[str], None]) -> EvidenceResult:
                     pages = pick_pages(root)
                     say(f"evidence: {len(pages)} python-doc pages off, on, on, off")
                     subject = Subject("python-doc corpus", len(pages))
-                    _measure(client, subject, [static.url + name for name in pages])
+                    _measure(server, client, subject, [static.url + name for name in pages])
                     subjects.append(subject)
         except BenchFailure as error:
             raise BenchFailure(f"evidence: {error}\nserve log:\n{server.log_tail()}") from error
@@ -151,6 +162,10 @@ def describe(result: EvidenceResult) -> str:
         )
         lines.append(f"  {subject.name}: engine time per part, median: {parts or 'not recorded'}")
         lines.append(f"  {subject.name}: stored per capture, median: {sizes}")
+        for name, each in (("on", subject.on), ("off", subject.off)):
+            spent = sorted(each.cpu.items(), key=lambda item: -item[1])
+            split = ", ".join(f"{k} {v * 1000 / each.shots:.0f}" for k, v in spent if v > 0)
+            lines.append(f"  {subject.name}: CPU ms per capture, evidence {name}: {split}")
     return "\n".join(lines)
 
 
