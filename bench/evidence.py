@@ -1,4 +1,4 @@
-"""What evidence costs: captures with the whole evidence set (DOM HTML, MHTML, the HAR, the
+"""What evidence costs: captures with the whole evidence set (DOM HTML, the HAR, the
 certificate chain and DNS answers, the WACZ archive, a signed manifest and a trusted timestamp from
 a local RFC 3161 TSA) against the same captures with evidence off, on the bench page and on the
 python-doc corpus, in one snapshotd serve.
@@ -147,7 +147,7 @@ def _median(values: list[float] | list[int]) -> float:
 def describe(result: EvidenceResult) -> str:
     lines = [
         f"evidence: snapshotd serve at c={CONCURRENCY}, 1280x800 PNG; evidence on = DOM HTML, "
-        "MHTML, HAR, certificate chain + DNS, WACZ, signed manifest,",
+        "HAR, certificate chain + DNS, WACZ, signed manifest,",
         f"  and an RFC 3161 token from a local openssl TSA ({result.tsa_requests} requests); "
         "a pass with evidence ends when its last token is stored.",
     ]

@@ -66,7 +66,7 @@ def test_page_capture_with_evidence(
     assert meta["captured_at"].endswith("Z")
 
     artifacts = {a["role"]: a for a in done["artifacts"]}
-    assert set(artifacts) == {"image", "html", "mhtml", "har", "wacz", "manifest"}
+    assert set(artifacts) == {"image", "html", "har", "wacz", "manifest"}
     assert artifacts["manifest"]["media_type"] == "application/json"
     assert (artifacts["image"]["width"], artifacts["image"]["height"]) == (1280, 800)
     for role, artifact in artifacts.items():

@@ -55,7 +55,6 @@ def test_an_https_capture_keeps_its_har_and_chain_in_the_manifest_and_bundle(
     assert set(artifacts) == {
         "image",
         "html",
-        "mhtml",
         "har",
         "certificate_chain",
         "wacz",

@@ -149,7 +149,7 @@ def test_the_har_has_one_entry_per_exchange_the_server_saw_redirects_included(
     assert provenance["options"]["cookies"][0]["name"] == "session"
     assert "s3cret" not in json.dumps(result.metadata)
     assert "certificate_chain" not in provenance  # http has none
-    assert {each.role for each in result.artifacts} == {"image", "html", "mhtml", "har", "wacz"}
+    assert {each.role for each in result.artifacts} == {"image", "html", "har", "wacz"}
 
 
 def test_the_certificate_chain_and_dns_answers_of_an_https_page(

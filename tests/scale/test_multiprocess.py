@@ -76,7 +76,7 @@ def test_every_capture_succeeds_once_and_reads_the_same_everywhere(
     finally:
         engine.dispose()
     assert all(
-        r == ["har", "html", "image", "manifest", "mhtml", "wacz"] for r in roles.values()
+        r == ["har", "html", "image", "manifest", "wacz"] for r in roles.values()
     ), roles
 
     images = set()

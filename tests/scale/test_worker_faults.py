@@ -38,7 +38,7 @@ from tests.scale import (
 
 SLOW_SECONDS = 3
 MAX_ATTEMPTS = 3
-ROLES = ["har", "html", "image", "manifest", "mhtml", "wacz"]
+ROLES = ["har", "html", "image", "manifest", "wacz"]
 REFUSAL = r"(result dropped|abandoned)"
 
 

@@ -458,20 +458,15 @@ class CaptureEngine:
     ) -> list[CapturedArtifact]:
         # The document serialized by Chromium itself: the same markup as page.content(), with no
         # script the page could have overridden, and without Playwright's utility world (which
-        # costs the renderer more than the serialization).
+        # costs the renderer more than the serialization). The page's resources are in the web
+        # archive, which replaced the MHTML that captures used to keep as well.
         began = time.perf_counter()
         document = await cdp.send("DOM.getDocument", {"depth": 0})
         markup = await cdp.send("DOM.getOuterHTML", {"nodeId": document["root"]["nodeId"]})
         await cdp.send("DOM.disable")
         html = markup["outerHTML"].encode()
         spent["html"] = _ms_since(began)
-        began = time.perf_counter()
-        mhtml = (await cdp.send("Page.captureSnapshot", {"format": "mhtml"}))["data"].encode()
-        spent["mhtml"] = _ms_since(began)
-        return [
-            CapturedArtifact("html", html, MEDIA_TYPES["html"]),
-            CapturedArtifact("mhtml", mhtml, MEDIA_TYPES["mhtml"]),
-        ]
+        return [CapturedArtifact("html", html, MEDIA_TYPES["html"])]
 
     async def _metadata(
         self, page: Page, options: CaptureOptions, response: Response | None, watch: _Watch
