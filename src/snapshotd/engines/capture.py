@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
@@ -27,6 +27,8 @@ from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
 from snapshotd.errors import CaptureFailed
 from snapshotd.timestamps import iso
+
+T = TypeVar("T")
 
 MEDIA_TYPES = {
     "png": "image/png",
@@ -366,24 +368,45 @@ class CaptureEngine:
                 changes["frozen"] = await emulation.freeze(page)
             artifacts, truncated = await self._render(page, cdp, options, scale)
             shot = time.perf_counter()
-            spent: dict[str, int] = {}  # evidence part -> ms, so its cost can be told apart
+            # Evidence parts run side by side, each mostly waiting on Chromium or a thread; each
+            # one's own milliseconds are kept, so its cost can be told apart.
+            spent: dict[str, int] = {}
+            described = self._metadata(page, options, response, watch)
             if options.evidence:
-                artifacts += await self._evidence(page, cdp, spent)
-            metadata = await self._metadata(page, options, response, watch)
+                html, metadata = await asyncio.gather(
+                    _timed(spent, "html", self._evidence(cdp)), described
+                )
+                artifacts.append(html)
+            else:
+                metadata = await described
             if recorder is not None and web_archive is not None:
-                began = time.perf_counter()
-                files, metadata["provenance"] = await provenance.gather(
-                    cdp, recorder, filtering.lane, options, metadata, self.pool.browser_version
+                (
+                    (files, metadata["provenance"]),
+                    (archived, metadata["archive"]),
+                ) = await asyncio.gather(
+                    _timed(
+                        spent,
+                        "provenance",
+                        provenance.gather(
+                            cdp,
+                            recorder,
+                            filtering.lane,
+                            options,
+                            metadata,
+                            self.pool.browser_version,
+                        ),
+                    ),
+                    _timed(
+                        spent,
+                        "wacz",
+                        web_archive.package(
+                            recorder,
+                            page_url=metadata["final_url"],
+                            title=metadata["title"],
+                            addresses=provenance.addresses(filtering.lane),
+                        ),
+                    ),
                 )
-                spent["provenance"] = _ms_since(began)
-                began = time.perf_counter()
-                archived, metadata["archive"] = await web_archive.package(
-                    recorder,
-                    page_url=metadata["final_url"],
-                    title=metadata["title"],
-                    addresses=provenance.addresses(filtering.lane),
-                )
-                spent["wacz"] = _ms_since(began)
                 if archived is not None:
                     files["wacz"] = archived
                 artifacts += [
@@ -453,20 +476,15 @@ class CaptureEngine:
             CapturedArtifact("image", data, MEDIA_TYPES[options.format], width, height)
         ], truncated
 
-    async def _evidence(
-        self, page: Page, cdp: CDPSession, spent: dict[str, int]
-    ) -> list[CapturedArtifact]:
+    async def _evidence(self, cdp: CDPSession) -> CapturedArtifact:
         # The document serialized by Chromium itself: the same markup as page.content(), with no
         # script the page could have overridden, and without Playwright's utility world (which
         # costs the renderer more than the serialization). The page's resources are in the web
         # archive, which replaced the MHTML that captures used to keep as well.
-        began = time.perf_counter()
         document = await cdp.send("DOM.getDocument", {"depth": 0})
         markup = await cdp.send("DOM.getOuterHTML", {"nodeId": document["root"]["nodeId"]})
         await cdp.send("DOM.disable")
-        html = markup["outerHTML"].encode()
-        spent["html"] = _ms_since(began)
-        return [CapturedArtifact("html", html, MEDIA_TYPES["html"])]
+        return CapturedArtifact("html", markup["outerHTML"].encode(), MEDIA_TYPES["html"])
 
     async def _metadata(
         self, page: Page, options: CaptureOptions, response: Response | None, watch: _Watch
@@ -505,3 +523,12 @@ class CaptureEngine:
 
 def _ms_since(began: float) -> int:
     return round((time.perf_counter() - began) * 1000)
+
+
+async def _timed(spent: dict[str, int], part: str, work: Awaitable[T]) -> T:
+    """Awaits `work`, noting its milliseconds in `spent` under `part`."""
+    began = time.perf_counter()
+    try:
+        return await work
+    finally:
+        spent[part] = _ms_since(began)

@@ -27,6 +27,7 @@ import json
 import re
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -44,6 +45,7 @@ __all__ = ["MEDIA_TYPE", "WACZ_VERSION", "WARC_NAME", "Page", "Record", "write_w
 MEDIA_TYPE = "application/zip"
 WACZ_VERSION = "1.1.1"
 WARC_NAME = "data.warc.gz"
+GZIP_LEVEL = 6
 WARC_PATH = f"archive/{WARC_NAME}"
 INDEX_PATH = "indexes/index.cdx"
 PAGES_PATH = "pages/pages.jsonl"
@@ -132,9 +134,34 @@ def write_wacz(records: list[Record], page: Page, *, software: str, notes: dict[
     return out.getvalue()
 
 
+class _Members:
+    """Where warcio writes the records, plain, each then gzipped as a member of its own at
+    `GZIP_LEVEL`: warcio's own gzip runs at level 9, which takes two and a half times zlib's
+    default level's time for well under 1 % smaller text."""
+
+    def __init__(self) -> None:
+        self.out = io.BytesIO()
+        self._record = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        return self._record.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seal(self) -> None:
+        """Ends the record written since the last seal as one gzip member."""
+        packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+        self.out.write(packer.compress(self._record.getvalue()) + packer.flush())
+        self._record = io.BytesIO()
+
+    def tell(self) -> int:
+        return self.out.tell()
+
+
 def _warc(records: list[Record], software: str, notes: dict[str, Any]) -> tuple[bytes, list[str]]:
-    out = io.BytesIO()
-    writer = WARCWriter(out, gzip=True, warc_version="WARC/1.1")
+    out = _Members()
+    writer = WARCWriter(out, gzip=False, warc_version="WARC/1.1")
     info = {
         "software": software,
         "format": "WARC File Format 1.1",
@@ -142,6 +169,7 @@ def _warc(records: list[Record], software: str, notes: dict[str, Any]) -> tuple[
         "snapshotd": json.dumps(notes, separators=(",", ":")),
     }
     writer.write_record(writer.create_warcinfo_record(WARC_NAME, info))
+    out.seal()
     index = []
     for record in records:
         moment = datetime.fromtimestamp(record.wall_time, UTC).replace(tzinfo=None)
@@ -153,10 +181,12 @@ def _warc(records: list[Record], software: str, notes: dict[str, Any]) -> tuple[
         )
         offset = out.tell()
         writer.write_record(response)
+        out.seal()
         length = out.tell() - offset
         writer.write_record(request)
+        out.seal()
         index.append(_index_line(record, response.rec_headers, date, offset, length))
-    return out.getvalue(), index
+    return out.out.getvalue(), index
 
 
 def _response(writer: WARCWriter, record: Record, date: str) -> Any:
