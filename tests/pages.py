@@ -35,7 +35,7 @@ def archived_page() -> bytes:
         "<script>fetch('/archive/big.bin').then(r => r.arrayBuffer());"
         "fetch('/archive/data.json').then(r => r.json()).then(d => "
         "{document.title = 'archived ' + d.items.length;"
-        " return fetch('/hook?from=archive', {method: 'POST', body: 'a=1&b=two',"
+        " return fetch('/posted?from=archive', {method: 'POST', body: 'a=1&b=two',"
         " headers: {'content-type': 'application/x-www-form-urlencoded'}})})</script>",
         title="archived",
     )
