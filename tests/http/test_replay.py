@@ -151,6 +151,7 @@ def test_a_range_of_a_large_artifact_streams_exactly_that_span(
         )
     first, last = 1_000_003, 3_500_000
     answer = client.get(
+        f"/api/v1/snapshots/{snapshot_id}",
         f"/api/v1/snapshots/{snapshot_id}/wacz",
         headers=bearer(token, Range=f"bytes={first}-{last}"),
     )
@@ -218,6 +219,7 @@ def test_the_replay_host_serves_the_viewer_and_nothing_else(
         "/console/sign-in",
         f"/console/snapshots/{snapshot_id}",
         "/api/v1/snapshots",
+        f"/api/v1/snapshots/{snapshot_id}",
         f"/api/v1/snapshots/{snapshot_id}/wacz",
         "/s/abc",
         "/healthz",

@@ -346,8 +346,8 @@ def share_artifact(share_id: str, role: str, request: Request, services: Service
         raise NotFound("a share link serves its image, PDF and web archive only")
     share, snapshot = _visit(request, services, share_id)
     expires = int(share.expires_at.timestamp())
-    # The web archive is read by the replay viewer's service worker, which may fetch from this
-    # origin only: it is streamed, never redirected to the bucket.
+    # The web archive is streamed, never redirected to the bucket, so that a WACZ reader in a
+    # page can read it by ranges from this origin (the bucket answers no CORS).
     direct_for: int | None = link_life(expires)
     if role == replay.ARCHIVE_ROLE:
         if not share.replay:

@@ -150,9 +150,9 @@ def snapshot_thumbnail(
 def _download(
     request: Request, services: Services, org_id: str, snapshot_id: str, role: str
 ) -> Response:
-    # The image is shown inside the page, and the web archive read by the replay viewer's
-    # service worker, both allowed this origin only: they are streamed. Other files may
-    # redirect to the bucket like the API's downloads.
+    # The image is shown inside the page, which allows this origin only, and the web archive
+    # is streamed as on share links (a WACZ reader in a page reads it by ranges): both are
+    # streamed. Other files may redirect to the bucket like the API's downloads.
     direct_for = None if role in ("image", replay.ARCHIVE_ROLE) else DIRECT_SECONDS
     response = artifact_response(
         request, services, org_id, snapshot_id, role, direct_for=direct_for
