@@ -147,14 +147,14 @@ def app_page(
         raise Forbidden("this viewer opens only the archives this server keeps")
     # The view page that frames this app names, in its own address, the main origin framing it.
     parent = dict(parse_qsl(urlsplit(basePageUrl).query)).get("parent", "")
-    main = _main_origin(services.settings, parent, origin)
+    ancestors = " ".join(["'self'", _main_origin(services.settings, parent, origin)]).strip()
     # No script policy beyond the worker's own copy, which has none: only framing is limited,
     # to the view page and the main-origin page framing it (every ancestor is checked).
     return HTMLResponse(
         APP_PAGE,
         headers={
             "Cache-Control": "no-store",
-            "Content-Security-Policy": f"frame-ancestors 'self' {main}".replace(" 'none'", ""),
+            "Content-Security-Policy": f"frame-ancestors {ancestors}",
             "X-Content-Type-Options": "nosniff",
         },
     )
@@ -180,7 +180,7 @@ def view_page(
         # would hand that site the archive's link.
         "page": here,
     }
-    ancestor = _main_origin(services.settings, parent, origin)
+    ancestor = _main_origin(services.settings, parent, origin) or "'none'"
     return templates.TemplateResponse(
         request,
         "replay_view.html",
@@ -248,7 +248,7 @@ def _signed_archive(request: Request, services: Services, source: str) -> bool:
 
 def _main_origin(settings: Settings, parent: str, origin: str) -> str:
     """The origin that may frame the view page: SNAPSHOTD_BASE_URL's, else the one the framing
-    page named, when it is an http(s) origin on another host; else none."""
+    page named, when it is an http(s) origin on another host; else none ("")."""
     if settings.base_url:
         parts = urlsplit(settings.base_url)
         return f"{parts.scheme}://{parts.netloc}"
@@ -261,7 +261,7 @@ def _main_origin(settings: Settings, parent: str, origin: str) -> str:
         or parts.hostname == urlsplit(origin).hostname
         or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", parts.netloc)
     ):
-        return "'none'"
+        return ""
     return named
 
 
@@ -293,14 +293,13 @@ class ReplayHost:
             return
         header = next((v for k, v in scope["headers"] if k == b"host"), b"")
         path: str = scope["path"]
-        viewer = path in REPLAY_PATHS or path.startswith(ARCHIVES)
         if _host_port(header.decode("latin-1"), self.scheme) != self.host:
             if path.startswith(BASE):
                 await _not_here(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
-        if not viewer:
+        if path not in REPLAY_PATHS and not path.startswith(ARCHIVES):
             await _not_here(scope, receive, send)
             return
 
