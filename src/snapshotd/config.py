@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from snapshotd import rules
@@ -110,6 +111,13 @@ class Settings(BaseSettings):
         "capture's WACZ archive as a browsable page); empty means node_modules/replaywebpage "
         "in the source checkout, where `make deps` puts it. Without it, replay pages say the "
         "viewer is not installed.",
+    )
+    replay_origin: str = Field(
+        "",
+        description="Origin of a host name of its own on which archived pages are replayed "
+        "(e.g. https://replay.snap.example), pointed at this same server; it must differ in "
+        "host from SNAPSHOTD_BASE_URL. The replayed page's scripts run there, where no session "
+        "cookie reaches. Empty means replay is not offered (the WACZ still downloads).",
     )
     browser_recycle_after: int = Field(
         500, ge=1, description="Captures after which a worker relaunches its browser."
@@ -311,6 +319,21 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return rules.http_url(value)
+
+    @field_validator("replay_origin")
+    @classmethod
+    def _check_replay_origin(cls, value: str) -> str:
+        return rules.origin(value)
+
+    @model_validator(mode="after")
+    def _replay_host_of_its_own(self) -> Settings:
+        hosts = {urlsplit(url).hostname for url in (self.replay_origin, self.base_url) if url}
+        if self.replay_origin and self.base_url and len(hosts) == 1:
+            raise ValueError(
+                "SNAPSHOTD_REPLAY_ORIGIN needs a host name other than SNAPSHOTD_BASE_URL's: "
+                "browsers share cookies between the ports of one host"
+            )
+        return self
 
     @field_validator("render_key_rate_limit")
     @classmethod

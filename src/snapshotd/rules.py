@@ -195,6 +195,18 @@ def http_url(value: str) -> str:
     return value
 
 
+def origin(value: str) -> str:
+    """An http(s) origin, `scheme://host[:port]` with no path, or empty; returned without a
+    trailing slash and in lower case, the way a browser writes an origin."""
+    if not value:
+        return value
+    http_url(value)
+    parts = urlsplit(value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise InvalidValue(f"give only scheme://host[:port], with no path, not {value!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def database_url(value: str) -> str:
     """Empty (SQLite in the data dir), a `sqlite:///` URL, or `postgresql+psycopg://`."""
     if not value:

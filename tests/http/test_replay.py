@@ -1,25 +1,33 @@
 """Replay over HTTP: byte ranges on artifact downloads (the viewer reads a WACZ by ranges), the
-viewer's files under /replay/, and who may open a replay page or its archive. The viewer itself
-runs in Chromium in tests/console/test_replay.py."""
+replay host and what it serves, the signed archive links, the main origin's replay pages that
+frame the viewer, and who may open them. The viewer itself runs in Chromium in
+tests/console/test_replay.py."""
 
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from snapshotd.config import DEFAULT_REPLAY_VIEWER_DIR, Settings
 from snapshotd.http import replay
 from snapshotd.http.app import create_app
 from snapshotd.services.accounts import Accounts
+from snapshotd.services.downloads import Downloads
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
-from snapshotd.store.models import Artifact, Share, utcnow
+from snapshotd.store.models import Artifact, Share, Snapshot, utcnow
 from tests.console.conftest import ADMIN, add_snapshot, org_id_of, sign_in
 from tests.wacz import add_archive, share_of
 
@@ -27,9 +35,25 @@ URL = "https://news.example.org/figures"
 HTML = "<html><body><h1>Figures</h1></body></html>"
 
 
+REPLAY = "http://replay.test"
+
+
 @pytest.fixture
-def client(settings: Settings, db: Database, blobs: FileBlobStore) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=db, blobs=blobs), base_url="http://testserver") as c:
+def app(settings: Settings, db: Database, blobs: FileBlobStore) -> FastAPI:
+    """The app with a replay host: the main origin is http://testserver, the replay host
+    http://replay.test, both this one app."""
+    return create_app(settings.model_copy(update={"replay_origin": REPLAY}), db=db, blobs=blobs)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def replay_host(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url=REPLAY) as c:
         yield c
 
 
@@ -134,46 +158,205 @@ def test_a_range_of_a_large_artifact_streams_exactly_that_span(
     assert answer.content == data[first : last + 1]
 
 
-# -- the viewer's files ------------------------------------------------------------------------
+# -- the replay host ----------------------------------------------------------------------------
 
 
-def test_the_viewer_is_served_from_node_modules_behind_a_guard(client: TestClient) -> None:
+def view_url(page: str) -> str:
+    """The address of the view page a replay page frames, read from its iframe."""
+    found = re.search(r'<iframe class="replay" src="([^"]+)"', page)
+    assert found is not None, page
+    return html.unescape(found[1])
+
+
+def source_of(view: str) -> str:
+    return parse_qs(urlsplit(view).query)["source"][0]
+
+
+def test_the_viewer_is_served_from_node_modules_behind_a_guard(replay_host: TestClient) -> None:
     served = {
         "ui.js": DEFAULT_REPLAY_VIEWER_DIR / "ui.js",
         "viewer-sw.js": DEFAULT_REPLAY_VIEWER_DIR / "sw.js",
         "sw.js": replay.GUARD,
     }
+    folder = replay.viewer_dir(replay_host.app.state.services.settings)
     for name, path in served.items():
-        answer = client.get(f"/replay/{name}")
+        answer = replay_host.get(f"/replay/{name}")
         assert answer.status_code == 200, name
         assert answer.headers["content-type"].startswith("text/javascript")
         assert answer.headers["cache-control"] == "public, max-age=604800"
+        if path != replay.GUARD:
+            path = folder / path.name
         assert answer.content == path.read_bytes()
-    assert 'importScripts("viewer-sw.js")' in client.get("/replay/sw.js").text
-    assert client.get("/replay/package.json").status_code == 404
-    assert client.get("/replay/..%2Fpackage.json").status_code == 404
+    assert 'importScripts("viewer-sw.js")' in replay_host.get("/replay/sw.js").text
+    assert replay_host.get("/replay/package.json").status_code == 404
+    assert replay_host.get("/replay/..%2Fpackage.json").status_code == 404
 
-    for source in ("/s/abc/wacz", "http://testserver/console/snapshots/snp_x/files/wacz"):
-        app = client.get("/replay/", params={"source": source})
+    for source in ("/replay/archive/x.wacz", f"{REPLAY}/replay/archive/x.wacz"):
+        app = replay_host.get("/replay/", params={"source": source})
         assert app.status_code == 200 and "<replay-app-main>" in app.text
         assert app.headers["content-security-policy"] == "frame-ancestors 'self'"
+    framed = replay_host.get(
+        "/replay/",
+        params={
+            "source": "/replay/archive/x.wacz",
+            "basePageUrl": f"{REPLAY}/replay/view?parent=http%3A%2F%2Ftestserver",
+        },
+    )
+    assert framed.headers["content-security-policy"] == "frame-ancestors 'self' http://testserver"
     for source in ("", "https://elsewhere.test/x.wacz", "//elsewhere.test/x.wacz", "data:,x"):
-        assert client.get("/replay/", params={"source": source}).status_code == 403, source
+        assert replay_host.get("/replay/", params={"source": source}).status_code == 403, source
+
+
+def test_the_replay_host_serves_the_viewer_and_nothing_else(
+    replay_host: TestClient, token: str, archived: tuple[str, bytes]
+) -> None:
+    snapshot_id, _ = archived
+    refused = (
+        "/",
+        "/console",
+        "/console/",
+        "/console/sign-in",
+        f"/console/snapshots/{snapshot_id}",
+        "/api/v1/snapshots",
+        f"/api/v1/snapshots/{snapshot_id}",
+        f"/api/v1/snapshots/{snapshot_id}/wacz",
+        "/s/abc",
+        "/healthz",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+        "/.well-known/snapshotd-manifest-key",
+        "/static/console.css",
+        "/replay/index.html",
+        "/replay/w/x",
+        "/replayx",
+    )
+    for path in refused:
+        answer = replay_host.get(path, headers=bearer(token))
+        assert answer.status_code == 404, path
+        assert answer.text == "Not found" and "set-cookie" not in answer.headers, path
+    posted = replay_host.post("/console/sign-in", data={"token": token})
+    assert posted.status_code == 404 and "set-cookie" not in posted.headers
+    assert replay_host.cookies == {}
+
+
+def test_the_main_origin_does_not_serve_the_viewer(client: TestClient) -> None:
+    for path in ("/replay/", "/replay/view", "/replay/ui.js", "/replay/sw.js", "/replay/archive/x"):
+        assert client.get(path, params={"source": "/replay/archive/x.wacz"}).status_code == 404
+
+
+def test_the_view_page_opens_only_a_signed_archive_on_its_own_host(
+    client: TestClient,
+    replay_host: TestClient,
+    token: str,
+    archived: tuple[str, bytes],
+) -> None:
+    snapshot_id, data = archived
+    sign_in(client, token)
+    view = view_url(client.get(f"/console/snapshots/{snapshot_id}/replay").text)
+    source = source_of(view)
+    assert source.startswith(f"{REPLAY}/replay/archive/{snapshot_id}.wacz?expires=")
+
+    page = replay_host.get(view)
+    assert page.status_code == 200 and is_html(page)
+    assert f'source="{html.escape(source)}"' in page.text
+    assert f'url="{URL}"' in page.text and 'replayBase="/replay/"' in page.text
+    assert 'newWindowBase="/replay/view?' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors http://testserver" in policy
+    assert "set-cookie" not in page.headers
+
+    expires = int(parse_qs(urlsplit(source).query)["expires"][0])
+    forged = source.replace("sig=", "sig=x")
+    other = source.replace(REPLAY, "http://elsewhere.test")
+    stale = source.replace(f"expires={expires}", f"expires={expires - 7200}")
+    for bad in (
+        "",
+        forged,
+        other,
+        stale,
+        f"{REPLAY}/replay/archive/{snapshot_id}.wacz",
+        "/s/abc/wacz",
+        "https://elsewhere.test/x.wacz",
+        "data:,x",
+    ):
+        answer = replay_host.get("/replay/view", params={"source": bad, "url": URL})
+        assert answer.status_code == 403, bad
+
+    # The link answers byte ranges, with no token or cookie, on the replay host only.
+    path = source.removeprefix(REPLAY)
+    archive = replay_host.get(path, headers={"Range": "bytes=0-3"})
+    assert archive.status_code == 206 and archive.content == data[:4] == b"PK\x03\x04"
+    assert archive.headers["cache-control"] == "no-store"
+    assert replay_host.get(path).content == data
+    assert replay_host.get(forged.removeprefix(REPLAY)).status_code == 404
+    assert client.get(path).status_code == 404
+
+
+def test_an_expired_archive_link_is_gone(
+    replay_host: TestClient, db: Database, blobs: FileBlobStore, archived: tuple[str, bytes]
+) -> None:
+    snapshot_id, _ = archived
+    with db.session() as session:
+        snapshot = session.get(Snapshot, snapshot_id)
+        assert snapshot is not None
+        expires, sig = Downloads(db, blobs).sign(snapshot, "wacz", lifetime=-10)
+    answer = replay_host.get(
+        f"/replay/archive/{snapshot_id}.wacz", params={"expires": expires, "sig": sig}
+    )
+    assert answer.status_code == 410
+    view = replay_host.get(
+        "/replay/view",
+        params={
+            "source": f"{REPLAY}/replay/archive/{snapshot_id}.wacz?expires={expires}&sig={sig}"
+        },
+    )
+    assert view.status_code == 403
+
+
+def test_without_a_replay_host_replay_is_not_offered(
+    settings: Settings,
+    db: Database,
+    blobs: FileBlobStore,
+    token: str,
+    archived: tuple[str, bytes],
+) -> None:
+    snapshot_id, data = archived
+    share_id = share_of(db, snapshot_id, replay=True)
+    with TestClient(create_app(settings, db=db, blobs=blobs), base_url="http://testserver") as c:
+        for path in ("/replay/", "/replay/view", "/replay/ui.js"):
+            assert c.get(path).status_code == 503, path
+        share = c.get(f"/s/{share_id}")
+        assert share.status_code == 200 and "/replay" not in share.text
+        page = c.get(f"/s/{share_id}/replay")
+        assert page.status_code == 503 and is_html(page)
+        assert "SNAPSHOTD_REPLAY_ORIGIN" in page.text
+        assert c.get(f"/s/{share_id}/wacz").content == data
+        sign_in(c, token)
+        snapshot = c.get(f"/console/snapshots/{snapshot_id}").text
+        assert "/replay" not in snapshot and "SNAPSHOTD_REPLAY_ORIGIN" in snapshot
+        console = c.get(f"/console/snapshots/{snapshot_id}/replay")
+        assert console.status_code == 503 and is_html(console)
+        assert "SNAPSHOTD_REPLAY_ORIGIN" in console.text
+        assert c.get(f"/console/snapshots/{snapshot_id}/files/wacz").content == data
 
 
 def test_without_the_viewer_installed_replay_pages_say_so(
-    settings: Settings,
+    app: FastAPI,
     db: Database,
     blobs: FileBlobStore,
     token: str,
     archived: tuple[str, bytes],
     tmp_path: Path,
 ) -> None:
+    settings = app.state.services.settings
     bare = settings.model_copy(update={"replay_viewer_dir": str(tmp_path / "nowhere")})
     snapshot_id, _ = archived
     share_id = share_of(db, snapshot_id, replay=True)
-    with TestClient(create_app(bare, db=db, blobs=blobs), base_url="http://testserver") as client:
-        assert client.get("/replay/ui.js").status_code == 503
+    without = create_app(bare, db=db, blobs=blobs)
+    with TestClient(without, base_url=REPLAY) as replay_host:
+        assert replay_host.get("/replay/ui.js").status_code == 503
+    with TestClient(without, base_url="http://testserver") as client:
         page = client.get(f"/s/{share_id}/replay")
         assert page.status_code == 503 and is_html(page)
         assert "archive viewer is not installed" in page.text
@@ -181,6 +364,30 @@ def test_without_the_viewer_installed_replay_pages_say_so(
         console = client.get(f"/console/snapshots/{snapshot_id}/replay")
         assert console.status_code == 503 and is_html(console)
         assert "archive viewer is not installed" in console.text
+
+
+@pytest.mark.parametrize(
+    ("origin", "base_url"),
+    [
+        ("replay.test", ""),
+        ("ftp://replay.test", ""),
+        ("https://replay.test/replay", ""),
+        ("https://replay.test?x=1", ""),
+        ("https://user@replay.test", ""),
+        ("https://snap.example:8443", "https://snap.example"),
+        ("http://SNAP.example", "https://snap.example/base"),
+    ],
+)
+def test_a_replay_origin_is_an_origin_on_a_host_of_its_own(origin: str, base_url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(replay_origin=origin, base_url=base_url)
+
+
+def test_a_replay_origin_is_kept_as_a_browser_writes_it() -> None:
+    settings = Settings(
+        replay_origin="https://Replay.Snap.Example:8443/", base_url="https://snap.example"
+    )
+    assert settings.replay_origin == "https://replay.snap.example:8443"
 
 
 # -- the console -------------------------------------------------------------------------------
@@ -195,14 +402,20 @@ def test_the_console_offers_replay_only_for_a_snapshot_with_an_archive(
 
     page = client.get(f"/console/snapshots/{snapshot_id}")
     assert f'href="/console/snapshots/{snapshot_id}/replay"' in page.text
+    assert "SNAPSHOTD_REPLAY_ORIGIN" not in page.text
     assert "/replay" not in client.get(f"/console/snapshots/{plain}").text
 
-    replay = client.get(f"/console/snapshots/{snapshot_id}/replay")
-    assert replay.status_code == 200
-    assert f'source="/console/snapshots/{snapshot_id}/files/wacz"' in replay.text
-    assert f'url="{URL}"' in replay.text and 'replayBase="/replay/"' in replay.text
-    assert f'newWindowBase="/console/snapshots/{snapshot_id}/replay"' in replay.text
-    assert "frame-ancestors 'none'" in replay.headers["content-security-policy"]
+    replay_page = client.get(f"/console/snapshots/{snapshot_id}/replay")
+    assert replay_page.status_code == 200
+    assert "<replay-web-page" not in replay_page.text and URL in replay_page.text
+    view = view_url(replay_page.text)
+    assert view.startswith(f"{REPLAY}/replay/view?source=")
+    assert parse_qs(urlsplit(view).query)["url"] == [URL]
+    policy = replay_page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and f"frame-src {REPLAY}" in policy
+    # The archive link lives an hour.
+    expires = int(parse_qs(urlsplit(source_of(view)).query)["expires"][0])
+    assert 3590 <= expires - time.time() <= 3600
     assert client.get(f"/console/snapshots/{snapshot_id}/files/wacz").content == data
     assert client.get(f"/console/snapshots/{plain}/replay").status_code == 404
 
@@ -220,20 +433,25 @@ def test_another_organization_cannot_replay_a_snapshot(
 # -- share links -------------------------------------------------------------------------------
 
 
-def test_a_share_link_with_replay_serves_the_viewer_page_and_the_archive(
-    client: TestClient, db: Database, archived: tuple[str, bytes]
+def test_a_share_link_with_replay_frames_the_viewer_and_serves_the_archive(
+    client: TestClient, replay_host: TestClient, db: Database, archived: tuple[str, bytes]
 ) -> None:
     snapshot_id, data = archived
-    share_id = share_of(db, snapshot_id, replay=True)
+    share_id = share_of(db, snapshot_id, replay=True, life=timedelta(minutes=10))
 
     assert f'href="http://testserver/s/{share_id}/replay"' in client.get(f"/s/{share_id}").text
     page = client.get(f"/s/{share_id}/replay")
     assert page.status_code == 200 and is_html(page)
-    assert f'source="/s/{share_id}/wacz"' in page.text
-    # An archived page opened on its own comes back here, not to replayweb.page.
-    assert f'newWindowBase="/s/{share_id}/replay"' in page.text
+    view = view_url(page.text)
     assert page.headers["cache-control"] == "no-store"
-    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and f"frame-src {REPLAY}" in policy
+    # The archive link lives no longer than the share link.
+    source = source_of(view)
+    expires = int(parse_qs(urlsplit(source).query)["expires"][0])
+    assert 590 <= expires - time.time() <= 600
+    assert replay_host.get(view).status_code == 200
+    assert replay_host.get(source.removeprefix(REPLAY)).content == data
     archive = client.get(f"/s/{share_id}/wacz", headers={"Range": "bytes=0-3"})
     assert archive.status_code == 206 and archive.content == data[:4] == b"PK\x03\x04"
     assert archive.headers["cache-control"] == "no-store"

@@ -135,6 +135,27 @@ def test_a_web_archive_is_streamed_in_ranges_for_the_replay_viewer(
     assert image.status_code == 302  # the picture still goes to the bucket
 
 
+def test_the_replay_hosts_archive_link_streams_ranges_from_the_bucket(
+    s3_settings: Settings, auth: dict[str, str], db: Database, store: S3BlobStore
+) -> None:
+    """The viewer's worker reads the archive from the replay host itself, through a signed
+    link that never redirects to the bucket."""
+    replay = "http://replay.test"
+    app = create_app(s3_settings.model_copy(update={"replay_origin": replay}), db=db, blobs=store)
+    archive = secrets.token_bytes(3 * 1024 * 1024)
+    with TestClient(app) as client, TestClient(app, base_url=replay) as replay_host:
+        snapshot_id = stored_snapshot(client, auth, db, store, image=png(), wacz=archive)
+        share_id = share_of(db, snapshot_id, replay=True)
+        page = client.get(f"/s/{share_id}/replay")
+        assert page.status_code == 200, page.text
+        view = page.text.split('class="replay" src="', 1)[1].split('"', 1)[0]
+        source = parse_qs(urlsplit(view.replace("&amp;", "&")).query)["source"][0]
+        span = {"Range": "bytes=1000000-1000099"}
+        answer = replay_host.get(source, headers=span, follow_redirects=False)
+        assert answer.status_code == 206, answer.text
+        assert answer.content == archive[1_000_000:1_000_100]
+
+
 def test_a_share_link_redirect_never_outlives_the_link(
     client: TestClient, auth: dict[str, str], db: Database, store: S3BlobStore
 ) -> None:

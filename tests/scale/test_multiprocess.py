@@ -75,9 +75,7 @@ def test_every_capture_succeeds_once_and_reads_the_same_everywhere(
         roles = {sid: sorted(a.role for a in artifacts(engine, sid)) for sid, _ in done}
     finally:
         engine.dispose()
-    assert all(
-        r == ["har", "html", "image", "manifest", "wacz"] for r in roles.values()
-    ), roles
+    assert all(r == ["har", "html", "image", "manifest", "wacz"] for r in roles.values()), roles
 
     images = set()
     with cluster.client(0) as first, cluster.client(1) as second:

@@ -116,7 +116,10 @@ def create_app(
     openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(FastRenderHit, services=services)
-    app.add_middleware(FastSnapshotRead, services=services)  # outermost: it skips the rest
+    app.add_middleware(FastSnapshotRead, services=services)  # it skips the rest
+    if settings.replay_origin:
+        # Outermost: the replay host is refused everything but the viewer, fast paths included.
+        app.add_middleware(replay.ReplayHost, origin=settings.replay_origin)
     # Share routes first: /api/v1/snapshots/{id}/shares must win over the artifact route.
     app.include_router(shares.router)
     app.include_router(native.router)

@@ -161,14 +161,21 @@ def link_life(expires: int) -> int:
 
 
 def signed_artifact_response(
-    request: Request, services: Services, snapshot_id: str, role: str, expires: int, sig: str
+    request: Request,
+    services: Services,
+    snapshot_id: str,
+    role: str,
+    expires: int,
+    sig: str,
+    *,
+    direct: bool = True,
 ) -> Response:
     """The artifact a link made by `downloads.sign` points at, once its signature checks out;
-    the link stands in for a token, so it names the organization."""
+    the link stands in for a token, so it names the organization. `direct=False` always
+    streams it, for a reader that may fetch from this host only."""
     org_id = services.downloads.verify(snapshot_id, role, expires, sig)
-    return artifact_response(
-        request, services, org_id, snapshot_id, role, direct_for=link_life(expires)
-    )
+    direct_for = link_life(expires) if direct else None
+    return artifact_response(request, services, org_id, snapshot_id, role, direct_for=direct_for)
 
 
 def _direct_redirect(

@@ -8,9 +8,11 @@ look-ups count against the visitor's address, which is answered 429 once it has 
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -43,8 +45,8 @@ NO_STORE = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
 }
-# The replay page runs the viewer's script from this origin, registers its service worker and
-# frames /replay/; share pages style themselves inline.
+# The replay page frames the viewer on the replay host (replay.frame_context); share pages
+# style themselves inline.
 REPLAY_POLICY = (
     "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -161,7 +163,7 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "page_url": url,
             "image_url": f"{url}/image" if image else None,
             "pdf": any(a.role == "pdf" for a in snapshot.artifacts),
-            "replay_url": f"{url}/replay" if _offers_replay(share, snapshot) else None,
+            "replay_url": f"{url}/replay" if _offers_replay(services, share, snapshot) else None,
             "captured_at": _readable(snapshot.completed_at or snapshot.created_at),
             "expires_at": _readable(share.expires_at),
             "meta": snapshot.meta or {},
@@ -298,18 +300,30 @@ def share_bundle(share_id: str, request: Request, services: ServicesDep) -> Resp
     )
 
 
-def _offers_replay(share: Share, snapshot: Snapshot) -> bool:
-    return share.replay and any(a.role == replay.ARCHIVE_ROLE for a in snapshot.artifacts)
+def _offers_replay(services: ServicesDep, share: Share, snapshot: Snapshot) -> bool:
+    """Whether the link's page offers the archived page: replay is on, for the link and on this
+    server, and there is an archive."""
+    archived = any(a.role == replay.ARCHIVE_ROLE for a in snapshot.artifacts)
+    return share.replay and bool(services.settings.replay_origin) and archived
 
 
 # Before the artifact route below, which would take `replay` for a role.
 @router.get("/s/{share_id}/replay", response_class=HTMLResponse, include_in_schema=False)
 def share_replay(share_id: str, request: Request, services: ServicesDep) -> Response:
-    """The archived page in the replay viewer, for a link made with `replay` on."""
+    """The archived page in the replay viewer, for a link made with `replay` on: framed from the
+    replay host, over an archive link that lives no longer than the share link."""
     share, snapshot = _visit(request, services, share_id)
     if not share.replay:
         raise NotFound("this share link does not offer the archived page")
-    source = f"/s/{share.id}/{replay.ARCHIVE_ROLE}"
+    left = int(share.expires_at.timestamp()) - int(time.time())
+    parts = urlsplit(public_base(request, services))
+    frame = replay.frame_context(
+        services,
+        snapshot,
+        lifetime=max(1, min(replay.LINK_SECONDS, left)),
+        parent=f"{parts.scheme}://{parts.netloc}",
+    )
+    policy = replay.framing_policy(REPLAY_POLICY, frame["replay_origin"])
     return templates.TemplateResponse(
         request,
         "share_replay.html",
@@ -320,9 +334,9 @@ def share_replay(share_id: str, request: Request, services: ServicesDep) -> Resp
             "expires_at": _readable(share.expires_at),
             "title": _title(snapshot),
             "subject": _subject(snapshot),
-            **replay.viewer_context(services.settings, snapshot, source, f"/s/{share.id}/replay"),
+            **frame,
         },
-        headers={**NO_STORE, "Content-Security-Policy": REPLAY_POLICY},
+        headers={**NO_STORE, "Content-Security-Policy": policy},
     )
 
 
@@ -332,8 +346,8 @@ def share_artifact(share_id: str, role: str, request: Request, services: Service
         raise NotFound("a share link serves its image, PDF and web archive only")
     share, snapshot = _visit(request, services, share_id)
     expires = int(share.expires_at.timestamp())
-    # The web archive is read by the replay viewer's service worker, which may fetch from this
-    # origin only: it is streamed, never redirected to the bucket.
+    # The web archive is streamed, never redirected to the bucket, so that a WACZ reader in a
+    # page can read it by ranges from this origin (the bucket answers no CORS).
     direct_for: int | None = link_life(expires)
     if role == replay.ARCHIVE_ROLE:
         if not share.replay:

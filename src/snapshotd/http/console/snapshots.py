@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -113,6 +114,7 @@ def snapshot_page(
         "files": [{"row": a, "size": views.size(a.size)} for a in files],
         "manifest": any(a.role == MANIFEST_ROLE for a in files),
         "archive": any(a.role == replay.ARCHIVE_ROLE for a in files),
+        "replay_setting": "" if services.settings.replay_origin else "SNAPSHOTD_REPLAY_ORIGIN",
         "facts": views.facts(snapshot),
         "shares": shares,
         "share_lives": views.SHARE_LIVES,
@@ -148,9 +150,9 @@ def snapshot_thumbnail(
 def _download(
     request: Request, services: Services, org_id: str, snapshot_id: str, role: str
 ) -> Response:
-    # The image is shown inside the page, and the web archive read by the replay viewer's
-    # service worker, both allowed this origin only: they are streamed. Other files may
-    # redirect to the bucket like the API's downloads.
+    # The image is shown inside the page, which allows this origin only, and the web archive
+    # is streamed as on share links (a WACZ reader in a page reads it by ranges): both are
+    # streamed. Other files may redirect to the bucket like the API's downloads.
     direct_for = None if role in ("image", replay.ARCHIVE_ROLE) else DIRECT_SECONDS
     response = artifact_response(
         request, services, org_id, snapshot_id, role, direct_for=direct_for
@@ -174,18 +176,23 @@ def snapshot_file(
 def snapshot_replay(
     snapshot_id: str, request: Request, visit: ConsoleUser, services: ServicesDep
 ) -> Response:
-    """The archived page itself, browsable in the replay viewer over the snapshot's WACZ."""
+    """The archived page itself, browsable in the replay viewer over the snapshot's WACZ: the
+    viewer runs on the replay host, framed here, so the archived page's scripts never run on the
+    console's origin."""
     snapshot = services.snapshots.get(visit.principal.org_id, snapshot_id)
-    source = f"/console/snapshots/{snapshot.id}/files/{replay.ARCHIVE_ROLE}"
-    context = {
-        "nav": "snapshots",
-        "snapshot": snapshot,
-        "card": views.card(snapshot, None),
-        **replay.viewer_context(
-            services.settings, snapshot, source, f"/console/snapshots/{snapshot.id}/replay"
-        ),
-    }
-    return render(request, "console/replay.html", context, visit=visit)
+    frame = replay.frame_context(
+        services, snapshot, lifetime=replay.LINK_SECONDS, parent=_origin(request, services)
+    )
+    context = {"nav": "snapshots", "snapshot": snapshot, "card": views.card(snapshot, None)}
+    response = render(request, "console/replay.html", context | frame, visit=visit)
+    policy = replay.framing_policy(PAGE_HEADERS["Content-Security-Policy"], frame["replay_origin"])
+    response.headers["Content-Security-Policy"] = policy
+    return response
+
+
+def _origin(request: Request, services: Services) -> str:
+    parts = urlsplit(public_base(request, services))
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @router.get("/snapshots/{snapshot_id}/bundle", include_in_schema=False)

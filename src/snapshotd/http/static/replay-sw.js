@@ -1,8 +1,10 @@
 // snapshotd's guard in front of the ReplayWeb.page service worker, which it imports below.
-// The viewer's app at /replay/ opens whatever archive its `source` parameter names and runs
-// that archive's pages on this origin, beside the console: a link naming an archive on another
-// site would run that site's scripts here. So the app opens only archives this origin serves.
-// The same script also runs as the viewer's dedicated worker, where there is nothing to guard.
+// It runs on the replay host, a host name of snapshotd's own for replay, where the console is
+// not served. The viewer's app at /replay/ opens whatever archive its `source` parameter names
+// and runs that archive's pages on this origin, beside the other archives replayed here: a link
+// naming an archive on another site would run that site's scripts here. So the app opens only
+// archives this origin serves. The same script also runs as the viewer's dedicated worker, where
+// there is nothing to guard.
 "use strict";
 
 function opensForeignArchive(request, scope) {
