@@ -121,6 +121,12 @@ def _pages(url: str, title: str) -> bytes:
 def add_archive(db: Database, blobs: FileBlobStore, snapshot_id: str, url: str, html: str) -> bytes:
     """Stores the WACZ of `html` at `url` as the snapshot's `wacz` artifact; returns its bytes."""
     data = page_archive(url, html)
+    store_archive(db, blobs, snapshot_id, data)
+    return data
+
+
+def store_archive(db: Database, blobs: FileBlobStore, snapshot_id: str, data: bytes) -> None:
+    """Stores `data` as the snapshot's `wacz` artifact."""
     with db.session() as session:
         session.add(
             Artifact(
@@ -128,10 +134,9 @@ def add_archive(db: Database, blobs: FileBlobStore, snapshot_id: str, url: str, 
                 role="wacz",
                 sha256=blobs.put(data),
                 size=len(data),
-                media_type="application/wacz+zip",
+                media_type="application/zip",
             )
         )
-    return data
 
 
 def share_of(

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Browser, Frame, FrameLocator, Page, expect, sync_playwright
 
 from snapshotd.config import Settings
+from snapshotd.engines.capture import CaptureOptions
 from snapshotd.http.app import create_app
 from snapshotd.services.accounts import Accounts
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from tests.console.conftest import ADMIN, add_snapshot, csp_refusals, org_id_of
 from tests.console.test_browser import sign_in
+from tests.engines.test_archive import capture
+from tests.pages import PageServer
 from tests.servers import listening, serving
-from tests.wacz import add_archive, share_of
+from tests.wacz import add_archive, share_of, store_archive
 
 HEADING = "Quarterly figures as published (archived copy)"
 ARCHIVED_URL = "https://news.example.org/figures"
@@ -165,6 +169,35 @@ def test_a_share_link_with_replay_opens_the_archived_page(
     foreign = viewer.goto(f"{replay_origin}/replay/?source=http://127.0.0.1:9/elsewhere.wacz")
     assert foreign is not None and foreign.status == 403 and foreign.from_service_worker
     context.close()
+
+
+def test_a_real_capture_replays_from_its_own_archive(
+    servers: tuple[str, str],
+    browser: Browser,
+    settings: Settings,
+    db: Database,
+    blobs: FileBlobStore,
+    pages: PageServer,
+) -> None:
+    """The WACZ the capture engine wrote for a page (its stylesheet, image, fetches and a POST),
+    not one made by hand, replays with the page's heading, and the page's script gets its
+    fetched JSON from the archive (it sets the title from it)."""
+    target = f"{pages.url}/archived"
+    options = CaptureOptions(url=target, wait_until="networkidle")
+    with ThreadPoolExecutor(1) as thread:  # this thread's loop is the sync browser's
+        result = thread.submit(capture, settings, options).result()
+    data = next(each.data for each in result.artifacts if each.role == "wacz")
+    Accounts(db).create_token(org="acme", email=ADMIN, role="admin")
+    snapshot_id = add_snapshot(db, blobs, org_id_of(db), url=target)
+    store_archive(db, blobs, snapshot_id, data)
+    server, _ = servers
+    page = browser.new_page()
+    page.goto(f"{server}/s/{share_of(db, snapshot_id, replay=True)}/replay")
+    heading = archived_page(page).get_by_role("heading", name="archived")
+    expect(heading).to_be_visible(timeout=REPLAY_MS)
+    replayed = next(frame for frame in page.frames if "mp_/" + target in frame.url)
+    replayed.wait_for_function("document.title === 'archived 3'", timeout=REPLAY_MS)
+    page.close()
 
 
 def test_a_share_link_without_replay_offers_no_viewer(
