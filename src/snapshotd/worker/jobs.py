@@ -270,10 +270,10 @@ def finish_job(queue: JobQueue, claim: Claim, error: str | None) -> None:
 
 
 # Jobs that hold no browser and spend their time waiting on another server. A worker runs them on
-# loops of their own as well, so a slow TSA or webhook receiver never takes a capture's place and
+# a loop of its own as well, so a slow TSA or webhook receiver never takes a capture's place and
 # a token is not queued behind a backlog of captures.
 LIGHT_KINDS = (TIMESTAMP_JOB, webhooks.WEBHOOK_JOB)
-LIGHT_LOOPS = 2
+LIGHT_LOOPS = 1
 
 
 def job_handlers(
