@@ -372,18 +372,22 @@ class CaptureEngine:
             # one's own milliseconds are kept, so its cost can be told apart.
             spent: dict[str, int] = {}
             described = self._metadata(page, options, response, watch)
-            if options.evidence:
-                html, metadata = await asyncio.gather(
-                    _timed(spent, "html", self._evidence(cdp)), described
-                )
-                artifacts.append(html)
-            else:
+            if recorder is None or web_archive is None:
                 metadata = await described
-            if recorder is not None and web_archive is not None:
+            else:
+                # The DOM is read while the metadata is: both wait on Chromium.
+                html = asyncio.ensure_future(_timed(spent, "html", self._evidence(cdp)))
+                try:
+                    metadata = await described
+                except BaseException:
+                    html.cancel()
+                    raise
                 (
+                    dom,
                     (files, metadata["provenance"]),
                     (archived, metadata["archive"]),
                 ) = await asyncio.gather(
+                    html,
                     _timed(
                         spent,
                         "provenance",
@@ -409,6 +413,7 @@ class CaptureEngine:
                 )
                 if archived is not None:
                     files["wacz"] = archived
+                artifacts.append(dom)
                 artifacts += [
                     CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
                 ]

@@ -242,7 +242,8 @@ class HarRecorder:
             log["comment"] = (
                 f"{self.omitted} exchanges past the first {self.limit} were left out of this log"
             )
-        return json.dumps({"log": log}, indent=1, ensure_ascii=False).encode()
+        # Compact: the C encoder writes it in a fraction of the time an indented dump takes.
+        return json.dumps({"log": log}, ensure_ascii=False, separators=(",", ":")).encode()
 
     async def _page_timings(self) -> tuple[float, float]:
         answer = await self.cdp.send(
