@@ -312,3 +312,27 @@ def test_share_switches_are_strict_booleans(
         refused = live_api.post(f"/api/v1/snapshots/{snapshot_id}/shares", headers=auth, json=bad)
         assert refused.status_code == 400, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_a_verdict_is_reused_for_a_while_then_checked_again(
+    live_api: TestClient,
+    auth: dict[str, str],
+    pages: PageServer,
+    blobs: FileBlobStore,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snapshot = stamped_capture(live_api, auth, pages.url + "/")
+    path = f"/s/{share(live_api, auth, snapshot['id'])['id']}"
+    assert live_api.get(f"{path}/verify.json").json()["manifest"] == "valid"
+
+    # The stored DOM's bytes change under the same digest: a visit within the window is answered
+    # from the verdict already reached, without reading the archive again.
+    digest = stored(db, snapshot["id"])["html"].sha256
+    blobs._path(digest).write_bytes(b"<html>changed on disk</html>")
+    assert live_api.get(f"{path}/verify.json").json()["manifest"] == "valid"
+
+    monkeypatch.setattr("snapshotd.services.verification.RECHECK_SECONDS", 0.0)
+    body = live_api.get(f"{path}/verify.json").json()
+    assert body["manifest"] == "invalid"
+    assert {a["role"]: a["check"] for a in body["artifacts"]}["html"] == "differs"

@@ -6,12 +6,19 @@ The check is the offline one: the snapshot's bundle is built as /bundle serves i
 tokens, when set), so the page says "valid" exactly when `snapshotd verify --key` would. Snapshots
 without a manifest (test windows, or a capture still under way) get their stored digests and a
 plain "no manifest".
+
+Building and hashing a bundle reads every artifact, a web archive included, so a verdict is kept
+for `RECHECK_SECONDS` per snapshot and set of stored digests: a link opened by many people at once
+costs one check, and a change to what is stored (a timestamp token arriving) is a new check.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from snapshotd.errors import Conflict
@@ -22,6 +29,8 @@ from snapshotd.services.thumbnails import evidence_artifacts
 from snapshotd.store.models import Artifact, Snapshot
 
 VALID, INVALID, NO_MANIFEST = "valid", "invalid", "none"
+RECHECK_SECONDS = 60.0
+KEPT_VERDICTS = 256
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class Verification:
 class Verifier:
     def __init__(self, snapshots: Snapshots) -> None:
         self.snapshots = snapshots
+        self._verdicts: OrderedDict[tuple[object, ...], tuple[float, Verification]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def key(self) -> SigningKey:
         public = self.snapshots.signer.public()
@@ -69,7 +80,27 @@ class Verifier:
 
     def check(self, snapshot: Snapshot) -> Verification:
         """Judges the snapshot (loaded with its artifacts) as `snapshotd verify` would judge
-        its bundle."""
+        its bundle; a verdict on the same stored digests younger than RECHECK_SECONDS is reused."""
+        meta = snapshot.meta or {}
+        key = (
+            snapshot.id,
+            str(meta.get("timestamp") or "off"),
+            tuple((a.role, a.sha256) for a in evidence_artifacts(snapshot.artifacts)),
+        )
+        now = time.monotonic()
+        with self._lock:
+            kept = self._verdicts.get(key)
+            if kept is not None and now - kept[0] < RECHECK_SECONDS:
+                return kept[1]
+        report = self._check(snapshot)
+        with self._lock:
+            self._verdicts[key] = (now, report)
+            self._verdicts.move_to_end(key)
+            while len(self._verdicts) > KEPT_VERDICTS:
+                self._verdicts.popitem(last=False)
+        return report
+
+    def _check(self, snapshot: Snapshot) -> Verification:
         meta = snapshot.meta or {}
         stored = evidence_artifacts(snapshot.artifacts)
         report = Verification(
