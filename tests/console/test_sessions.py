@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -293,3 +294,34 @@ def test_a_nul_character_is_a_bad_request_on_both_databases(
             answer = client.get(path)
             assert answer.status_code < 500, (path, answer.status_code)
             assert "text/html" in answer.headers["content-type"]
+
+
+def test_over_https_the_cookies_are_host_only_and_a_plain_named_one_is_not_read(
+    settings: Settings, db: Database, blobs: FileBlobStore, admin_token: str
+) -> None:
+    def set_cookie(answer: httpx.Response, name: str) -> str:
+        headers = answer.headers.multi_items()
+        return next(v for k, v in headers if k == "set-cookie" and v.startswith(f"{name}="))
+
+    app = create_app(settings, db=db, blobs=blobs)
+    with TestClient(app, base_url="https://testserver") as client:
+        form = client.get("/console/sign-in")
+        nonce = set_cookie(form, "__Host-snapshotd_console_form")
+        assert "Secure" in nonce and "Path=/;" in nonce and "Domain" not in nonce
+        answer = client.post(
+            "/console/sign-in",
+            data={"token": admin_token, "csrf": csrf_of(form.text)},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303
+        cookie = set_cookie(answer, "__Host-snapshotd_console")
+        assert "Secure" in cookie and "Path=/;" in cookie and "Domain" not in cookie
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+        secret = cookie.split(";")[0].split("=", 1)[1]
+        assert client.get("/console", follow_redirects=False).status_code == 200
+
+    # Under the plain name, as another host of the same domain could set it, it is not read.
+    with TestClient(app, base_url="https://testserver", cookies={"snapshotd_console": secret}) as c:
+        assert _signed_out(c)
+    with TestClient(app, base_url="http://testserver", cookies={"snapshotd_console": secret}) as c:
+        assert not _signed_out(c)  # plain http keeps the plain name

@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from snapshotd.config import Settings
 from snapshotd.errors import BadRequest, Forbidden, InvalidRequest, SnapshotdError
 from snapshotd.http.deps import ServicesDep
 from snapshotd.http.problems import error_headers, refusal
@@ -38,6 +39,10 @@ COOKIE = "snapshotd_console"
 COOKIE_PATH = PREFIX
 SIGN_IN = "/console/sign-in"
 CSRF_FIELD = "csrf"
+# Over https the console's cookies carry this prefix: a browser then takes such a cookie only
+# from this very host, Secure, for path "/", so no other host under the same domain (a replay
+# host, say) can plant one.
+HOST_PREFIX = "__Host-"
 
 log = logging.getLogger(__name__)
 _outages = OutageLog(log, then="answering 503 with Retry-After until it is back")
@@ -53,6 +58,23 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+@dataclass(frozen=True)
+class CookieSpot:
+    """Where one of the console's cookies lives for this request: its name, path and Secure."""
+
+    name: str
+    path: str
+    secure: bool
+
+
+def cookie_spot(request: Request, settings: Settings, name: str, path: str) -> CookieSpot:
+    """`name` at `path` over plain http; over https (the request's, or the base URL's behind a
+    proxy) the __Host- form of it at "/"."""
+    if request.url.scheme == "https" or settings.base_url.startswith("https://"):
+        return CookieSpot(HOST_PREFIX + name, "/", True)
+    return CookieSpot(name, path, False)
 
 
 class SignInRequired(Exception):
@@ -175,7 +197,8 @@ class ConsoleRoute(APIRoute):
 
 
 async def current_visit(request: Request, services: ServicesDep) -> Visit:
-    secret = request.cookies.get(COOKIE, "")
+    spot = cookie_spot(request, services.settings, COOKIE, COOKIE_PATH)
+    secret = request.cookies.get(spot.name, "")
     principal = None
     if secret:
         principal = await asyncio.to_thread(services.console_sessions.principal_for, secret)

@@ -22,7 +22,9 @@ from snapshotd.http.console.session import (
     SIGN_IN,
     ConsoleForm,
     ConsoleRoute,
+    CookieSpot,
     check_origin,
+    cookie_spot,
     render,
     safe_next,
 )
@@ -34,8 +36,12 @@ FORM_COOKIE = "snapshotd_console_form"
 FAILED = "That token was not accepted. Check it (and the email, if you gave one) and try again."
 
 
-def _secure(request: Request, services: Services) -> bool:
-    return request.url.scheme == "https" or services.settings.base_url.startswith("https://")
+def _session_spot(request: Request, services: Services) -> CookieSpot:
+    return cookie_spot(request, services.settings, COOKIE, COOKIE_PATH)
+
+
+def _form_spot(request: Request, services: Services) -> CookieSpot:
+    return cookie_spot(request, services.settings, FORM_COOKIE, SIGN_IN)
 
 
 def _form(
@@ -55,13 +61,14 @@ def _form(
         {"nonce": nonce, "next": next_path, "email": email, "error": error, "notice": notice},
         status_code=status_code,
     )
+    spot = _form_spot(request, services)
     response.set_cookie(
-        FORM_COOKIE,
+        spot.name,
         nonce,
-        path=SIGN_IN,
+        path=spot.path,
         httponly=True,
         samesite="strict",
-        secure=_secure(request, services),
+        secure=spot.secure,
         max_age=3600,
     )
     return response
@@ -71,7 +78,7 @@ def _form(
 async def sign_in_page(
     request: Request, services: ServicesDep, next: str = "", signed_out: str = ""
 ) -> Response:
-    secret = request.cookies.get(COOKIE, "")
+    secret = request.cookies.get(_session_spot(request, services).name, "")
     if secret:
         known = await asyncio.to_thread(services.console_sessions.principal_for, secret)
         if known is not None:
@@ -90,7 +97,8 @@ def sign_in(
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     check_origin(request, services)
-    expected = request.cookies.get(FORM_COOKIE, "")
+    form_spot = _form_spot(request, services)
+    expected = request.cookies.get(form_spot.name, "")
     if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
         raise Forbidden("the sign-in form expired; reload the page and try again")
     target, email = safe_next(next), email.strip()
@@ -117,22 +125,24 @@ def sign_in(
     life = timedelta(hours=services.settings.console_session_hours)
     secret = services.console_sessions.open_session(principal, life)
     response = RedirectResponse(target, status_code=303)
+    spot = _session_spot(request, services)
     response.set_cookie(
-        COOKIE,
+        spot.name,
         secret,
-        path=COOKIE_PATH,
+        path=spot.path,
         httponly=True,
         samesite="lax",
-        secure=_secure(request, services),
+        secure=spot.secure,
         max_age=int(life.total_seconds()),
     )
-    response.delete_cookie(FORM_COOKIE, path=SIGN_IN)
+    response.delete_cookie(form_spot.name, path=form_spot.path, secure=form_spot.secure)
     return response
 
 
 @router.post("/sign-out", include_in_schema=False)
-def sign_out(visit: ConsoleForm, services: ServicesDep) -> Response:
+def sign_out(request: Request, visit: ConsoleForm, services: ServicesDep) -> Response:
     services.console_sessions.close_session(visit.secret)
     response = RedirectResponse(f"{SIGN_IN}?signed_out=1", status_code=303)
-    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    spot = _session_spot(request, services)
+    response.delete_cookie(spot.name, path=spot.path, secure=spot.secure)
     return response
