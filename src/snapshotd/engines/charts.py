@@ -368,11 +368,12 @@ def _draw_markers(axes: Any, spec: ChartSpec) -> None:
                 axes.axvline(end, color=MARKER_COLOR, lw=1.0, ls=":")
         if marker.start >= spec.start:
             axes.axvline(start, color=MARKER_COLOR, lw=1.2)
-        axes.text(
-            start,
-            0.98,
-            f" {marker.title}",
-            transform=axes.get_xaxis_transform(),
+        axes.annotate(
+            marker.title,
+            xy=(start, 0.98),
+            xycoords=axes.get_xaxis_transform(),
+            xytext=(-2, 0),  # beside the line, not on it
+            textcoords="offset points",
             rotation=90,
             ha="right",
             va="top",
