@@ -280,6 +280,8 @@ def test_annotation_events_in_the_window_are_drawn_as_markers(
     assert [m.title for m in spec.markers] == ["web v7"]
     spec, _metadata = draw(charts, acme, {"name": "Plain", "streams": [{"metric": "cpu"}]})
     assert spec.markers == []
+    spec, metadata = draw(charts, acme, {**raw, "type": "bignumber"})
+    assert spec.markers == [] and metadata["markers"] == 0  # no time axis to mark
     with pytest.raises(BadRequest) as refused:
         draw(charts, acme, raw, annotations=["no spaces allowed"])
     assert refused.value.field == "subject.chart.annotations.0"

@@ -116,6 +116,8 @@ class ChartSnapshots:
             how = "last" if chart.get("use_last_value") else streams[0].get("summary_function")
             value = summarize(values, how or "average")
         names = options["annotations"] if "annotations" in options else chart.get("annotations")
+        if chart["type"] == "bignumber":  # a single number has no time axis to mark
+            names = []
         markers = [
             Marker(float(m.start), m.title, None if m.end is None else float(m.end))
             for m in self.annotations.markers(snapshot.org_id, names or [], start, end)
