@@ -51,8 +51,12 @@ def test_validation_is_documented_as_400_never_fastapis_422(spec: dict[str, Any]
         for method, operation in operations.items()
         if "422" in operation["responses"]
     }
-    # Librato answers 422 for a space name already taken, as Librato does.
-    assert unprocessable == {("post", "/v1/spaces"), ("put", "/v1/spaces/{space_id}")}
+    # Librato answers 422 for a space name already taken, or a link rel an event already has.
+    assert unprocessable == {
+        ("post", "/v1/spaces"),
+        ("put", "/v1/spaces/{space_id}"),
+        ("post", "/v1/annotations/{name}/{event_id}/links"),
+    }
     assert "HTTPValidationError" not in spec["components"]["schemas"]
 
 

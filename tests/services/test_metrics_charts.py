@@ -797,6 +797,7 @@ def test_spec_line_average_and_other_group_functions(
         "resolution": 1,
         "streams": [{"metric": "req.latency", "lines": 1, "points": 3}],
         "value": None,
+        "markers": 0,
     }
 
     expected = {

@@ -16,13 +16,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 from PIL import Image
+
+from snapshotd.engines.chart_semantics import Threshold, threshold_color
 
 ChartType = Literal["line", "stacked", "bignumber"]
 CHART_TYPES: tuple[ChartType, ...] = ("line", "stacked", "bignumber")
@@ -77,6 +79,16 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Marker:
+    """An annotation event: a vertical line at `start` (and one at `end`, the span between
+    shaded, when the event lasted), labelled with its title."""
+
+    start: float
+    title: str
+    end: float | None = None
+
+
+@dataclass(frozen=True)
 class ChartSpec:
     type: ChartType
     title: str
@@ -92,6 +104,11 @@ class ChartSpec:
     # bignumber: the value shown and its unit (the caller summarizes the stream).
     value: float | None = None
     units: str = ""
+    # drawn on line and stacked charts; a big number takes the colour of the one it crosses
+    thresholds: list[Threshold] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
+    # appended to the Y tick labels (a stream's `units_short`)
+    y_units: str = ""
 
 
 def summarize(values: np.ndarray, function: str) -> float | None:
@@ -201,7 +218,8 @@ class _Frame:
             if text is not self.title:
                 text.remove()
         if self.axes is not None:
-            for artist in [*self.axes.lines, *self.axes.collections, *self.axes.texts]:
+            axes = self.axes
+            for artist in [*axes.lines, *axes.collections, *axes.texts, *axes.patches]:
                 artist.remove()
             legend = self.axes.get_legend()
             if legend is not None:
@@ -276,10 +294,16 @@ class ChartRenderer:
         axes.xaxis.set_major_formatter(_time_label(span))
         axes.yaxis.set_major_locator(MaxNLocator(6) if has_data else FixedLocator([]))
         if not spec.log_y:  # set_yscale just reset it
-            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: _format_number(v)))
+            suffix = f" {spec.y_units}" if spec.y_units else ""
+            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: _format_number(v) + suffix))
+        if has_data:
+            _draw_thresholds(axes, spec.thresholds)
+        _draw_markers(axes, spec)
         axes.set_autoscaley_on(True)
         axes.relim()
         axes.autoscale_view(scalex=False)
+        if has_data and spec.thresholds and not spec.log_y:
+            _room_for_thresholds(axes, spec.thresholds)
         if spec.y_min is not None or spec.y_max is not None:
             axes.set_ylim(spec.y_min, spec.y_max)
         axes.set_ylabel(spec.y_label, fontsize=8)
@@ -298,10 +322,65 @@ class ChartRenderer:
             figure.text(0.5, 0.5, "No data", fontsize=28, color="#777777", ha="center", va="center")
         else:
             shown = _big_number(spec.value)
-            figure.text(0.5, 0.52, shown, fontsize=56, ha="center", va="center", weight="bold")
+            color = threshold_color(spec.value, spec.thresholds) or "#000000"
+            figure.text(
+                0.5, 0.52, shown, fontsize=56, ha="center", va="center", weight="bold", color=color
+            )
             if spec.units:
                 figure.text(0.5, 0.25, spec.units, fontsize=16, color="#555555", ha="center")
         figure.text(0.96, 0.05, _window_text(spec), fontsize=8, color="#777777", ha="right")
+
+
+def _draw_thresholds(axes: Any, thresholds: list[Threshold]) -> None:
+    for threshold in thresholds:
+        axes.axhline(threshold.value, color=threshold.color, lw=1.5, ls="--")
+        axes.text(
+            0.995,
+            threshold.value,
+            threshold.label,
+            transform=axes.get_yaxis_transform(),
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color=threshold.color,
+        )
+
+
+def _room_for_thresholds(axes: Any, thresholds: list[Threshold]) -> None:
+    """Autoscaling stops at a threshold drawn at the edge; leave it a margin to be seen in."""
+    low, high = axes.get_ylim()
+    pad = 0.06 * ((high - low) or 1.0)
+    values = [t.value for t in thresholds]
+    axes.set_ylim(min(low, min(values) - pad), max(high, max(values) + pad))
+
+
+MARKER_COLOR = "#7A3E9D"
+
+
+def _draw_markers(axes: Any, spec: ChartSpec) -> None:
+    """Annotation events as vertical lines with their titles along the top of the plot."""
+    for marker in spec.markers:
+        start = max(marker.start, spec.start)
+        if marker.end is not None and marker.end > marker.start:
+            end = min(marker.end, spec.end)
+            axes.axvspan(start, end, color=MARKER_COLOR, alpha=0.10, lw=0)
+            if marker.end <= spec.end:
+                axes.axvline(end, color=MARKER_COLOR, lw=1.0, ls=":")
+        if marker.start >= spec.start:
+            axes.axvline(start, color=MARKER_COLOR, lw=1.2)
+        axes.annotate(
+            marker.title,
+            xy=(start, 0.98),
+            xycoords=axes.get_xaxis_transform(),
+            xytext=(-2, 0),  # beside the line, not on it
+            textcoords="offset points",
+            rotation=90,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color=MARKER_COLOR,
+            clip_on=True,
+        )
 
 
 def _aligned(

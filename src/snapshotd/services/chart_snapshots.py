@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from snapshotd.config import Settings
-from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
+from snapshotd.engines.chart_semantics import counter_rates, parse_thresholds, parse_transform
+from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Marker, Series, summarize
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.services.annotations import Annotations
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
-from snapshotd.services.spaces import choice, find_chart
+from snapshotd.services.spaces import annotation_streams, choice, find_chart
 from snapshotd.store.models import Snapshot
 
 CHART_JOB = "chart"
@@ -30,10 +32,17 @@ MAX_POINTS_PER_LINE = 3600
 class ChartSnapshots:
     """Requests chart snapshots, and turns one into the chart engine's input when its job runs."""
 
-    def __init__(self, settings: Settings, snapshots: Snapshots, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        snapshots: Snapshots,
+        metrics: Metrics,
+        annotations: Annotations | None = None,
+    ) -> None:
         self.settings = settings
         self.snapshots = snapshots
         self.metrics = metrics
+        self.annotations = annotations or Annotations(snapshots.db)
 
     def create(
         self,
@@ -43,6 +52,7 @@ class ChartSnapshots:
         chart_type: Any = None,
         duration: Any = None,
         end_time: Any = None,
+        annotations: Any = None,
         surface: str,
         actor: str,
     ) -> Snapshot:
@@ -75,6 +85,10 @@ class ChartSnapshots:
                 "width": self.settings.chart_width,
                 "height": self.settings.chart_height,
             }
+            if annotations is not None:  # the snapshot's own choice, over the chart's
+                options["annotations"] = annotation_streams(
+                    annotations, "subject.chart.annotations"
+                )
             return self.snapshots.create(
                 session, org_id, "chart", CHART_JOB, options=options, surface=surface, actor=actor
             )
@@ -85,18 +99,30 @@ class ChartSnapshots:
         chart, end = options["chart"], int(options["end_time"])
         start = end - int(options["duration"])
         resolution = max(1, math.ceil((end - start) / MAX_POINTS_PER_LINE))
+        streams: list[dict[str, Any]] = chart.get("streams", [])
         lines: list[Series] = []
+        first: list[Series] = []
         described = []
-        for stream in chart.get("streams", []):
+        for index, stream in enumerate(streams):
             found = self._lines(snapshot.org_id, stream, start, end, resolution)
             lines.extend(found)
+            first = found if index == 0 else first
             points = sum(line.times.size for line in found)
             described.append({"metric": stream["metric"], "lines": len(found), "points": points})
-        first = chart.get("streams", [{}])[0] if chart.get("streams") else {}
         value = None
-        if chart["type"] == "bignumber" and lines:
-            how = "last" if chart.get("use_last_value") else first.get("summary_function")
-            value = summarize(lines[0].values, how or "average")
+        if chart["type"] == "bignumber" and first:
+            # A big number is one value: a breakout stream is averaged across its series first.
+            _times, values = combine([(s.times, s.values) for s in first], "average")
+            how = "last" if chart.get("use_last_value") else streams[0].get("summary_function")
+            value = summarize(values, how or "average")
+        names = options["annotations"] if "annotations" in options else chart.get("annotations")
+        if chart["type"] == "bignumber":  # a single number has no time axis to mark
+            names = []
+        markers = [
+            Marker(float(m.start), m.title, None if m.end is None else float(m.end))
+            for m in self.annotations.markers(snapshot.org_id, names or [], start, end)
+        ]
+        y_min, y_max = _axis(chart, streams)
         spec = ChartSpec(
             type=chart["type"],
             title=chart.get("name") or "",
@@ -105,12 +131,15 @@ class ChartSnapshots:
             series=lines,
             width=int(options.get("width", 800)),
             height=int(options.get("height", 400)),
-            y_min=chart.get("min"),
-            y_max=chart.get("max"),
-            y_label=str(chart.get("label") or ""),
+            y_min=y_min,
+            y_max=y_max,
+            y_label=str(chart.get("label") or _shared(streams, "units_long")),
             log_y=bool(chart.get("use_log_yaxis")),
             value=value,
-            units=str(first.get("units_short") or first.get("units_long") or ""),
+            units=_units(streams[0]) if streams else "",
+            thresholds=_thresholds(chart),
+            markers=markers,
+            y_units=_shared(streams, "units_short"),
         )
         metadata = {
             "chart_id": options["chart_id"],
@@ -121,12 +150,15 @@ class ChartSnapshots:
             "resolution": resolution,
             "streams": described,
             "value": value,
+            "markers": len(markers),
         }
         return spec, metadata
 
     def _lines(
         self, org_id: str, stream: dict[str, Any], start: int, end: int, resolution: int
     ) -> list[Series]:
+        """A stream's drawn lines: its series read at `resolution`, counters turned into rates,
+        combined by `group_function` (or one line each for `breakout`), then transformed."""
         wanted: dict[str, list[str]] = {}
         if stream.get("tags"):
             for tag in stream["tags"]:
@@ -134,7 +166,15 @@ class ChartSnapshots:
                 wanted[tag["name"]] = values
         elif stream.get("source") not in (None, "*", "%"):
             wanted["source"] = [stream["source"]]
+        try:
+            metric = self.metrics.get(org_id, stream["metric"])
+        except NotFound:
+            return []
+        counter = metric.type == "counter"
+        period = stream.get("period") or metric.period
         summary = stream.get("summary_function", "average")
+        # A counter is a running total: a bucket's highest value is its latest.
+        function = "max" if counter else "average" if summary == "derivative" else summary
         found = self.metrics.read_values(
             org_id,
             stream["metric"],
@@ -142,19 +182,30 @@ class ChartSnapshots:
             end=end,
             resolution=resolution,
             tags=wanted,
-            function="average" if summary == "derivative" else summary,
+            function=function,
         )
+        if counter:
+            found = [(tags, *counter_rates(t, v, float(period or 1))) for tags, t, v in found]
+            found = [item for item in found if item[1].size]
         label = stream.get("name") or stream["metric"]
         group = stream.get("group_function", "average")
         if group == "breakout":
-            return [
-                Series(f"{label} {_describe(tags)}".strip(), times, values)
-                for tags, times, values in found
-            ]
-        if not found:
-            return []
-        times, values = combine([(t, v) for _tags, t, v in found], group)
-        return [Series(label, times, values, stream.get("color"))]
+            drawn = [(f"{label} {_describe(tags)}".strip(), t, v, None) for tags, t, v in found]
+        elif found:
+            times, values = combine([(t, v) for _tags, t, v in found], group)
+            drawn = [(label, times, values, stream.get("color"))]
+        else:
+            drawn = []
+        transform = stream.get("transform_function")
+        formula = parse_transform(transform) if transform else None
+        out = []
+        for name, times, values, color in drawn:
+            if formula is not None:
+                values = formula.apply(values, float(period or 1))
+            kept = np.isfinite(values)
+            if kept.any():
+                out.append(Series(name, times[kept], values[kept], color))
+        return out
 
 
 def combine(
@@ -178,3 +229,29 @@ def combine(
 
 def _describe(tags: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def _units(stream: Mapping[str, Any]) -> str:
+    return str(stream.get("units_short") or stream.get("units_long") or "")
+
+
+def _shared(streams: list[dict[str, Any]], key: str) -> str:
+    """A unit every stream names alike, or nothing (a mixed axis is left unlabelled)."""
+    found = {stream.get(key) or "" for stream in streams}
+    return str(found.pop()) if len(found) == 1 else ""
+
+
+def _axis(chart: Mapping[str, Any], streams: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The chart's own `min`/`max`, else the widest of its streams' `min`/`max`."""
+    lows = [s["min"] for s in streams if s.get("min") is not None]
+    highs = [s["max"] for s in streams if s.get("max") is not None]
+    low = chart.get("min") if chart.get("min") is not None else (min(lows) if lows else None)
+    high = chart.get("max") if chart.get("max") is not None else (max(highs) if highs else None)
+    return low, high
+
+
+def _thresholds(chart: Mapping[str, Any]) -> list[Any]:
+    try:
+        return parse_thresholds(chart.get("thresholds"))
+    except BadRequest:  # stored before thresholds were checked: drawn without them
+        return []

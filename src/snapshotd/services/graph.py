@@ -14,6 +14,7 @@ from snapshotd.config import Settings
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.services.accounts import Accounts
 from snapshotd.services.agents import Agents
+from snapshotd.services.annotations import Annotations
 from snapshotd.services.audit import AuditLog
 from snapshotd.services.browse import Browse
 from snapshotd.services.capture_cache import CacheHits
@@ -66,6 +67,7 @@ class Services:
     metrics: Metrics
     spaces: Spaces
     chart_snapshots: ChartSnapshots
+    annotations: Annotations
     synthetic: Synthetic
     test_windows: TestWindows
     locations: Locations
@@ -124,7 +126,8 @@ def build_services(
     shares = Shares(settings, db)
     metrics = Metrics(db)
     locations = Locations(snapshots)
-    chart_snapshots = ChartSnapshots(settings, snapshots, metrics)
+    annotations = Annotations(db)
+    chart_snapshots = ChartSnapshots(settings, snapshots, metrics, annotations)
     return Services(
         settings=settings,
         db=db,
@@ -142,6 +145,7 @@ def build_services(
         shares=shares,
         metrics=metrics,
         spaces=Spaces(db),
+        annotations=annotations,
         chart_snapshots=chart_snapshots,
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
         test_windows=TestWindows(snapshots, shares),

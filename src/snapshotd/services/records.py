@@ -5,6 +5,8 @@ only services change them, inside their own sessions."""
 from snapshotd.store.models import (
     AccountGroup,
     Agent,
+    AnnotationEvent,
+    AnnotationStream,
     ApiToken,
     Artifact,
     Chart,
@@ -25,6 +27,8 @@ from snapshotd.store.models import (
 __all__ = [
     "AccountGroup",
     "Agent",
+    "AnnotationEvent",
+    "AnnotationStream",
     "ApiToken",
     "Artifact",
     "Chart",

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from snapshotd.engines.chart_semantics import parse_thresholds, parse_transform
 from snapshotd.engines.charts import CHART_TYPES
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import audit
@@ -24,7 +25,8 @@ GROUP_FUNCTIONS = ("average", "sum", "min", "max", "breakout")
 SUMMARY_FUNCTIONS = ("average", "sum", "min", "max", "count", "derivative")
 _COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _TEXT_FIELDS = ("name", "units_short", "units_long", "transform_function", "downsample_function")
-_CHART_OPTIONS = ("min", "max", "label", "related_space", "thresholds", "use_log_yaxis")
+_CHART_OPTIONS = ("min", "max", "label", "related_space", "use_log_yaxis")
+MAX_ANNOTATION_STREAMS = 20
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -73,6 +75,8 @@ def clean_stream(raw: Any, where: str, stream_id: int) -> dict[str, Any]:
     for key in _TEXT_FIELDS:
         if (value := _text(raw.get(key), f"{where}.{key}")) is not None:
             stream[key] = value
+    if "transform_function" in stream:
+        parse_transform(stream["transform_function"], f"{where}.transform_function")
     if raw.get("color") is not None:
         if not isinstance(raw["color"], str) or not _COLOR.match(raw["color"]):
             raise BadRequest("must be #RRGGBB", field=f"{where}.color")
@@ -134,7 +138,37 @@ def clean_chart(raw: Mapping[str, Any], existing: Chart | None = None) -> dict[s
             definition[key] = number(definition[key], key)
     if "use_last_value" in raw:
         definition["use_last_value"] = bool(raw["use_last_value"])
+    if "thresholds" in raw:
+        thresholds = parse_thresholds(raw["thresholds"])
+        definition["thresholds"] = [t.as_dict() for t in thresholds] if thresholds else None
+    if "annotations" in raw:
+        definition["annotations"] = annotation_streams(raw["annotations"], "annotations")
     return {"name": name or (existing.name if existing else ""), "type": chart_type, **definition}
+
+
+def annotation_streams(raw: Any, where: str) -> list[str]:
+    """The annotation streams a chart draws: names, or patterns with `*`."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or len(raw) > MAX_ANNOTATION_STREAMS:
+        raise BadRequest(
+            f"must be a list of at most {MAX_ANNOTATION_STREAMS} stream names", field=where
+        )
+    names = []
+    for index, name in enumerate(raw):
+        if isinstance(name, dict):  # Librato's own object shape: {"name": …}
+            name = name.get("name")
+        if not isinstance(name, str) or not _STREAM_PATTERN.match(name):
+            raise BadRequest(
+                "must be an annotation stream name or a * pattern", field=f"{where}.{index}"
+            )
+        names.append(name)
+    return names
+
+
+_STREAM_PATTERN = re.compile(r"^[A-Za-z0-9.:\-_*]{1,255}$")
 
 
 # -- spaces and charts ----------------------------------------------------------------------------

@@ -372,6 +372,37 @@ class Chart(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AnnotationStream(Base):
+    """A named timeline of annotation events (deploys, incidents); `key` is the lower-cased name."""
+
+    __tablename__ = "annotation_streams"
+    __table_args__ = (UniqueConstraint("org_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnnotationEvent(Base):
+    """One event of an annotation stream: a moment (or a span, with `end_time`) in Unix seconds."""
+
+    __tablename__ = "annotation_events"
+    __table_args__ = (Index("ix_annotation_events_stream_start", "stream_id", "start_time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[int] = mapped_column(ForeignKey("annotation_streams.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    source: Mapped[str | None] = mapped_column(String(255), default=None)
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Agent(Base):
     """A worker host that runs synthetic test rounds; every worker process on it shares the row."""
 

@@ -123,6 +123,7 @@ def chart_body(chart: Chart) -> dict[str, Any]:
         "thresholds": definition.get("thresholds"),
         "use_log_yaxis": definition.get("use_log_yaxis"),
         "use_last_value": definition.get("use_last_value"),
+        "annotations": definition.get("annotations", []),
     }
 
 
@@ -239,6 +240,7 @@ async def create_snapshot(request: Request, services: ServicesDep, principal: Wr
         chart_type=chart.get("type"),
         duration=body.get("duration"),
         end_time=body.get("end_time"),
+        annotations=chart.get("annotations"),
         surface="librato",
         actor=principal.email,
     )
