@@ -38,6 +38,7 @@ class Side:
 
     shots: int = 0
     wall: float = 0.0
+    stamp_wait: float = 0.0  # of `wall`, the time from the last picture to the last token
     cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Per evidence part: the engine's milliseconds per capture, and the bytes it stored.
     part_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -66,11 +67,15 @@ def _wait_for_stamps(client: NativeClient, bodies: list[dict[str, Any]]) -> None
     """Waits until every snapshot's timestamp token has arrived."""
     deadline = time.monotonic() + STAMP_TIMEOUT
     for body in bodies:
+        # A body read when its picture was done may say "pending" of a token that has arrived
+        # since: read it again at once, and pause only while it is still on its way.
         while (state := (body.get("metadata") or {}).get("timestamp")) != "stamped":
             if state not in ("pending", None) or time.monotonic() > deadline:
                 raise BenchFailure(f"snapshot {body['id']}: timestamp {state!r}, not stamped")
-            time.sleep(0.05)
-            body = client.http.get(f"/api/v1/snapshots/{body['id']}").json()
+            fresh = client.http.get(f"/api/v1/snapshots/{body['id']}").json()
+            if (fresh.get("metadata") or {}).get("timestamp") == "pending":
+                time.sleep(0.02)
+            body = fresh
 
 
 def _pass(
@@ -83,7 +88,9 @@ def _pass(
     began = time.perf_counter()
     if evidence:
         _wait_for_stamps(client, bodies)
-    side.wall += (series.wall or 0.0) + (time.perf_counter() - began)
+    waited = time.perf_counter() - began
+    side.wall += (series.wall or 0.0) + waited
+    side.stamp_wait += waited
     side.shots += len(urls)
     after = proc.tree_cpu_by_kind(server.process.pid)
     for kind, seconds in after.items():
@@ -162,6 +169,10 @@ def describe(result: EvidenceResult) -> str:
         )
         lines.append(f"  {subject.name}: engine time per part, median: {parts or 'not recorded'}")
         lines.append(f"  {subject.name}: stored per capture, median: {sizes}")
+        lines.append(
+            f"  {subject.name}: waiting for the last tokens after the last picture: "
+            f"{side.stamp_wait:.2f} s of {side.wall:.1f} s"
+        )
         for name, each in (("on", subject.on), ("off", subject.off)):
             spent = sorted(each.cpu.items(), key=lambda item: -item[1])
             split = ", ".join(f"{k} {v * 1000 / each.shots:.0f}" for k, v in spent if v > 0)
