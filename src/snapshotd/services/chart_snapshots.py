@@ -17,6 +17,8 @@ import numpy as np
 from snapshotd.config import Settings
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.services.composite_charts import composite_lines
+from snapshotd.services.composites import Composites
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
@@ -34,6 +36,7 @@ class ChartSnapshots:
         self.settings = settings
         self.snapshots = snapshots
         self.metrics = metrics
+        self.composites = Composites(metrics)
 
     def create(
         self,
@@ -88,10 +91,23 @@ class ChartSnapshots:
         lines: list[Series] = []
         described = []
         for stream in chart.get("streams", []):
-            found = self._lines(snapshot.org_id, stream, start, end, resolution)
+            if stream.get("composite"):
+                subject = {"composite": stream["composite"]}
+                found = composite_lines(
+                    self.composites,
+                    snapshot.org_id,
+                    stream,
+                    start=start,
+                    end=end,
+                    resolution=resolution,
+                    width=int(options.get("width", 800)),
+                )
+            else:
+                subject = {"metric": stream["metric"]}
+                found = self._lines(snapshot.org_id, stream, start, end, resolution)
             lines.extend(found)
             points = sum(line.times.size for line in found)
-            described.append({"metric": stream["metric"], "lines": len(found), "points": points})
+            described.append({**subject, "lines": len(found), "points": points})
         first = chart.get("streams", [{}])[0] if chart.get("streams") else {}
         value = None
         if chart["type"] == "bignumber" and lines:

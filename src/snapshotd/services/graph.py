@@ -19,6 +19,7 @@ from snapshotd.services.browse import Browse
 from snapshotd.services.capture_cache import CacheHits
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.comparisons import Comparisons
+from snapshotd.services.composites import Composites
 from snapshotd.services.console_reads import ConsoleReads
 from snapshotd.services.console_sessions import ConsoleSessions
 from snapshotd.services.downloads import Downloads
@@ -64,6 +65,7 @@ class Services:
     snapshots: Snapshots
     shares: Shares
     metrics: Metrics
+    composites: Composites
     spaces: Spaces
     chart_snapshots: ChartSnapshots
     synthetic: Synthetic
@@ -141,6 +143,7 @@ def build_services(
         snapshots=snapshots,
         shares=shares,
         metrics=metrics,
+        composites=chart_snapshots.composites,
         spaces=Spaces(db),
         chart_snapshots=chart_snapshots,
         synthetic=Synthetic(db, queue, EgressPolicy(settings.egress_allow)),
