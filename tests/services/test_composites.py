@@ -265,7 +265,15 @@ def test_stored_composite_metrics(
     assert run(composites, acme, 's("errors.*", "*")') == []
 
 
-def chart_spec(settings: Settings, db: Database, acme: str, raw: dict[str, Any]):
+def chart_spec(
+    settings: Settings,
+    db: Database,
+    acme: str,
+    raw: dict[str, Any],
+    *,
+    duration: int = 300,
+    end: int = END + 59,
+):
     spaces = Spaces(db)
     existing, _found, _total = spaces.find(acme, name="composites")
     space = existing[0] if existing else spaces.create(acme, "Composites", actor=ACTOR)
@@ -273,7 +281,7 @@ def chart_spec(settings: Settings, db: Database, acme: str, raw: dict[str, Any])
     snapshots = Snapshots(settings, db, make_queue(settings, db), FileBlobStore(settings.blobs_dir))
     charts = ChartSnapshots(settings, snapshots, Metrics(db))
     snapshot = charts.create(
-        acme, chart.id, duration=300, end_time=END + 59, surface="native", actor=ACTOR
+        acme, chart.id, duration=duration, end_time=end, surface="native", actor=ACTOR
     )
     return charts.spec(snapshot)
 
@@ -356,3 +364,21 @@ def test_downsample_combines_the_points_of_each_pixel_column() -> None:
         assert values[:2].tolist() == expected, function
         assert drawn_times[:2].tolist() == [4.5, 14.5] and values.size == 10
     assert downsample(line, 0, 100, 200, "sum")[1].size == 100  # few enough points: kept
+
+
+def test_a_composite_line_denser_than_the_plot_is_downsampled_by_its_function(
+    settings: Settings, metrics: Metrics, any_db: Database
+) -> None:
+    acme = org(any_db, "acme")
+    start = BASE - 3600
+    metrics.submit(acme, [point("dense", i % 10, start + i) for i in range(3600)], {})
+    drawn = {}
+    for function in ("average", "sum", "max"):
+        stream = {"composite": 's("dense")', "downsample_function": function}
+        raw = {"name": function, "streams": [stream]}
+        spec, metadata = chart_spec(settings, any_db, acme, raw, duration=3600, end=start + 3599)
+        assert metadata["streams"][0]["points"] == 720  # the plot's pixel columns, not 3,600
+        drawn[function] = spec.series[0].values
+    assert drawn["sum"].sum() == 16200.0  # every point counted once
+    assert drawn["max"].max() == 9.0 and (drawn["max"] >= drawn["average"]).all()
+    assert drawn["average"].mean() == pytest.approx(4.5, abs=0.05)

@@ -167,7 +167,14 @@ def _read(call: Call, query: _Query) -> list[Line]:
     if query.metrics is None:
         return []
     resolution = max(query.resolution, period or 1)
-    key = (pattern.lower(), repr(sorted(tags.items())), function, resolution, query.start)
+    key = (
+        pattern.lower(),
+        repr(sorted(tags.items())),
+        function,
+        resolution,
+        query.start,
+        query.end,
+    )
     if key in query.cache:
         return query.cache[key]
     lines: list[Line] = []
