@@ -82,35 +82,34 @@ def _aggregate(reduce: Callable[..., np.ndarray]) -> SetFunction:
 
 def _multiply(call: Call, inputs: list[Line], _span: Span) -> list[Line]:
     """The product at each time where every series has a point."""
-    lines = inputs
-    if not lines or not all(line.times.size for line in lines):
+    if not inputs or not all(line.times.size for line in inputs):
         return []
-    times, matrix = _aligned(lines)
-    return [_joined(lines, call.name, times, np.prod(matrix, axis=0))]
+    times, matrix = _aligned(inputs)
+    return [_joined(inputs, call.name, times, np.prod(matrix, axis=0))]
 
 
-def _pair(operate: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+def _pair(operate: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> SetFunction:
     def run(call: Call, inputs: list[Line], span: Span) -> list[Line]:
         """Exactly two series, at the times both have; any other number gives no series, as
         Librato documents."""
-        lines = inputs
-        if len(lines) != 2 or not all(line.times.size for line in lines):
+        if len(inputs) != 2 or not all(line.times.size for line in inputs):
             return []
-        times, matrix = _aligned(lines)
+        times, matrix = _aligned(inputs)
         with np.errstate(all="ignore"):
             values = operate(matrix[0], matrix[1])
-        values[~np.isfinite(values)] = np.nan
-        return [_joined(lines, call.name, times, values)]
+        values[~np.isfinite(values)] = np.nan  # a division by zero is no point
+        return [_joined(inputs, call.name, times, values)]
 
     return run
 
 
-def _each(transform: Callable[[Line, Call], Line | None]):
+def _each(transform: Callable[[Line, Call], Line]) -> SetFunction:
+    """A function of each series on its own."""
+
     def run(call: Call, inputs: list[Line], span: Span) -> list[Line]:
         probe = Line("", {}, np.zeros(0, np.int64), np.zeros(0), 1)
         transform(probe, call)  # checks the options even when there is no data
-        out = [transform(line, call) for line in inputs]
-        return [line for line in out if line is not None]
+        return [transform(line, call) for line in inputs]
 
     return run
 
@@ -229,7 +228,7 @@ def _filter(call: Call, inputs: list[Line], _span: Span) -> list[Line]:
         if key in call.options:
             try:
                 bounds[key] = float(call.options[key])
-            except ValueError:
+            except (TypeError, ValueError):
                 raise CompositeSyntaxError(
                     f"filter() {key} must be a number", call.position
                 ) from None
@@ -300,7 +299,7 @@ def whole(call: Call, key: str, default: int | None, *, least: int, most: int) -
     if raw is None:
         return default
     text = str(raw).strip()
-    if not text.isdigit() or not least <= int(text) <= most:
+    if not (text.isascii() and text.isdigit()) or not least <= int(text) <= most:
         raise CompositeSyntaxError(
             f"{call.name}() {key} must be a whole number from {least} to {most}", call.position
         )

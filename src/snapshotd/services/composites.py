@@ -243,7 +243,7 @@ def _shifts(call: Call) -> list[int]:
         part = part.strip()
         forward = part.startswith("+")
         digits = part.lstrip("+-")
-        if not digits.isdigit() or len(digits) > 6:
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 6:
             raise CompositeSyntaxError(
                 'timeshift() takes shifts like "1w" or "0,1,2d"', call.args[0].position
             )
