@@ -637,15 +637,17 @@ def test_a_duplicate_space_name_is_422(api: TestClient, db: Database, me: tuple[
     assert api.get(f"/v1/spaces/{other}", auth=me).json()["name"] == "Other"
 
 
-def test_a_composite_stream_on_chart_create_is_400(
+def test_a_composite_stream_that_does_not_parse_is_400(
     api: TestClient, db: Database, me: tuple[str, str]
 ) -> None:
     space_id = make_space(api, me)
-    stream = {"composite": 's("cpu.load", "*")'}
+    stream = {"composite": 's("cpu.load", "*"))'}
     response = api.post(
         f"/v1/spaces/{space_id}/charts", auth=me, json={"name": "C", "streams": [stream]}
     )
     params_error(response, 400, "streams.0.composite")
+    message = response.json()["errors"]["params"]["streams.0.composite"]
+    assert message == ["unexpected ')' after the expression at position 18"]
     assert api.get(f"/v1/spaces/{space_id}", auth=me).json()["charts"] == []
     assert rows(db, Chart) == 0
 
@@ -659,9 +661,15 @@ def test_put_refuses_a_period_that_is_not_whole_seconds(
     assert_nothing_stored(api, db, token)
 
 
-def test_put_of_a_composite_metric_is_400(api: TestClient, db: Database, token: str) -> None:
-    body = {"type": "composite", "composite": 'sum(s("cpu.load", "*"))'}
+@pytest.mark.parametrize(
+    ("composite", "field"),
+    [('sum(s("cpu.load", "*")', "composite"), (None, "composite"), ('nope("x")', "composite")],
+)
+def test_put_of_a_composite_metric_that_does_not_parse_is_400(
+    api: TestClient, db: Database, token: str, composite: str | None, field: str
+) -> None:
+    body = {"type": "composite", "composite": composite}
     response = api.put("/v1/metrics/cpu.total", auth=(EMAIL, token), json=body)
-    params_error(response, 400, "type")
+    params_error(response, 400, field)
     assert request_error(api.get("/v1/metrics/cpu.total", auth=(EMAIL, token)), 404)
     assert_nothing_stored(api, db, token)

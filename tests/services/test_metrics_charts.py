@@ -641,7 +641,7 @@ def test_chart_create_and_update_keep_stream_ids(spaces: Spaces, any_db: Databas
     for raw in (
         {"streams": [{"metric": "cpu.user"}]},  # no name
         {"name": "X", "type": "pie"},
-        {"name": "X", "streams": [{"metric": "a", "composite": 's("a", "*")'}]},
+        {"name": "X", "streams": [{"composite": 's("a", "*"'}]},  # not closed
         {"name": "X", "streams": [{"metric": "bad name"}]},
         {"name": "X", "streams": [{"metric": "a", "color": "red"}]},
         {"name": "X", "streams": [{"metric": "a", "group_function": "median"}]},

@@ -111,6 +111,11 @@ class ChartSpec:
     y_units: str = ""
 
 
+def plot_columns(width: int) -> int:
+    """The pixel columns a time-series plot of `width` pixels draws into."""
+    return max(1, int(width * 0.9))
+
+
 def summarize(values: np.ndarray, function: str) -> float | None:
     """One number for a stream, as Librato's `summary_function` names it; None when empty."""
     if values.size == 0:
@@ -265,7 +270,7 @@ class ChartRenderer:
         assert axes is not None
         has_data = any(s.times.size for s in spec.series)
         axes.set_yscale("log" if spec.log_y and has_data else "linear")
-        columns = max(1, int(spec.width * 0.9))
+        columns = plot_columns(spec.width)
         colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(spec.series)]
         if not has_data:
             axes.text(

@@ -19,6 +19,8 @@ from snapshotd.engines.chart_semantics import counter_rates, parse_thresholds, p
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Marker, Series, summarize
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services.annotations import Annotations
+from snapshotd.services.composite_charts import composite_lines
+from snapshotd.services.composites import Composites
 from snapshotd.services.metrics import Metrics
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
@@ -43,6 +45,7 @@ class ChartSnapshots:
         self.snapshots = snapshots
         self.metrics = metrics
         self.annotations = annotations or Annotations(snapshots.db)
+        self.composites = Composites(metrics)
 
     def create(
         self,
@@ -104,11 +107,24 @@ class ChartSnapshots:
         first: list[Series] = []
         described = []
         for index, stream in enumerate(streams):
-            found = self._lines(snapshot.org_id, stream, start, end, resolution)
+            if stream.get("composite"):
+                subject = {"composite": stream["composite"]}
+                found = composite_lines(
+                    self.composites,
+                    snapshot.org_id,
+                    stream,
+                    start=start,
+                    end=end,
+                    resolution=resolution,
+                    width=int(options.get("width", 800)),
+                )
+            else:
+                subject = {"metric": stream["metric"]}
+                found = self._lines(snapshot.org_id, stream, start, end, resolution)
             lines.extend(found)
             first = found if index == 0 else first
             points = sum(line.times.size for line in found)
-            described.append({"metric": stream["metric"], "lines": len(found), "points": points})
+            described.append({**subject, "lines": len(found), "points": points})
         value = None
         if chart["type"] == "bignumber" and first:
             # A big number is one value: a breakout stream is averaged across its series first.

@@ -20,6 +20,7 @@ from snapshotd.services.browse import Browse
 from snapshotd.services.capture_cache import CacheHits
 from snapshotd.services.chart_snapshots import ChartSnapshots
 from snapshotd.services.comparisons import Comparisons
+from snapshotd.services.composites import Composites
 from snapshotd.services.console_reads import ConsoleReads
 from snapshotd.services.console_sessions import ConsoleSessions
 from snapshotd.services.downloads import Downloads
@@ -65,6 +66,7 @@ class Services:
     snapshots: Snapshots
     shares: Shares
     metrics: Metrics
+    composites: Composites
     spaces: Spaces
     chart_snapshots: ChartSnapshots
     annotations: Annotations
@@ -144,6 +146,7 @@ def build_services(
         snapshots=snapshots,
         shares=shares,
         metrics=metrics,
+        composites=chart_snapshots.composites,
         spaces=Spaces(db),
         annotations=annotations,
         chart_snapshots=chart_snapshots,

@@ -17,6 +17,9 @@ from snapshotd.engines.chart_semantics import parse_thresholds, parse_transform
 from snapshotd.engines.charts import CHART_TYPES
 from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.services import audit
+from snapshotd.services.composite_charts import DOWNSAMPLE_FUNCTIONS
+from snapshotd.services.composite_language import MAX_LENGTH
+from snapshotd.services.composites import compile_expression
 from snapshotd.services.samples import TAG_NAME, check_name, number
 from snapshotd.store.db import Database
 from snapshotd.store.models import Chart, Space, utcnow
@@ -51,27 +54,30 @@ def choice(value: Any, choices: tuple[str, ...], default: str, where: str) -> st
 
 
 def clean_stream(raw: Any, where: str, stream_id: int) -> dict[str, Any]:
-    """One stream as stored. Composite streams are refused: snapshotd has no composite language."""
+    """One stream as stored: a metric with a source or tags, or a composite expression."""
     if not isinstance(raw, dict):
         raise BadRequest("must be an object", field=where)
+    summary = choice(
+        raw.get("summary_function"), SUMMARY_FUNCTIONS, "average", f"{where}.summary_function"
+    )
+    stream: dict[str, Any]
     if raw.get("composite"):
-        raise BadRequest("composite streams are not supported", field=f"{where}.composite")
-    stream: dict[str, Any] = {
-        "id": stream_id,
-        "metric": check_name(raw.get("metric"), f"{where}.metric"),
-        "type": "gauge",
-        "group_function": choice(
-            raw.get("group_function"), GROUP_FUNCTIONS, "average", f"{where}.group_function"
-        ),
-        "summary_function": choice(
-            raw.get("summary_function"), SUMMARY_FUNCTIONS, "average", f"{where}.summary_function"
-        ),
-    }
-    source = raw.get("source")
-    if raw.get("tags") is not None:
-        stream["tags"] = _stream_tags(raw["tags"], f"{where}.tags")
+        stream = _composite_stream(raw, where, stream_id)
+        stream["summary_function"] = summary
     else:
-        stream["source"] = _text(source, f"{where}.source") or "*"
+        stream = {
+            "id": stream_id,
+            "metric": check_name(raw.get("metric"), f"{where}.metric"),
+            "type": "gauge",
+            "group_function": choice(
+                raw.get("group_function"), GROUP_FUNCTIONS, "average", f"{where}.group_function"
+            ),
+            "summary_function": summary,
+        }
+        if raw.get("tags") is not None:
+            stream["tags"] = _stream_tags(raw["tags"], f"{where}.tags")
+        else:
+            stream["source"] = _text(raw.get("source"), f"{where}.source") or "*"
     for key in _TEXT_FIELDS:
         if (value := _text(raw.get(key), f"{where}.{key}")) is not None:
             stream[key] = value
@@ -87,6 +93,27 @@ def clean_stream(raw: Any, where: str, stream_id: int) -> dict[str, Any]:
     if raw.get("split_axis") is not None:
         stream["split_axis"] = bool(raw["split_axis"])
     return stream
+
+
+def _composite_stream(raw: Mapping[str, Any], where: str, stream_id: int) -> dict[str, Any]:
+    """A composite stream: its expression, checked now so a chart never holds one that cannot
+    be drawn. Librato's composite streams take no metric, source, tags or group function."""
+    expression = _text(raw["composite"], f"{where}.composite", limit=MAX_LENGTH)
+    try:
+        compile_expression(expression)
+    except BadRequest as error:
+        raise BadRequest(error.detail, field=f"{where}.composite") from None
+    return {
+        "id": stream_id,
+        "composite": expression,
+        "type": "composite",
+        "downsample_function": choice(
+            raw.get("downsample_function"),
+            DOWNSAMPLE_FUNCTIONS,
+            "average",
+            f"{where}.downsample_function",
+        ),
+    }
 
 
 def _stream_tags(raw: Any, where: str) -> list[dict[str, Any]]:

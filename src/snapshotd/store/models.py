@@ -313,6 +313,8 @@ class Metric(Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
     period: Mapped[int | None] = mapped_column(default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A composite metric (type "composite") has no series of its own: it is this expression.
+    composite: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

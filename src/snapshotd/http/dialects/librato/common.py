@@ -32,6 +32,7 @@ from snapshotd.errors import (
 )
 from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep, credentials
+from snapshotd.http.dialects.librato import composites
 from snapshotd.http.problems import error_headers
 from snapshotd.http.wire import parse_json_object, principal_factory
 from snapshotd.services.accounts import Principal
@@ -164,7 +165,7 @@ NO_CONTENT = 204
 
 
 def metric_body(metric: Metric) -> dict[str, Any]:
-    return {
+    body = {
         "name": metric.name,
         "display_name": metric.display_name,
         "description": metric.description,
@@ -173,13 +174,16 @@ def metric_body(metric: Metric) -> dict[str, Any]:
         "attributes": metric.attributes,
         "source_lag": None,
     }
+    if metric.type == "composite":
+        body["composite"] = metric.composite
+    return body
 
 
 @router.get("/metrics", summary="List metrics")
 def list_metrics(request: Request, services: ServicesDep, principal: Reader) -> dict[str, Any]:
     fields = query_fields(request)
     if fields.get("compose"):
-        raise BadRequest("composite queries are not supported", field="compose")
+        return composites.legacy_answer(services, principal.org_id, fields)
     find = functools.partial(services.metrics.find, principal.org_id)
     return listing(fields, find, "metrics", metric_body)
 
@@ -320,10 +324,13 @@ async def put_metric(
     name: str, request: Request, services: ServicesDep, principal: Writer
 ) -> Response:
     body = await read_body(request)
-    if body.get("type") == "composite" or body.get("composite"):
-        raise BadRequest("composite metrics are not supported", field="type")
     changes = metric_changes(body)
-    made = await asyncio.to_thread(services.metrics.put, principal.org_id, name, changes)
+    if body.get("type") == "composite" or body.get("composite"):
+        made = await asyncio.to_thread(
+            services.composites.put, principal.org_id, name, body.get("composite"), changes
+        )
+    else:
+        made = await asyncio.to_thread(services.metrics.put, principal.org_id, name, changes)
     if made:
         metric = await asyncio.to_thread(services.metrics.get, principal.org_id, name)
         return created(metric_body(metric), f"/v1/metrics/{metric.name}")

@@ -2,8 +2,8 @@
 
 `GET /v1/metrics/:name` answers the legacy view (series by source, optional summaries across time
 and sources); `GET /v1/measurements/:name` the tagged view (series by tag set, optional grouping by
-tags). Both read roll-ups from `Metrics.read` and shape them here. Composite queries are not
-supported and say so.
+tags). Both read roll-ups from `Metrics.read` and shape them here; a stored composite metric
+is evaluated instead (`composites.py`), and so is `GET /v1/measurements?compose=…`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from snapshotd.errors import BadRequest
 from snapshotd.http import openapi
 from snapshotd.http.deps import ServicesDep
+from snapshotd.http.dialects.librato import composites
 from snapshotd.http.dialects.librato.common import Reader, metric_body, query_fields
 from snapshotd.services.metrics import SeriesPoints
 from snapshotd.services.samples import epoch, point_value, whole
@@ -40,6 +41,9 @@ def get_metric(
     metric, series = services.metrics.read(
         principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
     )
+    if metric.type == "composite":
+        data = composites.stored_legacy(services, principal.org_id, metric, start, end, resolution)
+        return {**metric_body(metric), **data}
     by_source: dict[str, list[SeriesPoints]] = {}
     for s in series:
         by_source.setdefault(s.tags.get("source", "unassigned"), []).append(s)
@@ -175,9 +179,11 @@ def get_measurements(
     summary = fields.get("summary_function", "mean")
     if summary not in _SUMMARIES:
         raise BadRequest(f"must be one of {', '.join(_SUMMARIES)}", field="summary_function")
-    _metric, series = services.metrics.read(
+    metric, series = services.metrics.read(
         principal.org_id, name, start=start, end=end, resolution=resolution, tags=wanted
     )
+    if metric.type == "composite":
+        return composites.stored_tagged(services, principal.org_id, metric, start, end, resolution)
     groups = _grouped(series, fields)
     return {
         "name": name,
@@ -258,8 +264,13 @@ def _tagged_points(points: list[tuple[int, int, float, float, float]], summary: 
 
 @router.get(
     "/measurements",
-    summary="Composite queries (not supported)",
+    summary="Evaluate a composite expression (compose, start_time, resolution)",
     responses=openapi.answers(400),
 )
-def get_composite(principal: Reader) -> dict[str, Any]:
-    raise BadRequest("composite queries are not supported", field="compose")
+def get_composite(
+    request: Request, services: ServicesDep, principal: Reader
+) -> list[dict[str, Any]]:
+    fields = query_fields(request)
+    if fields.get("compose") in (None, ""):
+        raise BadRequest("is required: a composite expression", field="compose")
+    return composites.tagged_answer(services, principal.org_id, fields)
