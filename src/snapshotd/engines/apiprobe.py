@@ -275,8 +275,10 @@ async def _send(
                 chunks.append(chunk)
     except httpx.ProxyError as error:
         raise _Stop("Egress", f"{_refusal(guard, url, since)} ({error})") from None
-    except httpx.HTTPError as error:
-        raise _Stop("Connect", f"{type(error).__name__}: {error}") from None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+        # Values from a response may make a header or URL httpx will not send.
+        kind = "Connect" if isinstance(error, httpx.TransportError) else "Send"
+        raise _Stop(kind, f"{type(error).__name__}: {error}") from None
     ended = time.perf_counter()
     first_byte = marks.get("receive_response_headers.complete")
     sent = marks.get("send_request_body.complete")
