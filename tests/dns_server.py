@@ -1,6 +1,6 @@
 """A small authoritative DNS server for tests, built on dnspython: UDP and TCP on one loopback
 port, answering a fixed zone. `missing.acme.test` is NXDOMAIN, `broken.acme.test` SERVFAIL, and
-`silent.acme.test` is never answered (a timeout)."""
+`silent.acme.test` is never answered (a timeout); `big.acme.test TXT` is too big for UDP."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ ZONE = {
     ("www.acme.test.", "AAAA"): ["2001:db8::10"],
     ("alias.acme.test.", "CNAME"): ["www.acme.test."],
     ("mail.acme.test.", "MX"): ["10 mx.acme.test."],
+    # Past the 512 bytes of a plain UDP answer: sent truncated over UDP, whole over TCP.
+    ("big.acme.test.", "TXT"): [f'"{n}{"x" * 200}"' for n in range(4)],
 }
+UDP_LIMIT = 512
 RCODES = {"missing.acme.test.": dns.rcode.NXDOMAIN, "broken.acme.test.": dns.rcode.SERVFAIL}
 SILENT = "silent.acme.test."
 
 
-def _answer(wire: bytes) -> bytes | None:
+def _answer(wire: bytes, limit: int | None = None) -> bytes | None:
     query = dns.message.from_wire(wire)
     reply = dns.message.make_response(query)
     question = query.question[0]
@@ -45,7 +48,12 @@ def _answer(wire: bytes) -> bytes | None:
     elif not any(n == name for n, _ in ZONE):
         reply.set_rcode(dns.rcode.NXDOMAIN)
     reply.flags |= dns.flags.AA
-    return reply.to_wire()
+    whole = reply.to_wire()
+    if limit is not None and len(whole) > limit:
+        reply.answer.clear()
+        reply.flags |= dns.flags.TC
+        return reply.to_wire()
+    return whole
 
 
 class DnsServer:
@@ -105,7 +113,7 @@ class DnsServer:
             except TimeoutError:
                 continue
             self.queries["udp"] += 1
-            reply = _answer(wire)
+            reply = _answer(wire, UDP_LIMIT)
             if reply is not None:
                 self._udp.sendto(reply, peer)
 

@@ -40,6 +40,16 @@ def test_a_server_answers_over_each_transport(dns_server: DnsServer, protocol: s
     ]
 
 
+def test_a_truncated_udp_answer_is_asked_again_over_tcp(dns_server: DnsServer) -> None:
+    before = dict(dns_server.queries)
+    answer = ask(dns_server.address, "big.acme.test", "TXT")
+    assert answer.error_type is None and answer.retried_over_tcp
+    assert len(answer.answer) == 4 and answer.protocol == "udp"
+    assert dns_server.queries == {"udp": before["udp"] + 1, "tcp": before["tcp"] + 1}
+    small = ask(dns_server.address, "www.acme.test", "A")
+    assert not small.retried_over_tcp
+
+
 def test_a_cname_chain_counts_as_an_answer(dns_server: DnsServer) -> None:
     answer = ask(dns_server.address, "alias.acme.test", "A")
     assert answer.error_type is None

@@ -100,6 +100,7 @@ class DnsAnswer:
     response_code: str | None = None
     flags: list[str] = field(default_factory=list)
     query_id: int | None = None
+    retried_over_tcp: bool = False
     question: list[dict[str, Any]] = field(default_factory=list)
     answer: list[dict[str, Any]] = field(default_factory=list)
     error_type: str | None = None
@@ -161,10 +162,15 @@ async def query_server(
         query.flags &= ~dns.flags.RD
     answer.query_id = query.id
     answer.question = _records(query.question)
-    send = dns.asyncquery.tcp if protocol == "tcp" else dns.asyncquery.udp
     started = time.perf_counter()
     try:
-        reply = await send(query, str(ip), timeout=timeout_s, port=server.port)
+        if protocol == "tcp":
+            reply = await dns.asyncquery.tcp(query, str(ip), timeout=timeout_s, port=server.port)
+        else:
+            # A truncated UDP answer is asked again over TCP, as a resolver would.
+            reply, answer.retried_over_tcp = await dns.asyncquery.udp_with_fallback(
+                query, str(ip), timeout=timeout_s, port=server.port
+            )
     except dns.exception.Timeout:
         answer.error_type = "Timeout"
         answer.error_details = f"no answer from {server} within {timeout_s:g} s"

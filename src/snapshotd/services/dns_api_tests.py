@@ -271,7 +271,8 @@ def round_lines(kind: str, result: Mapping[str, Any]) -> list[str]:
 
 
 def _dns_line(answer: Mapping[str, Any]) -> str:
-    head = f"{answer['server']} ({answer['protocol']})"
+    protocol = "udp, then tcp" if answer.get("retried_over_tcp") else answer["protocol"]
+    head = f"{answer['server']} ({protocol})"
     if answer.get("resolution_time") is not None:
         head += f" {answer['resolution_time']} ms {answer.get('response_code')}"
     records = "; ".join(
