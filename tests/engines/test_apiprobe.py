@@ -76,7 +76,7 @@ def test_variables_flow_from_one_step_to_the_next(api: str) -> None:
     assert [a.has_failed for a in login_step.assertions] == [False, False, False]
     assert login_step.status_code == 200 and profile.status_code == 200
     assert [a.has_failed for a in profile.assertions] == [False, False, False, True]
-    assert "got 'pro'" in profile.assertions[3].detail
+    assert profile.assertions[3].detail == "response-body $.plan is 'free': got 'pro'"
     assert result.error_type == "Assertion" and result.completion == 50.0
     assert "step 2 (profile): assertion 4 failed" in (result.error_details or "")
     for step in result.steps:

@@ -26,7 +26,7 @@ from snapshotd.store.db import Database
 from snapshotd.worker import Worker, WorkerThreads
 from tests.api_server import PASSWORD, api_app
 from tests.dns_server import DnsServer
-from tests.http.test_thousandeyes_sdk import client, server, token  # noqa: F401  fixtures
+from tests.http.test_thousandeyes_sdk import EMAIL, client, server, token  # noqa: F401  fixtures
 from tests.servers import serving
 
 # A name the guard resolves to a loopback address outside the test allowlist (127.0.0.1/32).
@@ -159,7 +159,12 @@ def test_dns_server_tests_run_and_freeze(client: ApiClient, dns_server: DnsServe
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
 
-def test_api_tests_run_steps_and_freeze(client: ApiClient, json_api: str) -> None:  # noqa: F811
+def test_api_tests_run_steps_and_freeze(
+    client: ApiClient,  # noqa: F811
+    json_api: str,
+    server: str,  # noqa: F811
+    token: str,  # noqa: F811
+) -> None:
     api = json_api
     tests_api = te_tests.APITestsApi(client)
     runs_on = [te_tests.TestAgentRequest(agent_id=agent_id(client))]
@@ -245,10 +250,26 @@ def test_api_tests_run_steps_and_freeze(client: ApiClient, json_api: str) -> Non
     assert denied.error_type == "Egress" and denied.completion == 0
     assert "127.0.0.2 is a loopback address" in denied.error_details
 
+    # The v6 call freezes an API test the same way.
+    end = datetime.now(UTC).replace(microsecond=0)
+    v6 = httpx.post(
+        server + "/v6/snapshot.json",
+        json={
+            "testId": int(created.test_id),
+            "displayName": "v6 copy",
+            "from": (end - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S"),
+            "to": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "isPublic": 1,
+        },
+        auth=(EMAIL, token),
+    )
+    assert v6.status_code == 201, v6.text
+    assert "2. profile: GET" in httpx.get(v6.json()["link"]["viewUrl"]).text
+
     frozen = snapshot_of(client, created.test_id, "Login trouble")
     kept = results_api.get_test_api_results(frozen.test_id, window="1h").results or []
     assert [(r.round_id, r.completion) for r in kept] == [(ran.round_id, 50.0)]
     page = httpx.get(frozen.links.app_link.href)
     assert page.status_code == 200 and "Login trouble" in page.text
     assert "1. login: POST" in page.text and "→ 200" in page.text
-    assert "FAILED: response-body is &#39;free&#39;: got &#39;pro&#39;" in page.text
+    assert "FAILED: response-body $.plan is &#39;free&#39;: got &#39;pro&#39;" in page.text

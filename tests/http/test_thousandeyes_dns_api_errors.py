@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from snapshotd.services import agents
+from snapshotd.config import Settings
+from snapshotd.http.app import create_app
+from snapshotd.services import accounts, agents
+from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from tests.http.test_thousandeyes_errors import v7_invalid
 
@@ -122,8 +125,18 @@ def test_bad_api_tests_are_refused(te: tuple[TestClient, dict[str, str], str]) -
     assert api.get("/v7/tests/api", headers=auth).json()["tests"] == []
 
 
-def test_an_update_changes_only_what_it_sends(te: tuple[TestClient, dict[str, str], str]) -> None:
-    api, auth, agent = te
+def test_an_update_changes_only_what_it_sends(
+    settings: Settings, any_db: Database, blobs: FileBlobStore
+) -> None:
+    """On SQLite and PostgreSQL: the settings are merged in the test's JSON config."""
+    token = accounts.Accounts(any_db).create_token(org="acme", email="ops@acme.test", role="admin")
+    agent = str(agents.Agents(any_db).register("host-a", location="Local", country_id="").id)
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(settings, db=any_db, blobs=blobs)) as api:
+        _update_merges(api, auth, agent)
+
+
+def _update_merges(api: TestClient, auth: dict[str, str], agent: str) -> None:
     created = api.post("/v7/tests/dns-server", json=dns_body(agent), headers=auth).json()
     path = f"/v7/tests/dns-server/{created['testId']}"
     changed = api.put(path, json={"dnsTransportProtocol": "tcp"}, headers=auth)

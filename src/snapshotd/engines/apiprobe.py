@@ -183,31 +183,34 @@ def _ms(start: float, stop: float | None) -> float | None:
     return None if stop is None else round((stop - start) * 1000, 1)
 
 
-def _subject(assertion: Assertion, response: httpx.Response, text: str) -> tuple[Any, str]:
-    """What an assertion compares, and the value it compares it with."""
+def _subject(
+    assertion: Assertion, response: httpx.Response, text: str
+) -> tuple[str | None, str, str]:
+    """What an assertion compares, the value it compares it with, and what to call the first."""
     if assertion.name == "status-code":
-        return str(response.status_code), assertion.value.strip()
+        return str(response.status_code), assertion.value.strip(), "status-code"
     if assertion.name == "response-header":
         header, _, expected = assertion.value.partition(":")
-        return response.headers.get(header.strip()), expected.strip()
+        return response.headers.get(header.strip()), expected.strip(), f"header {header.strip()}"
     if not assertion.value.startswith("$"):
-        return text, assertion.value
+        return text, assertion.value, "response-body"
     path, _, expected = assertion.value.partition("=")
+    label = f"response-body {path.strip()}"
     try:
         found = json_path(json.loads(text), path)
     except (LookupError, ValueError):
-        return None, expected.strip()
-    return (found if isinstance(found, str) else json.dumps(found)), expected.strip()
+        return None, expected.strip(), label
+    return (found if isinstance(found, str) else json.dumps(found)), expected.strip(), label
 
 
 def _assert(
     number: int, assertion: Assertion, response: httpx.Response, text: str
 ) -> AssertionResult:
-    subject, expected = _subject(assertion, response, text)
+    subject, expected, label = _subject(assertion, response, text)
     op = assertion.operator
     if subject is None:
         passed = False
-        detail = f"{assertion.value!r} found nothing in the response"
+        detail = f"{label}: not in the response"
     else:
         if op in ("is", "is-not"):
             hit = subject == expected
@@ -217,7 +220,7 @@ def _assert(
             hit = re.search(expected, subject) is not None
         passed = hit != op.startswith(("is-not", "not-"))
         shown = subject if len(subject) <= 80 else subject[:77] + "..."
-        detail = f"{assertion.name} {op} {expected!r}: got {shown!r}"
+        detail = f"{label} {op} {expected!r}: got {shown!r}"
     return AssertionResult(number, assertion.name, op, assertion.value, not passed, detail)
 
 
