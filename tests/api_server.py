@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import FastAPI, Header, Request, Response
@@ -29,6 +30,11 @@ def api_app() -> FastAPI:
         if authorization != f"Bearer {TOKEN}":
             return JSONResponse({"error": "no token"}, status_code=401)
         return JSONResponse({"id": 7, "name": "Ada Lovelace", "plan": "pro"})
+
+    @app.get("/slow")
+    async def slow() -> Response:
+        await asyncio.sleep(1)
+        return JSONResponse({"late": True})
 
     @app.get("/moved")
     def moved() -> Response:

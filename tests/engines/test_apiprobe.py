@@ -24,9 +24,14 @@ def api() -> Iterator[str]:
         yield url
 
 
-def run(steps: Sequence[ApiStep], **options: object) -> tuple[ApiResult, EgressGuard]:
+def run(
+    steps: Sequence[ApiStep], client_timeout: float = 10, **options: object
+) -> tuple[ApiResult, EgressGuard]:
     async def go() -> tuple[ApiResult, EgressGuard]:
-        async with EgressGuard(POLICY) as guard, httpx.AsyncClient(proxy=guard.url) as http:
+        async with (
+            EgressGuard(POLICY) as guard,
+            httpx.AsyncClient(proxy=guard.url, timeout=client_timeout) as http,
+        ):
             result = await run_api(steps, http=http, guard=guard, policy=POLICY, **options)  # type: ignore[arg-type]
             return result, guard
 
@@ -107,6 +112,16 @@ def test_a_step_to_a_denied_address_is_refused_by_the_guard(api: str) -> None:
     assert step.error_type == "Egress" and step.status_code is None
     assert "127.0.0.2 is a loopback address" in (step.error_details or "")
     assert result.error_type == "Egress" and guard.denied == 1
+
+
+def test_slow_steps_time_out(api: str) -> None:
+    slow = ApiStep(name="slow", url=f"{api}/slow")
+    whole, _ = run([slow, ApiStep(name="never", url=f"{api}/profile")], time_limit_s=0.5)
+    assert [s.error_type for s in whole.steps] == ["Timeout"] and whole.completion == 0.0
+    assert "within 0.5 s" in (whole.error_details or "")
+    # A request timeout of the guarded client (the worker's is 10 s) is a timeout too.
+    one, _ = run([slow.model_copy(update={"verify_certificate": True})], client_timeout=0.3)
+    assert one.error_type == "Timeout" and "ReadTimeout" in (one.error_details or "")
 
 
 def test_redirects_are_followed_through_the_guard(api: str) -> None:

@@ -280,7 +280,11 @@ async def _send(
         raise _Stop("Egress", f"{_refusal(guard, url, since)} ({error})") from None
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
         # Values from a response may make a header or URL httpx will not send.
-        kind = "Connect" if isinstance(error, httpx.TransportError) else "Send"
+        kind = "Send"
+        if isinstance(error, httpx.TimeoutException):
+            kind = "Timeout"
+        elif isinstance(error, httpx.TransportError):
+            kind = "Connect"
         raise _Stop(kind, f"{type(error).__name__}: {error}") from None
     ended = time.perf_counter()
     first_byte = marks.get("receive_response_headers.complete")
