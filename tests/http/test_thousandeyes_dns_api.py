@@ -130,6 +130,9 @@ def test_dns_server_tests_run_and_freeze(client: ApiClient, dns_server: DnsServe
     assert set(answered.mappings.split(", ")) == {"192.0.2.10", "192.0.2.11"}
     assert answered.error_details is None
     assert answered.resolution_time is not None and answered.resolution_time >= 0
+    one = results_api.get_test_dns_server_result(web.test_id, "1", window="10m").results
+    assert [r.mappings for r in one or []] == [answered.mappings]
+    assert results_api.get_test_dns_server_result(web.test_id, "2", window="10m").results == []
     failed = wait_for(lambda: results(gone.test_id), 1)[0]
     assert "NXDOMAIN" in (failed.error_details or "") and failed.mappings is None
     assert dns_server.queries["tcp"] >= 1 and dns_server.queries["udp"] >= 1

@@ -264,6 +264,11 @@ def result_bodies(
     return rows
 
 
+def one_server(page: dict[str, Any], server_id: str) -> dict[str, Any]:
+    """A page of a DNS server test's results, keeping one server's."""
+    return {**page, "results": [r for r in page["results"] if r.get("serverId") == server_id]}
+
+
 def _api_result(head: dict[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
     row = {**head, "completion": result.get("completion", 0.0)}
     if result.get("api_transaction_time") is not None:

@@ -247,6 +247,37 @@ def test_results(
     return hal(body)
 
 
+@router.get(
+    "/test-results/{test_id}/dns-server/{server_id}",
+    summary="Results of one DNS server of a dns-server test",
+)
+def dns_server_results(
+    test_id: str,
+    server_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: Viewer,
+    aid: Aid = None,
+    window: str | None = None,
+    start_date: Annotated[str | None, Query(alias="startDate")] = None,
+    end_date: Annotated[str | None, Query(alias="endDate")] = None,
+    cursor: str | None = None,
+):
+    page = test_results(
+        test_id,
+        "dns-server",
+        request,
+        services,
+        principal,
+        aid,
+        window,
+        start_date,
+        end_date,
+        cursor,
+    )
+    return hal(dns_api.one_server(json.loads(page.body), server_id))
+
+
 # -- snapshots ------------------------------------------------------------------------------------
 
 
