@@ -94,6 +94,16 @@ def test_a_stream_colour_overrides_the_palette() -> None:
     assert count(picture, PALETTE[1]) > 100
 
 
+def test_a_point_with_no_neighbour_is_marked() -> None:
+    def one(value: float) -> ChartSpec:
+        series = Series("one round", np.array([START + 1800.0]), np.array([value]))
+        return replace(LINE, series=[series])
+
+    marked = count(image(ChartRenderer().render(one(20.0))), PALETTE[0])
+    legend_only = count(image(ChartRenderer().render(one(np.nan))), PALETTE[0])
+    assert marked > legend_only + 5
+
+
 @pytest.mark.parametrize(
     "spec",
     [

@@ -166,6 +166,15 @@ def break_gaps(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.insert(times, cuts, np.nan), np.insert(values, cuts, np.nan)
 
 
+def _isolated(values: np.ndarray) -> np.ndarray:
+    """Points with no neighbour to draw a line to (a single round, or one between gaps), which a
+    line alone would leave invisible."""
+    present = ~np.isnan(values)
+    before = np.concatenate(([False], present[:-1]))
+    after = np.concatenate((present[1:], [False]))
+    return present & ~before & ~after
+
+
 def _tick_step(span: float, most: int) -> int:
     for step in _TICK_STEPS:
         if span / step <= most:
@@ -291,6 +300,9 @@ class ChartRenderer:
                 reduced = reduce_to_columns(series, spec.start, spec.end, columns)
                 times, values = break_gaps(reduced.times, reduced.values)
                 axes.plot(times, values, color=color, lw=1.2, label=series.label)
+                alone = _isolated(values)
+                if alone.any():
+                    axes.plot(times[alone], values[alone], "o", color=color, ms=3)
         span = spec.end - spec.start
         step = _tick_step(span, 8)
         first = math.ceil(spec.start / step) * step

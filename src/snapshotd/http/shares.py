@@ -32,6 +32,7 @@ from snapshotd.http.deps import (
     public_base,
 )
 from snapshotd.http.problems import error_headers, problem
+from snapshotd.services import dns_api_tests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
@@ -185,6 +186,7 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
     if snapshot.kind != "test_window":
         return []
     rows = []
+    kind = str(snapshot.options.get("type", "http-server"))
     for probe, agent in services.synthetic.saved_rounds(int(snapshot.options["test_id"])):
         result = probe.result or {}
         rows.append(
@@ -196,6 +198,7 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
                 "code": result.get("response_code"),
                 "response": result.get("response_time"),
                 "total": result.get("total_time", result.get("page_load_time")),
+                "lines": dns_api_tests.round_lines(kind, result),
             }
         )
     return rows

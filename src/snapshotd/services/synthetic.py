@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, InvalidURL, NotFound
-from snapshotd.services import agents, audit
+from snapshotd.services import agents, audit, dns_api_tests
 from snapshotd.store.db import Database, insert_or_merge
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest, utcnow
 from snapshotd.store.queue import Claim, JobQueue
 
-TYPES = ("http-server", "page-load")
+TYPES = ("http-server", "page-load", *dns_api_tests.KINDS)
 INTERVALS = (60, 120, 300, 600, 900, 1800, 3600)
 PROBE_JOB = "probe"
 
@@ -78,6 +78,8 @@ class TestFields:
     agent_ids: list[int] | None = None
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     extra: dict[str, Any] = field(default_factory=dict)
+    # A DNS server or API test's own settings that this request sets (services/dns_api_tests.py).
+    settings: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,9 @@ class Synthetic:
 
     # -- tests --------------------------------------------------------------------------------
 
-    def _check(self, fields: TestFields, *, creating: bool) -> None:
+    def _check(self, fields: TestFields, *, creating: bool, kind: str) -> None:
         if creating:
-            for name in ("url", "interval"):
+            for name in dns_api_tests.REQUIRED.get(kind, ("url", "interval")):
                 if getattr(fields, name) is None:
                     raise BadRequest(f"{name} is required", field=name)
             if not fields.agent_ids:
@@ -126,7 +128,7 @@ class Synthetic:
                 raise BadRequest(f"no agent with id {listed}", field="agents")
 
     def create(self, scope: Scope, kind: str, fields: TestFields, *, actor: str) -> SyntheticTest:
-        self._check(fields, creating=True)
+        self._check(fields, creating=True, kind=kind)
         now = utcnow()
         with self.db.session() as session:
             test = SyntheticTest(
@@ -139,10 +141,12 @@ class Synthetic:
                 modified_at=now,
                 enabled=True,
                 name="",
+                url="",
                 description="",
                 config={},
             )
             _apply(test, fields)
+            dns_api_tests.settle(self.policy, test)
             session.add(test)
             session.flush()
             audit.record(session, scope.org_id, actor, "created", "test", str(test.id), type=kind)
@@ -164,12 +168,13 @@ class Synthetic:
     def update(
         self, scope: Scope, test_id: int, kind: str, fields: TestFields, *, actor: str
     ) -> SyntheticTest:
-        self._check(fields, creating=False)
+        self._check(fields, creating=False, kind=kind)
         with self.db.session() as session:
             test = _test(session, scope, test_id, kind)
             if test.saved_event:
                 raise BadRequest("a snapshot's saved test cannot be changed", field="testId")
             _apply(test, fields)
+            dns_api_tests.settle(self.policy, test)
             test.modified_by, test.modified_at = actor, utcnow()
             audit.record(session, scope.org_id, actor, "updated", "test", str(test_id))
         return test
@@ -299,6 +304,8 @@ def _apply(test: SyntheticTest, fields: TestFields) -> None:
     changes = {**fields.probe.given(), **fields.extra}
     if changes:
         test.config = {**(test.config or {}), **changes}
+    if fields.settings is not None:
+        dns_api_tests.merge(test, fields.settings)
 
 
 def _test(session: Session, scope: Scope, test_id: int, kind: str | None) -> SyntheticTest:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.charts import ChartRenderer, ChartSpec, Series
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.services import audit
+from snapshotd.services import audit, dns_api_tests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
@@ -140,6 +140,7 @@ class TestWindows:
                 options={
                     "test_id": copy.id,
                     "source_test_id": source.id,
+                    "type": source.type,
                     "display_name": copy.name,
                     "start_round": first,
                     "end_round": last,
@@ -173,23 +174,26 @@ class TestWindows:
             .order_by(ProbeRound.agent_id, ProbeRound.round_id)
         ).all()
         names = dict(session.execute(select(Agent.id, Agent.name)).all())
-        by_agent: dict[int, list[tuple[int, float]]] = {}
+        by_line: dict[tuple[int, str], list[tuple[int, float]]] = {}
         available = 0
         for agent_id, round_id, result in rows:
-            measured = result.get("response_time")
             if result.get("error_type") is None:
                 available += 1
-            if measured is not None:
-                by_agent.setdefault(agent_id, []).append((round_id, float(measured)))
+            for label, measured in dns_api_tests.measures(test.type, result):
+                by_line.setdefault((agent_id, label), []).append((round_id, measured))
         lines = [
-            Series(names.get(agent_id, f"agent {agent_id}"), *_arrays(points))
-            for agent_id, points in by_agent.items()
+            Series(
+                " — ".join(filter(None, (names.get(agent_id, f"agent {agent_id}"), label))),
+                *_arrays(points),
+            )
+            for (agent_id, label), points in by_line.items()
         ]
         share = f"{100 * available / len(rows):.1f}% available" if rows else "no rounds"
+        measured_as = dns_api_tests.CHART_TITLES.get(test.type, "response time (ms)")
         assert test.start_round is not None and test.end_round is not None
         return ChartSpec(
             "line",
-            f"{test.name} — response time (ms), {share}",
+            f"{test.name} — {measured_as}, {share}",
             float(test.start_round),
             float(test.end_round + test.interval),
             lines,

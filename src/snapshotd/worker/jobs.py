@@ -30,7 +30,7 @@ from snapshotd.errors import (
     DiskFull,
 )
 from snapshotd.outage_log import OutageLog
-from snapshotd.services import webhooks
+from snapshotd.services import dns_api_tests, webhooks
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
@@ -39,6 +39,7 @@ from snapshotd.services.synthetic import PROBE_JOB, ProbeSettings, Synthetic
 from snapshotd.services.timestamping import TIMESTAMP_JOB, Timestamping
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
+from snapshotd.worker import dns_api_jobs
 
 # A job's lines are the worker's lines: one logger name to follow a worker by.
 log = logging.getLogger("snapshotd.worker")
@@ -181,6 +182,15 @@ class ProbeJob:
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, None)
             return
         _round, test = started
+        if test.type in dns_api_tests.KINDS:
+            try:
+                outcome = await dns_api_jobs.run_round(test, self.synthetic.policy, self.stack)
+            except ValidationError as error:
+                reason = f"the test's stored settings are not valid: {error.errors()[0]['msg']}"
+                await asyncio.to_thread(finish_job, self.synthetic.queue, claim, reason)
+                return
+            await asyncio.to_thread(self.synthetic.finish_round, claim, outcome)
+            return
         try:
             settings = ProbeSettings.of(test)
         except ValidationError as error:

@@ -17,7 +17,12 @@ from snapshotd.services.console_reads import Round
 router = APIRouter(route_class=ConsoleRoute)
 
 ROUNDS = 50
-TYPES = {"http-server": "HTTP server", "page-load": "Page load"}
+TYPES = {
+    "http-server": "HTTP server",
+    "page-load": "Page load",
+    "dns-server": "DNS server",
+    "api": "API",
+}
 Text = Annotated[str, Query(max_length=20)]
 
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http import openapi
 from snapshotd.http.deps import Services, ServicesDep, credentials, public_base
-from snapshotd.http.dialects.thousandeyes import bodies
+from snapshotd.http.dialects.thousandeyes import bodies, dns_api
 from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, parse_window, scope
 from snapshotd.http.wire import json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
@@ -94,7 +94,7 @@ def list_typed(
     base = public_base(request, services)
     return hal(
         {
-            "tests": [bodies.unexpanded_test(base, t) for t in tests],
+            "tests": [dns_api.unexpanded_test(base, t) for t in tests],
             "_links": {"self": {"href": f"{base}/v7/tests/{test_type}"}},
         }
     )
@@ -107,13 +107,13 @@ async def create_test(
     test_type: str, request: Request, services: ServicesDep, principal: Uploader, aid: Aid = None
 ):
     kind = _kind(test_type)
-    fields = bodies.test_fields(await json_object(request), creating=True)
+    fields = dns_api.test_fields(kind, await json_object(request), creating=True)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.create, where, kind, fields, actor=principal.email
     )
     known = await asyncio.to_thread(_agents_by_id, services)
-    body = bodies.full_test(public_base(request, services), test, known)
+    body = dns_api.full_test(public_base(request, services), test, known)
     response = hal(body, status=201)
     response.headers["Location"] = body["_links"]["self"]["href"]
     return response
@@ -131,7 +131,7 @@ def get_test(
     test = services.synthetic.get(
         scope(services, principal, aid), _test_id(test_id), _kind(test_type)
     )
-    return hal(bodies.full_test(public_base(request, services), test, _agents_by_id(services)))
+    return hal(dns_api.full_test(public_base(request, services), test, _agents_by_id(services)))
 
 
 @router.put(
@@ -146,13 +146,13 @@ async def update_test(
     aid: Aid = None,
 ):
     kind, number = _kind(test_type), _test_id(test_id)
-    fields = bodies.test_fields(await json_object(request), creating=False)
+    fields = dns_api.test_fields(kind, await json_object(request), creating=False)
     where = await asyncio.to_thread(scope, services, principal, aid)
     test = await asyncio.to_thread(
         services.synthetic.update, where, number, kind, fields, actor=principal.email
     )
     known = await asyncio.to_thread(_agents_by_id, services)
-    return hal(bodies.full_test(public_base(request, services), test, known))
+    return hal(dns_api.full_test(public_base(request, services), test, known))
 
 
 @router.delete("/tests/{test_type}/{test_id}", status_code=204, summary="Delete a test")
@@ -233,7 +233,11 @@ def test_results(
         query.append(("cursor", token))
         links["next"] = {"href": f"{base}{request.url.path}?{urlencode(query)}"}
     body: dict[str, Any] = {
-        "results": [bodies.result_body(base, test, r, known.get(r.agent_id)) for r in rounds],
+        "results": [
+            body
+            for r in rounds
+            for body in dns_api.result_bodies(base, test, r, known.get(r.agent_id))
+        ],
         "test": bodies.simple_test(base, test),
         "_links": links,
     }
@@ -241,6 +245,37 @@ def test_results(
         body["startDate"] = iso_seconds(datetime.fromtimestamp(start, UTC))
         body["endDate"] = iso_seconds(datetime.fromtimestamp(end, UTC))
     return hal(body)
+
+
+@router.get(
+    "/test-results/{test_id}/dns-server/{server_id}",
+    summary="Results of one DNS server of a dns-server test",
+)
+def dns_server_results(
+    test_id: str,
+    server_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: Viewer,
+    aid: Aid = None,
+    window: str | None = None,
+    start_date: Annotated[str | None, Query(alias="startDate")] = None,
+    end_date: Annotated[str | None, Query(alias="endDate")] = None,
+    cursor: str | None = None,
+):
+    page = test_results(
+        test_id,
+        "dns-server",
+        request,
+        services,
+        principal,
+        aid,
+        window,
+        start_date,
+        end_date,
+        cursor,
+    )
+    return hal(dns_api.one_server(json.loads(page.body), server_id))
 
 
 # -- snapshots ------------------------------------------------------------------------------------
