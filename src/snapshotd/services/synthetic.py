@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, InvalidURL, NotFound
-from snapshotd.services import agents, audit
+from snapshotd.services import agents, audit, network_tests
 from snapshotd.store.db import Database, insert_or_merge
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest, utcnow
 from snapshotd.store.queue import Claim, JobQueue
@@ -52,6 +52,8 @@ class ProbeSettings(BaseModel):
     headers: tuple[str, ...] = ()
     post_body: str | None = None
     user_agent: str | None = None
+    network_measurements: bool = True
+    protocol: Literal["tcp", "icmp", "udp"] = "tcp"
 
     @classmethod
     def of(cls, test: SyntheticTest) -> ProbeSettings:
@@ -102,7 +104,7 @@ class Synthetic:
 
     # -- tests --------------------------------------------------------------------------------
 
-    def _check(self, fields: TestFields, *, creating: bool) -> None:
+    def _check(self, fields: TestFields, kind: str, *, creating: bool) -> None:
         if creating:
             for name in ("url", "interval"):
                 if getattr(fields, name) is None:
@@ -112,7 +114,9 @@ class Synthetic:
         if fields.interval is not None and fields.interval not in INTERVALS:
             allowed = ", ".join(map(str, INTERVALS))
             raise BadRequest(f"interval must be one of {allowed} seconds", field="interval")
-        if fields.url is not None:
+        if fields.url is not None and kind in network_tests.NETWORK_TYPES:
+            network_tests.check_target(self.policy, fields.url)
+        elif fields.url is not None:
             try:
                 self.policy.check_url(fields.url)
             except InvalidURL as error:
@@ -126,7 +130,7 @@ class Synthetic:
                 raise BadRequest(f"no agent with id {listed}", field="agents")
 
     def create(self, scope: Scope, kind: str, fields: TestFields, *, actor: str) -> SyntheticTest:
-        self._check(fields, creating=True)
+        self._check(fields, kind, creating=True)
         now = utcnow()
         with self.db.session() as session:
             test = SyntheticTest(
@@ -164,7 +168,7 @@ class Synthetic:
     def update(
         self, scope: Scope, test_id: int, kind: str, fields: TestFields, *, actor: str
     ) -> SyntheticTest:
-        self._check(fields, creating=False)
+        self._check(fields, kind, creating=False)
         with self.db.session() as session:
             test = _test(session, scope, test_id, kind)
             if test.saved_event:

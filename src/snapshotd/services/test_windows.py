@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.charts import ChartRenderer, ChartSpec, Series
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.services import audit
+from snapshotd.services import audit, network_tests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
@@ -173,6 +173,11 @@ class TestWindows:
             .order_by(ProbeRound.agent_id, ProbeRound.round_id)
         ).all()
         names = dict(session.execute(select(Agent.id, Agent.name)).all())
+        assert test.start_round is not None and test.end_round is not None
+        if test.type in network_tests.NETWORK_TYPES:
+            named = [(names.get(a, f"agent {a}"), r, result) for a, r, result in rows]
+            span = (float(test.start_round), float(test.end_round + test.interval))
+            return network_tests.chart(test.name, *span, named)
         by_agent: dict[int, list[tuple[int, float]]] = {}
         available = 0
         for agent_id, round_id, result in rows:

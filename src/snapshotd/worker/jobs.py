@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -30,7 +30,7 @@ from snapshotd.errors import (
     DiskFull,
 )
 from snapshotd.outage_log import OutageLog
-from snapshotd.services import webhooks
+from snapshotd.services import network_tests, webhooks
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
@@ -39,6 +39,7 @@ from snapshotd.services.synthetic import PROBE_JOB, ProbeSettings, Synthetic
 from snapshotd.services.timestamping import TIMESTAMP_JOB, Timestamping
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
+from snapshotd.worker import network
 
 # A job's lines are the worker's lines: one logger name to follow a worker by.
 log = logging.getLogger("snapshotd.worker")
@@ -187,7 +188,12 @@ class ProbeJob:
             reason = f"the test's stored settings are not valid: {error.errors()[0]['msg']}"
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, reason)
             return
+        if test.type in network_tests.NETWORK_TYPES:
+            measured = await network.agent_to_server(test, self.synthetic.policy)
+            await asyncio.to_thread(self.synthetic.finish_round, claim, measured)
+            return
         result: probes.HttpResult | probes.PageLoadResult
+        beside: dict[str, Any] | None = None
         if test.type == "page-load":
             result = await probes.page_load(
                 self.stack.pool,
@@ -196,6 +202,11 @@ class ProbeJob:
                 timeout_s=settings.page_load_time_limit,
             )
         else:
+            measuring = (
+                asyncio.create_task(network.beside_http(test.url, self.synthetic.policy))
+                if settings.network_measurements
+                else None
+            )
             result = await probes.http_server(
                 test.url,
                 policy=self.synthetic.policy,
@@ -208,7 +219,11 @@ class ProbeJob:
                 body=settings.post_body,
                 user_agent=settings.user_agent,
             )
-        await asyncio.to_thread(self.synthetic.finish_round, claim, result.to_dict())
+            beside = None if measuring is None else await measuring
+        outcome = result.to_dict()
+        if beside is not None:
+            outcome["network"] = beside
+        await asyncio.to_thread(self.synthetic.finish_round, claim, outcome)
 
 
 class WebhookJob:
