@@ -21,6 +21,7 @@ from bench import (
     charts,
     corpus,
     evidence,
+    network,
     probes,
     proc,
     render,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     evidence_result: evidence.EvidenceResult | None = None
     chart_result: charts.ChartResult | None = None
     probe_result: probes.ProbeResult | None = None
+    network_result: network.NetworkResult | None = None
     load_result: api_load.LoadResult | None = None
     render_result: render.RenderResult | None = None
     scaling_result: scaling.ScalingResult | None = None
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             chart_result = charts.run(args.quick, _say)
         if args.only in (None, "tests"):
             probe_result = probes.run(args.quick, _say)
+            network_result = network.run(args.quick, _say)
         if args.only in (None, "load"):
             load_result = api_load.run(args.quick, _say, args.load_seconds)
         if args.only in (None, "render"):
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(charts.rows(chart_result)))
         print()
     if probe_result is not None:
-        print(report.render(probes.rows(probe_result)))
+        rows = probes.rows(probe_result)
+        print(report.render(rows + (network.rows(network_result) if network_result else [])))
         print()
     if load_result is not None:
         print(report.render(report.load_rows(load_result)))
