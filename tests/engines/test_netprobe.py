@@ -99,7 +99,7 @@ def test_a_name_that_resolves_to_a_refused_address_is_never_probed() -> None:
 
 
 def test_the_path_to_a_loopback_address_is_one_hop() -> None:
-    hops = netprobe.trace(LOOPBACK, max_hops=4, timeout_s=2)
+    hops = asyncio.run(netprobe.trace(LOOPBACK, max_hops=4, timeout_s=2))
     assert [(hop.hop, hop.ip) for hop in hops] == [(1, "127.0.0.1")]
     assert hops[0].response_time is not None and hops[0].response_time < 1000
 
@@ -125,7 +125,7 @@ def test_a_platform_without_an_error_queue_refuses_to_trace(
 ) -> None:
     monkeypatch.setattr(netprobe.sys, "platform", "darwin")
     with pytest.raises(netprobe.PathUnavailable, match="darwin"):
-        netprobe.trace(LOOPBACK)
+        asyncio.run(netprobe.trace(LOOPBACK))
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ Neither touches a name the policy has not resolved: `measure` resolves through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
-import select
 import socket
 import statistics
 import struct
@@ -203,44 +203,66 @@ def _read_error(sock: socket.socket) -> tuple[str | None, bool] | None:
     return None
 
 
-def trace(
+def _answer(sock: socket.socket, target: str) -> tuple[str | None, bool] | None:
+    """What woke a trace socket: a queued ICMP error, or a datagram from the target itself
+    (something listens on that port: the target answered all the same)."""
+    got = _read_error(sock)
+    if got is not None:
+        return got
+    try:
+        sock.recv(512)
+    except OSError:
+        return None
+    return target, True
+
+
+async def trace(
     ip: IPAddress, *, max_hops: int = MAX_HOPS, timeout_s: float = TRACE_TIMEOUT_S
 ) -> list[Hop]:
-    """The hops from here to `ip`, the target last; blocking, bounded by `timeout_s`. A hop
-    that did not answer has no address. PathUnavailable where the platform cannot do this."""
+    """The hops from here to `ip`, the target last, within `timeout_s`. A hop that did not
+    answer has no address. PathUnavailable where the platform cannot do this.
+
+    The sockets wait in the event loop, not in a thread: an ICMP error queued on a socket makes
+    epoll report it (EPOLLERR), which asyncio hands to the socket's reader."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "MSG_ERRQUEUE"):
         raise PathUnavailable(f"{sys.platform} does not queue ICMP errors for UDP sockets")
+    loop = asyncio.get_running_loop()
     sockets: dict[int, socket.socket] = {}
+    answers: dict[int, tuple[str | None, bool, float]] = {}
+    sent: dict[int, float] = {}
+    complete = asyncio.Event()
+
+    def finished() -> bool:
+        reached = [ttl for ttl, (_, done, _) in answers.items() if done]
+        return bool(reached) and all(t in answers for t in range(1, min(reached) + 1))
+
+    def on_ready(ttl: int) -> None:
+        got = _answer(sockets[ttl], str(ip))
+        if got is None:
+            return
+        loop.remove_reader(sockets[ttl].fileno())
+        answers[ttl] = (got[0], got[1], time.perf_counter())
+        if finished():
+            complete.set()
+
     try:
         for ttl in range(1, max_hops + 1):
             try:
                 sockets[ttl] = _trace_socket(ip, ttl)
             except OSError as error:
                 raise PathUnavailable(f"a UDP socket with a TTL was refused: {error}") from None
-        poller = select.poll()
-        by_fd = {sock.fileno(): ttl for ttl, sock in sockets.items()}
-        sent: dict[int, float] = {}
         for ttl, sock in sockets.items():
-            poller.register(sock, select.POLLERR)
+            loop.add_reader(sock.fileno(), on_ready, ttl)
             sent[ttl] = time.perf_counter()
             try:
                 sock.send(b"snapshotd path trace")
             except OSError as error:
                 raise PathUnavailable(f"sending the trace was refused: {error}") from None
-        answers: dict[int, tuple[str | None, bool, float]] = {}
-        deadline = time.perf_counter() + timeout_s
-        while (left := deadline - time.perf_counter()) > 0:
-            reached = [ttl for ttl, (_, done, _) in answers.items() if done]
-            if reached and all(t in answers for t in range(1, min(reached) + 1)):
-                break
-            for fd, _event in poller.poll(max(1, int(left * 1000))):
-                ttl = by_fd[fd]
-                got = _read_error(sockets[ttl])
-                poller.unregister(fd)
-                if got is not None:
-                    answers[ttl] = (got[0], got[1], time.perf_counter())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(complete.wait(), timeout_s)
     finally:
         for sock in sockets.values():
+            loop.remove_reader(sock.fileno())
             sock.close()
     reached = [ttl for ttl, (_, done, _) in answers.items() if done]
     last = min(reached) if reached else max(answers, default=0)
@@ -275,7 +297,7 @@ async def _names(addresses: set[str]) -> dict[str, str]:
 
 
 async def _path(ip: IPAddress) -> list[Hop]:
-    hops = await asyncio.to_thread(trace, ip)
+    hops = await trace(ip)
     names = await _names({hop.ip for hop in hops if hop.ip is not None})
     for hop in hops:
         if hop.ip is not None:

@@ -22,6 +22,9 @@ from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, EgressDenied, InvalidURL
 
 NETWORK_TYPES = ("agent-to-server",)
+# Network rounds only wait on sockets: they are a job kind of their own, which a worker runs on
+# loops of their own beside its capture slots (worker/jobs.py).
+NETWORK_JOB = "network_probe"
 MEASURED_TYPES = ("agent-to-server", "http-server")
 DEFAULT_PORT = 80
 
@@ -31,6 +34,11 @@ def _host_text(host: str) -> str:
         return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
     except ValueError:
         return host
+
+
+def job_kind(test_type: str, probe_job: str) -> str:
+    """The job that runs a round of a `test_type` test: `probe_job` unless it is a network test."""
+    return NETWORK_JOB if test_type in NETWORK_TYPES else probe_job
 
 
 def split_target(text: str) -> tuple[str, int | None]:

@@ -191,14 +191,20 @@ class Synthetic:
         """Queues every round now due on this agent that nobody has queued yet."""
         with self.db.session() as session:
             tests = session.execute(
-                select(SyntheticTest.id, SyntheticTest.interval, SyntheticTest.agent_ids).where(
-                    SyntheticTest.enabled.is_(True), SyntheticTest.saved_event.is_(False)
-                )
+                select(
+                    SyntheticTest.id,
+                    SyntheticTest.interval,
+                    SyntheticTest.agent_ids,
+                    SyntheticTest.type,
+                ).where(SyntheticTest.enabled.is_(True), SyntheticTest.saved_event.is_(False))
             ).all()
             due = {
                 (test_id, round_of(now, interval))
-                for test_id, interval, agent_ids in tests
+                for test_id, interval, agent_ids, _ in tests
                 if agent_id in (agent_ids or [])
+            }
+            kinds = {
+                test_id: network_tests.job_kind(kind, PROBE_JOB) for test_id, *_, kind in tests
             }
             if not due:
                 return 0
@@ -221,10 +227,11 @@ class Synthetic:
                 insert_or_merge(session, ProbeRound)
                 .values(rows)
                 .on_conflict_do_nothing(index_elements=["test_id", "round_id", "agent_id"])
-                .returning(ProbeRound.id)
+                .returning(ProbeRound.id, ProbeRound.test_id)
             ).all()
-            for (round_pk,) in inserted:
-                self.queue.enqueue(session, PROBE_JOB, {"round": round_pk}, agent_id=agent_id)
+            for round_pk, test_id in inserted:
+                job = kinds[test_id]
+                self.queue.enqueue(session, job, {"round": round_pk}, agent_id=agent_id)
             return len(inserted)
 
     def start_round(self, claim: Claim) -> tuple[ProbeRound, SyntheticTest] | None:

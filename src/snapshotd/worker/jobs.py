@@ -289,6 +289,10 @@ def finish_job(queue: JobQueue, claim: Claim, error: str | None) -> None:
 # a token is not queued behind a backlog of captures.
 LIGHT_KINDS = (TIMESTAMP_JOB, webhooks.WEBHOOK_JOB)
 LIGHT_LOOPS = 1
+# Network rounds hold no browser either and mostly wait for answers (a lost probe waits 1 s, a
+# silent hop of a path 2 s), so a loop of their own runs many at a time.
+NETWORK_KINDS = (network_tests.NETWORK_JOB,)
+NETWORK_PARALLEL = 32
 
 
 def job_handlers(
@@ -309,6 +313,7 @@ def job_handlers(
         CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, outages, telemetry),
         CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, outages, telemetry),
         PROBE_JOB: ProbeJob(synthetic, stack),
+        network_tests.NETWORK_JOB: ProbeJob(synthetic, stack),
         webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
         TIMESTAMP_JOB: TimestampJob(snapshots.timestamping, stack.http),
     }
