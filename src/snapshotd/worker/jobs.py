@@ -207,18 +207,23 @@ class ProbeJob:
                 if settings.network_measurements
                 else None
             )
-            result = await probes.http_server(
-                test.url,
-                policy=self.synthetic.policy,
-                timeout_s=settings.http_time_limit,
-                follow_redirects=settings.follow_redirects,
-                desired_status=settings.desired_status_code,
-                verify_tls=settings.verify_certificate,
-                method=settings.request_method,
-                headers=settings.headers,
-                body=settings.post_body,
-                user_agent=settings.user_agent,
-            )
+            try:
+                result = await probes.http_server(
+                    test.url,
+                    policy=self.synthetic.policy,
+                    timeout_s=settings.http_time_limit,
+                    follow_redirects=settings.follow_redirects,
+                    desired_status=settings.desired_status_code,
+                    verify_tls=settings.verify_certificate,
+                    method=settings.request_method,
+                    headers=settings.headers,
+                    body=settings.post_body,
+                    user_agent=settings.user_agent,
+                )
+            except BaseException:
+                if measuring is not None:
+                    measuring.cancel()
+                raise
             beside = None if measuring is None else await measuring
         outcome = result.to_dict()
         if beside is not None:
