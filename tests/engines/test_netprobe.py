@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from snapshotd.engines import netprobe
+from snapshotd.engines import icmp, netprobe
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest
 from snapshotd.services import network_tests
@@ -155,3 +155,35 @@ def test_a_literal_refused_address_is_refused_when_saved() -> None:
     with pytest.raises(BadRequest, match="private"):
         network_tests.check_target(EgressPolicy(), "10.0.0.1:80")
     network_tests.check_target(EgressPolicy(), "example.org:80")
+
+
+def test_icmp_echo_is_used_where_the_worker_may_send_it() -> None:
+    opened = icmp.open_socket(LOOPBACK)
+    if opened is None:
+        pytest.skip("this machine allows neither a ping socket nor a raw socket")
+    opened[0].close()
+
+    async def five() -> list[netprobe.NetworkResult]:
+        return list(
+            await asyncio.gather(
+                *(
+                    netprobe.measure("127.0.0.1", 9, policy=ALLOW, protocol="icmp", path=False)
+                    for _ in range(5)
+                )
+            )
+        )
+
+    # Trains side by side each count only their own replies, though a raw socket sees them all.
+    for result in asyncio.run(five()):
+        assert (result.protocol, result.sent, result.received, result.loss) == ("icmp", 10, 10, 0)
+        assert result.min_latency is not None and result.error_type is None
+
+
+def test_without_an_icmp_socket_the_train_is_tcp(
+    accepting: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(icmp, "open_socket", lambda ip: None)
+    result = asyncio.run(
+        netprobe.measure("127.0.0.1", accepting, policy=ALLOW, protocol="icmp", path=False)
+    )
+    assert (result.protocol, result.received, result.loss) == ("tcp", 10, 0.0)

@@ -8,7 +8,9 @@ kernel's first SYN retransmission timeout, so an answer to a retransmitted SYN i
 if it were the first packet's; a refused connection (RST) is lost as well, since the service did
 not answer. Loss is the lost share in percent; latency is the minimum, mean and maximum of the
 answered probes' round trips; jitter is their population standard deviation (what the
-ThousandEyes API documents `jitter` as).
+ThousandEyes API documents `jitter` as). Asked for ICMP, a train is ICMP echoes instead where
+the worker may open an ICMP socket (engines/icmp.py), and TCP handshakes where it may not; the
+result names the protocol used.
 
 Path. One UDP socket per TTL from 1 to `MAX_HOPS`, each sending one datagram to the target on a
 high port. A router where the TTL runs out answers ICMP time-exceeded, and the target answers
@@ -34,6 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from snapshotd.engines import icmp
 from snapshotd.engines.egress import EgressPolicy, IPAddress
 from snapshotd.errors import EgressDenied
 from snapshotd.timestamps import iso
@@ -305,11 +308,31 @@ async def _path(ip: IPAddress) -> list[Hop]:
     return hops
 
 
+async def _train(ip: IPAddress, port: int, probes: int, protocol: str) -> tuple[Train, str]:
+    """A train in `protocol`, and the protocol it really used: ICMP echo where the worker may
+    send it (engines/icmp.py), TCP handshakes otherwise."""
+    opened = icmp.open_socket(ip) if protocol == "icmp" else None
+    if opened is None:
+        return await train(ip, port, probes=probes), "tcp"
+    sock, raw = opened
+    rtts = await icmp.train(
+        sock, raw, ip, probes=probes, gap_s=PROBE_GAP_S, timeout_s=PROBE_TIMEOUT_S
+    )
+    return Train(probes, rtts, 0), "icmp"
+
+
 async def measure(
-    host: str, port: int, *, policy: EgressPolicy, probes: int = PROBES, path: bool = True
+    host: str,
+    port: int,
+    *,
+    policy: EgressPolicy,
+    probes: int = PROBES,
+    path: bool = True,
+    protocol: str = "tcp",
 ) -> NetworkResult:
-    """Resolve `host` through the egress policy, then a train of `probes` TCP handshakes to
-    `port` and, with `path`, a path trace, side by side. Never raises for the target's faults."""
+    """Resolve `host` through the egress policy, then a train of `probes` probes (TCP
+    handshakes to `port`, or ICMP echo where asked for and allowed) and, with `path`, a path
+    trace, side by side. Never raises for the target's faults."""
     result = NetworkResult(server=f"{_bracketed(host)}:{port}", date=datetime.now(UTC))
     began = time.perf_counter()
     try:
@@ -322,7 +345,7 @@ async def measure(
         return result
     result.server_ip, result.source_ip = str(ip), _source_ip(ip)
     tracing = asyncio.create_task(_path(ip)) if path else None
-    measured = await train(ip, port, probes=probes)
+    measured, result.protocol = await _train(ip, port, probes, protocol)
     result.sent, result.received, result.loss = measured.sent, len(measured.rtts_ms), measured.loss
     if measured.rtts_ms:
         rtts = measured.rtts_ms
@@ -330,7 +353,7 @@ async def measure(
         result.avg_latency = round(statistics.fmean(rtts), 3)
         result.max_latency = round(max(rtts), 3)
         result.jitter = round(statistics.pstdev(rtts), 3)
-    elif measured.refused == measured.sent:
+    elif measured.refused == measured.sent and measured.sent:
         result.error_type = "Connect"
         result.error_details = f"every connection to {result.server} was refused"
     else:

@@ -189,7 +189,7 @@ class ProbeJob:
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, reason)
             return
         if test.type in network_tests.NETWORK_TYPES:
-            measured = await network.agent_to_server(test, self.synthetic.policy)
+            measured = await network.agent_to_server(test, settings, self.synthetic.policy)
             await asyncio.to_thread(self.synthetic.finish_round, claim, measured)
             return
         result: probes.HttpResult | probes.PageLoadResult

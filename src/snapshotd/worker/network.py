@@ -10,11 +10,15 @@ from snapshotd.engines import netprobe
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.services import network_tests
 from snapshotd.services.records import SyntheticTest
+from snapshotd.services.synthetic import ProbeSettings
 
 
-async def agent_to_server(test: SyntheticTest, policy: EgressPolicy) -> dict[str, Any]:
+async def agent_to_server(
+    test: SyntheticTest, settings: ProbeSettings, policy: EgressPolicy
+) -> dict[str, Any]:
     host, port = network_tests.host_port(test.url)
-    return (await netprobe.measure(host, port, policy=policy)).to_dict()
+    measured = await netprobe.measure(host, port, policy=policy, protocol=settings.protocol)
+    return measured.to_dict()
 
 
 async def beside_http(url: str, policy: EgressPolicy) -> dict[str, Any] | None:
