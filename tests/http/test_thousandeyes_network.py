@@ -24,7 +24,7 @@ from thousandeyes_sdk import tests as te_tests
 from thousandeyes_sdk.agents import CloudAndEnterpriseAgentsApi
 from thousandeyes_sdk.core import ApiClient
 from thousandeyes_sdk.core.exceptions import BadRequestException, NotFoundException
-from thousandeyes_sdk.test_results import NetworkTestResultsApi
+from thousandeyes_sdk.test_results import NetworkTestResultsApi, WebHTTPServerTestResultsApi
 from thousandeyes_sdk.tests import AgentToServerTestRequest, AgentToServerTestsApi
 
 from snapshotd.config import Settings
@@ -111,7 +111,16 @@ def test_agent_to_server_tests_measure_loss_latency_and_path(
             agents=runs_on,
         )
     )
-    assert web is not None
+    quiet = te_tests.HTTPServerTestsApi(client).create_http_server_test(
+        te_tests.HttpServerTestRequest(
+            interval=te_tests.TestInterval.NUMBER_60,
+            url=pages.url.replace("127.0.0.1", "localhost") + "/",
+            test_name="Web without network measurements",
+            agents=runs_on,
+            network_measurements=False,
+        )
+    )
+    assert web is not None and quiet is not None and quiet.network_measurements is False
 
     # A literal address the egress policy refuses is refused when the test is saved.
     with pytest.raises(BadRequestException) as denied:
@@ -169,6 +178,9 @@ def test_agent_to_server_tests_measure_loss_latency_and_path(
     assert beside.server == f"localhost:{urlsplit(pages.url).port}"
     with pytest.raises(NotFoundException):
         results.get_test_network_results("999999")
+    http_results = WebHTTPServerTestResultsApi(client)
+    _wait(lambda: http_results.get_test_http_server_results(quiet.test_id).results or [], "round")
+    assert results.get_test_network_results(quiet.test_id).results == []
 
     now = datetime.now(UTC)
     snapshot = te_snapshots.TestSnapshotsApi(client).create_test_snapshot(
