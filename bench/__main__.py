@@ -22,6 +22,7 @@ from bench import (
     composites,
     corpus,
     evidence,
+    network,
     probes,
     proc,
     render,
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     chart_result: charts.ChartResult | None = None
     composite_result: composites.CompositeResult | None = None
     probe_result: probes.ProbeResult | None = None
+    network_result: network.NetworkResult | None = None
     load_result: api_load.LoadResult | None = None
     render_result: render.RenderResult | None = None
     scaling_result: scaling.ScalingResult | None = None
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             composite_result = composites.run(args.quick, _say)
         if args.only in (None, "tests"):
             probe_result = probes.run(args.quick, _say)
+            network_result = network.run(args.quick, _say)
         if args.only in (None, "load"):
             load_result = api_load.run(args.quick, _say, args.load_seconds)
         if args.only in (None, "render"):
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(composites.rows(composite_result)))
         print()
     if probe_result is not None:
-        print(report.render(probes.rows(probe_result)))
+        rows = probes.rows(probe_result)
+        print(report.render(rows + (network.rows(network_result) if network_result else [])))
         print()
     if load_result is not None:
         print(report.render(report.load_rows(load_result)))

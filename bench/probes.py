@@ -23,6 +23,7 @@ from bench.server import SnapshotdServer
 
 TESTS = 240
 SNAPSHOT_ROUNDS = 2880
+_HTTP_ROUND = json.dumps({"response_code": 200, "total_time": 12, "response_time": 5})
 
 
 @dataclass
@@ -50,9 +51,10 @@ def _rounds_of(db: sqlite3.Connection, round_id: int) -> list[dict]:
     return [json.loads(text) for (text,) in rows]
 
 
-def _one_boundary(server: SnapshotdServer, count: int) -> tuple[int, float, float]:
+def one_boundary(server: SnapshotdServer, count: int) -> tuple[int, float, list[dict]]:
     """Waits for the next minute's round of every test; returns how many ran, how long the
-    worker was busy with them, and the worst lag from the round's start to a result."""
+    worker was busy with them (the last result's end, from the round's start), and the
+    results."""
     assert server.root is not None
     path = server.root / "data" / "snapshotd.db"
     boundary = (int(time.time()) // 60 + 1) * 60
@@ -71,15 +73,16 @@ def _one_boundary(server: SnapshotdServer, count: int) -> tuple[int, float, floa
         if r.get("date")
     ]
     busy = (max(ends) - boundary) if ends else 60.0
-    return len(results), busy, busy
+    return len(results), busy, results
 
 
-def _seed_rounds(server: SnapshotdServer, test_id: str, agent: str, end: int) -> None:
+def seed_rounds(
+    server: SnapshotdServer, test_id: str, agent: str, end: int, result: str = _HTTP_ROUND
+) -> None:
     """2,880 finished rounds of a 60 s test, written straight into the database file."""
     assert server.root is not None
     path = server.root / "data" / "snapshotd.db"
     first = end - end % 60 - (SNAPSHOT_ROUNDS - 1) * 60
-    result = json.dumps({"response_code": 200, "total_time": 12, "response_time": 5})
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     rows = [
         (int(test_id), first + i * 60, int(agent), "done", result, now)
@@ -103,7 +106,8 @@ def run(quick: bool, say: Callable[[str], None]) -> ProbeResult:
             say(f"tests: {count} http-server tests every 60 s on one worker")
             _create_tests(client, target.url, agent, count)
             say("tests: waiting for the next minute's rounds")
-            rounds, busy, lag = _one_boundary(server, count)
+            rounds, busy, _ = one_boundary(server, count)
+            lag = busy
             # A disabled test for the snapshot, so the scheduler adds nothing to its window.
             body: dict[str, object] = {
                 "testName": "history",
@@ -116,7 +120,7 @@ def run(quick: bool, say: Callable[[str], None]) -> ProbeResult:
             source.raise_for_status()
             test_id = source.json()["testId"]
             end = datetime.now(UTC)
-            _seed_rounds(server, test_id, agent, int(end.timestamp()))
+            seed_rounds(server, test_id, agent, int(end.timestamp()))
             say(f"tests: 48 h snapshots of {SNAPSHOT_ROUNDS} rounds")
             timings = []
             for attempt in range(3):

@@ -32,7 +32,7 @@ from snapshotd.http.deps import (
     public_base,
 )
 from snapshotd.http.problems import error_headers, problem
-from snapshotd.services import dns_api_tests
+from snapshotd.services import dns_api_tests, network_tests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Share, Snapshot
 from snapshotd.services.shares import share_state
@@ -172,6 +172,7 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "subject": _subject(snapshot),
             "rounds": rounds,
             "availability": _availability(rounds),
+            "network": _network(rounds),
         },
         headers=NO_STORE,
     )
@@ -199,9 +200,45 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
                 "response": result.get("response_time"),
                 "total": result.get("total_time", result.get("page_load_time")),
                 "lines": dns_api_tests.round_lines(kind, result),
+                "network": network_tests.measurement(result),
             }
         )
     return rows
+
+
+def _network(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per agent, the window's loss, latency and jitter, and the last path it traced."""
+    agents: dict[str, dict[str, Any]] = {}
+    for row in rounds:
+        measured = row["network"]
+        if not measured:
+            continue
+        entry = agents.setdefault(row["agent"], {"agent": row["agent"], "sent": 0, "got": 0})
+        entry["sent"] += measured.get("sent") or 0
+        entry["got"] += measured.get("received") or 0
+        for key in ("avg_latency", "jitter"):
+            if measured.get(key) is not None:
+                entry.setdefault(key, []).append(measured[key])
+        if measured.get("path"):
+            entry["path"], entry["path_time"] = measured["path"], row["time"]
+    summary = []
+    for entry in agents.values():
+        sent = entry["sent"]
+        summary.append(
+            {
+                "agent": entry["agent"],
+                "loss": round(100 * (sent - entry["got"]) / sent, 1) if sent else None,
+                "latency": _mean(entry.get("avg_latency")),
+                "jitter": _mean(entry.get("jitter")),
+                "path": entry.get("path") or [],
+                "path_time": entry.get("path_time"),
+            }
+        )
+    return summary
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def _availability(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, InvalidURL, NotFound
-from snapshotd.services import agents, audit, dns_api_tests
+from snapshotd.services import agents, audit, dns_api_tests, network_tests
 from snapshotd.store.db import Database, insert_or_merge
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest, utcnow
 from snapshotd.store.queue import Claim, JobQueue
@@ -52,6 +52,8 @@ class ProbeSettings(BaseModel):
     headers: tuple[str, ...] = ()
     post_body: str | None = None
     user_agent: str | None = None
+    network_measurements: bool = True
+    protocol: Literal["tcp", "icmp", "udp"] = "tcp"
 
     @classmethod
     def of(cls, test: SyntheticTest) -> ProbeSettings:
@@ -104,7 +106,7 @@ class Synthetic:
 
     # -- tests --------------------------------------------------------------------------------
 
-    def _check(self, fields: TestFields, *, creating: bool, kind: str) -> None:
+    def _check(self, fields: TestFields, kind: str, *, creating: bool) -> None:
         if creating:
             for name in dns_api_tests.REQUIRED.get(kind, ("url", "interval")):
                 if getattr(fields, name) is None:
@@ -114,7 +116,9 @@ class Synthetic:
         if fields.interval is not None and fields.interval not in INTERVALS:
             allowed = ", ".join(map(str, INTERVALS))
             raise BadRequest(f"interval must be one of {allowed} seconds", field="interval")
-        if fields.url is not None:
+        if fields.url is not None and kind in network_tests.NETWORK_TYPES:
+            network_tests.check_target(self.policy, fields.url)
+        elif fields.url is not None:
             try:
                 self.policy.check_url(fields.url)
             except InvalidURL as error:
@@ -128,7 +132,7 @@ class Synthetic:
                 raise BadRequest(f"no agent with id {listed}", field="agents")
 
     def create(self, scope: Scope, kind: str, fields: TestFields, *, actor: str) -> SyntheticTest:
-        self._check(fields, creating=True, kind=kind)
+        self._check(fields, kind, creating=True)
         now = utcnow()
         with self.db.session() as session:
             test = SyntheticTest(
@@ -168,7 +172,7 @@ class Synthetic:
     def update(
         self, scope: Scope, test_id: int, kind: str, fields: TestFields, *, actor: str
     ) -> SyntheticTest:
-        self._check(fields, creating=False, kind=kind)
+        self._check(fields, kind, creating=False)
         with self.db.session() as session:
             test = _test(session, scope, test_id, kind)
             if test.saved_event:
@@ -192,14 +196,20 @@ class Synthetic:
         """Queues every round now due on this agent that nobody has queued yet."""
         with self.db.session() as session:
             tests = session.execute(
-                select(SyntheticTest.id, SyntheticTest.interval, SyntheticTest.agent_ids).where(
-                    SyntheticTest.enabled.is_(True), SyntheticTest.saved_event.is_(False)
-                )
+                select(
+                    SyntheticTest.id,
+                    SyntheticTest.interval,
+                    SyntheticTest.agent_ids,
+                    SyntheticTest.type,
+                ).where(SyntheticTest.enabled.is_(True), SyntheticTest.saved_event.is_(False))
             ).all()
             due = {
                 (test_id, round_of(now, interval))
-                for test_id, interval, agent_ids in tests
+                for test_id, interval, agent_ids, _ in tests
                 if agent_id in (agent_ids or [])
+            }
+            kinds = {
+                test_id: network_tests.job_kind(kind, PROBE_JOB) for test_id, *_, kind in tests
             }
             if not due:
                 return 0
@@ -222,10 +232,11 @@ class Synthetic:
                 insert_or_merge(session, ProbeRound)
                 .values(rows)
                 .on_conflict_do_nothing(index_elements=["test_id", "round_id", "agent_id"])
-                .returning(ProbeRound.id)
+                .returning(ProbeRound.id, ProbeRound.test_id)
             ).all()
-            for (round_pk,) in inserted:
-                self.queue.enqueue(session, PROBE_JOB, {"round": round_pk}, agent_id=agent_id)
+            for round_pk, test_id in inserted:
+                job = kinds[test_id]
+                self.queue.enqueue(session, job, {"round": round_pk}, agent_id=agent_id)
             return len(inserted)
 
     def start_round(self, claim: Claim) -> tuple[ProbeRound, SyntheticTest] | None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from snapshotd.engines.charts import ChartRenderer, ChartSpec, Series
 from snapshotd.errors import BadRequest, NotFound
-from snapshotd.services import audit, dns_api_tests
+from snapshotd.services import audit, dns_api_tests, network_tests
 from snapshotd.services.accounts import Principal
 from snapshotd.services.shares import Shares
 from snapshotd.services.snapshots import Snapshots
@@ -174,6 +174,11 @@ class TestWindows:
             .order_by(ProbeRound.agent_id, ProbeRound.round_id)
         ).all()
         names = dict(session.execute(select(Agent.id, Agent.name)).all())
+        assert test.start_round is not None and test.end_round is not None
+        if test.type in network_tests.NETWORK_TYPES:
+            named = [(names.get(a, f"agent {a}"), r, result) for a, r, result in rows]
+            span = (float(test.start_round), float(test.end_round + test.interval))
+            return network_tests.chart(test.name, *span, named)
         by_line: dict[tuple[int, str], list[tuple[int, float]]] = {}
         available = 0
         for agent_id, round_id, result in rows:
@@ -190,7 +195,6 @@ class TestWindows:
         ]
         share = f"{100 * available / len(rows):.1f}% available" if rows else "no rounds"
         measured_as = dns_api_tests.CHART_TITLES.get(test.type, "response time (ms)")
-        assert test.start_round is not None and test.end_round is not None
         return ChartSpec(
             "line",
             f"{test.name} — {measured_as}, {share}",

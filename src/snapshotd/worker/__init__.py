@@ -40,7 +40,14 @@ from snapshotd.store.notify import JobListener, conninfo
 from snapshotd.store.outages import as_outage
 from snapshotd.store.queue import Claim, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker.jobs import LIGHT_KINDS, LIGHT_LOOPS, JobHandler, job_handlers
+from snapshotd.worker.jobs import (
+    LIGHT_KINDS,
+    LIGHT_LOOPS,
+    NETWORK_KINDS,
+    NETWORK_PARALLEL,
+    JobHandler,
+    job_handlers,
+)
 
 log = logging.getLogger(__name__)
 StackFactory = Callable[[Settings], AbstractAsyncContextManager[CaptureStack]]
@@ -133,6 +140,7 @@ class Worker:
                         group.create_task(self._claim_loop())
                     for _ in range(LIGHT_LOOPS):
                         group.create_task(self._claim_loop(LIGHT_KINDS))
+                    group.create_task(self._claim_loop(NETWORK_KINDS, NETWORK_PARALLEL))
                     reap_every = max(1.0, s.job_lease_seconds / 3)
                     group.create_task(self._periodically("reaper", reap_every, self._reap))
                     sweep_every = s.sweep_interval_seconds
@@ -161,27 +169,50 @@ class Worker:
         if loop is not None and event is not None:
             loop.call_soon_threadsafe(event.set)
 
-    async def _claim_loop(self, kinds: tuple[str, ...] = ()) -> None:
-        """Claims and runs one job after another: of any kind, or only of `kinds` when given."""
+    async def _claim_loop(self, kinds: tuple[str, ...] = (), parallel: int = 1) -> None:
+        """Claims and runs one job after another: of any kind, or only of `kinds` when given.
+        With `parallel` above 1 (jobs that mostly wait), up to that many run at once, each in a
+        task of its own, while this one loop does the claiming (and the idle polling)."""
         poll = self.settings.poll_interval_seconds
         pause = poll
-        while not self.stopping:
-            assert self._work_queued is not None
-            self._work_queued.clear()
+        slots = asyncio.Semaphore(parallel)
+        running: set[asyncio.Task[None]] = set()
+
+        async def run(claim: Claim) -> None:
             try:
-                claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id, kinds)
-            except Exception as error:
-                # Queued jobs wait safely in the database; this loop only has to outlast it.
-                self._trouble(error, "claiming jobs")
-                pause = min(max(pause, 0.5) * 2, MAX_PAUSE_SECONDS)
-                await self._idle(pause)
-                continue
-            self.outages.recovered(DatabaseUnavailable)
-            pause = poll
-            if claim is None:
-                await self._idle(poll)  # jobs queued by another process: found at the next poll
-                continue
-            await self.run_claim(claim)
+                await self.run_claim(claim)
+            finally:
+                slots.release()
+
+        try:
+            while not self.stopping:
+                await slots.acquire()
+                assert self._work_queued is not None
+                self._work_queued.clear()
+                try:
+                    claim = await asyncio.to_thread(self.queue.claim, self.id, self.agent_id, kinds)
+                except Exception as error:
+                    # Queued jobs wait safely in the database; this loop only has to outlast it.
+                    slots.release()
+                    self._trouble(error, "claiming jobs")
+                    pause = min(max(pause, 0.5) * 2, MAX_PAUSE_SECONDS)
+                    await self._idle(pause)
+                    continue
+                self.outages.recovered(DatabaseUnavailable)
+                pause = poll
+                if claim is None:
+                    slots.release()
+                    await self._idle(poll)  # jobs queued by another process: the next poll
+                    continue
+                if parallel == 1:
+                    await run(claim)
+                else:
+                    task = asyncio.create_task(run(claim))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def run_claimed(self, snapshot: Snapshot) -> None:
         """Runs a snapshot created with `claimed_by=self.id` (its job is already attempt 1)."""

@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -30,7 +30,7 @@ from snapshotd.errors import (
     DiskFull,
 )
 from snapshotd.outage_log import OutageLog
-from snapshotd.services import dns_api_tests, webhooks
+from snapshotd.services import dns_api_tests, network_tests, webhooks
 from snapshotd.services.capture_request import CaptureRequest
 from snapshotd.services.chart_snapshots import CHART_JOB, ChartSnapshots
 from snapshotd.services.evidence import Evidence
@@ -39,7 +39,7 @@ from snapshotd.services.synthetic import PROBE_JOB, ProbeSettings, Synthetic
 from snapshotd.services.timestamping import TIMESTAMP_JOB, Timestamping
 from snapshotd.store.queue import Claim, JobQueue, LeaseLost
 from snapshotd.telemetry import Telemetry
-from snapshotd.worker import dns_api_jobs
+from snapshotd.worker import dns_api_jobs, network
 
 # A job's lines are the worker's lines: one logger name to follow a worker by.
 log = logging.getLogger("snapshotd.worker")
@@ -197,7 +197,12 @@ class ProbeJob:
             reason = f"the test's stored settings are not valid: {error.errors()[0]['msg']}"
             await asyncio.to_thread(finish_job, self.synthetic.queue, claim, reason)
             return
+        if test.type in network_tests.NETWORK_TYPES:
+            measured = await network.agent_to_server(test, settings, self.synthetic.policy)
+            await asyncio.to_thread(self.synthetic.finish_round, claim, measured)
+            return
         result: probes.HttpResult | probes.PageLoadResult
+        beside: dict[str, Any] | None = None
         if test.type == "page-load":
             result = await probes.page_load(
                 self.stack.pool,
@@ -206,19 +211,33 @@ class ProbeJob:
                 timeout_s=settings.page_load_time_limit,
             )
         else:
-            result = await probes.http_server(
-                test.url,
-                policy=self.synthetic.policy,
-                timeout_s=settings.http_time_limit,
-                follow_redirects=settings.follow_redirects,
-                desired_status=settings.desired_status_code,
-                verify_tls=settings.verify_certificate,
-                method=settings.request_method,
-                headers=settings.headers,
-                body=settings.post_body,
-                user_agent=settings.user_agent,
+            measuring = (
+                asyncio.create_task(network.beside_http(test.url, self.synthetic.policy))
+                if settings.network_measurements
+                else None
             )
-        await asyncio.to_thread(self.synthetic.finish_round, claim, result.to_dict())
+            try:
+                result = await probes.http_server(
+                    test.url,
+                    policy=self.synthetic.policy,
+                    timeout_s=settings.http_time_limit,
+                    follow_redirects=settings.follow_redirects,
+                    desired_status=settings.desired_status_code,
+                    verify_tls=settings.verify_certificate,
+                    method=settings.request_method,
+                    headers=settings.headers,
+                    body=settings.post_body,
+                    user_agent=settings.user_agent,
+                )
+            except BaseException:
+                if measuring is not None:
+                    measuring.cancel()
+                raise
+            beside = None if measuring is None else await measuring
+        outcome = result.to_dict()
+        if beside is not None:
+            outcome["network"] = beside
+        await asyncio.to_thread(self.synthetic.finish_round, claim, outcome)
 
 
 class WebhookJob:
@@ -284,6 +303,10 @@ def finish_job(queue: JobQueue, claim: Claim, error: str | None) -> None:
 # a token is not queued behind a backlog of captures.
 LIGHT_KINDS = (TIMESTAMP_JOB, webhooks.WEBHOOK_JOB)
 LIGHT_LOOPS = 1
+# Network rounds hold no browser either and mostly wait for answers (a lost probe waits 1 s, a
+# silent hop of a path 2 s), so a loop of their own runs many at a time.
+NETWORK_KINDS = (network_tests.NETWORK_JOB,)
+NETWORK_PARALLEL = 32
 
 
 def job_handlers(
@@ -304,6 +327,7 @@ def job_handlers(
         CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, outages, telemetry),
         CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, outages, telemetry),
         PROBE_JOB: ProbeJob(synthetic, stack),
+        network_tests.NETWORK_JOB: ProbeJob(synthetic, stack),
         webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
         TIMESTAMP_JOB: TimestampJob(snapshots.timestamping, stack.http),
     }

@@ -90,6 +90,8 @@ _PROBE_FIELDS = {
     "headers": "headers",
     "postBody": "post_body",
     "userAgent": "user_agent",
+    "networkMeasurements": "network_measurements",
+    "protocol": "protocol",
 }
 _WIRE_NAMES = {field: wire for wire, field in _PROBE_FIELDS.items()}
 # Settings are returned in the order they are read here, whatever order they were stored in.

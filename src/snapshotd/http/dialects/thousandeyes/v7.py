@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -26,6 +27,8 @@ from snapshotd.http.dialects.thousandeyes import bodies, dns_api
 from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, parse_window, scope
 from snapshotd.http.wire import json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
+from snapshotd.services.network_tests import NETWORK_TYPES
+from snapshotd.services.records import ProbeRound
 from snapshotd.services.synthetic import TYPES
 from snapshotd.timestamps import iso_seconds
 
@@ -43,7 +46,8 @@ Sharer = Annotated[Principal, Depends(requires("share"))]
 
 def _kind(test_type: str) -> str:
     if test_type not in TYPES:
-        raise NotFound(f"snapshotd runs {' and '.join(TYPES)} tests, not {test_type}")
+        *some, last = (*TYPES, *NETWORK_TYPES)
+        raise NotFound(f"snapshotd runs {', '.join(some)} and {last} tests, not {test_type}")
     return test_type
 
 
@@ -200,6 +204,19 @@ def _cursor(value: str | None) -> int:
         raise BadRequest("cursor is not one this API handed out", field="cursor") from None
 
 
+def page_links(
+    request: Request, base: str, rounds: Sequence[ProbeRound], more: bool
+) -> dict[str, Any]:
+    """A results page's `_links`: itself, and the next page's cursor after its last round."""
+    links: dict[str, Any] = {"self": {"href": str(request.url)}}
+    if more and rounds:
+        token = base64.urlsafe_b64encode(json.dumps({"after": rounds[-1].id}).encode()).decode()
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        query.append(("cursor", token))
+        links["next"] = {"href": f"{base}{request.url.path}?{urlencode(query)}"}
+    return links
+
+
 @router.get("/test-results/{test_id}/{test_type}", summary="Results of a test's rounds")
 def test_results(
     test_id: str,
@@ -225,13 +242,6 @@ def test_results(
     )
     base = public_base(request, services)
     known = _agents_by_id(services)
-    self_href = str(request.url)
-    links: dict[str, Any] = {"self": {"href": self_href}}
-    if more and rounds:
-        token = base64.urlsafe_b64encode(json.dumps({"after": rounds[-1].id}).encode()).decode()
-        query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-        query.append(("cursor", token))
-        links["next"] = {"href": f"{base}{request.url.path}?{urlencode(query)}"}
     body: dict[str, Any] = {
         "results": [
             body
@@ -239,7 +249,7 @@ def test_results(
             for body in dns_api.result_bodies(base, test, r, known.get(r.agent_id))
         ],
         "test": bodies.simple_test(base, test),
-        "_links": links,
+        "_links": page_links(request, base, rounds, more),
     }
     if start is not None:
         body["startDate"] = iso_seconds(datetime.fromtimestamp(start, UTC))
