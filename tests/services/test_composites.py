@@ -3,6 +3,8 @@ parser's refusals and their positions; composite chart streams as drawn."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -382,3 +384,20 @@ def test_a_composite_line_denser_than_the_plot_is_downsampled_by_its_function(
     assert drawn["sum"].sum() == 16200.0  # every point counted once
     assert drawn["max"].max() == 9.0 and (drawn["max"] >= drawn["average"]).all()
     assert drawn["average"].mean() == pytest.approx(4.5, abs=0.05)
+
+
+def test_creating_one_composite_from_many_requests_at_once(
+    composites: Composites, metrics: Metrics, any_db: Database
+) -> None:
+    acme = org(any_db, "acme")
+    start = threading.Barrier(6)
+
+    def create(index: int) -> bool:
+        start.wait()
+        expression = f'scale(s("errors", "*"), {{"factor": "{index + 1}"}})'
+        return composites.put(acme, "errors.scaled", expression, MetricChanges(type="composite"))
+
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(create, range(6)))
+    assert created.count(True) == 1 and created.count(False) == 5
+    assert metrics.get(acme, "errors.scaled").type == "composite"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from snapshotd.errors import BadRequest
 from snapshotd.services.composite_language import (
@@ -94,6 +95,15 @@ class Composites:
                 compile_expression(expression)
             except BadRequest as error:
                 raise BadRequest(error.detail, field="composite") from None
+        try:
+            created = self._store(org_id, name, expression)
+        except IntegrityError:
+            # Another request created the name meanwhile: this one updates what it made.
+            created = self._store(org_id, name, expression)
+        self.metrics.put(org_id, name, replace(changes, type=None))
+        return created
+
+    def _store(self, org_id: str, name: str, expression: str | None) -> bool:
         with self.metrics.db.session() as session:
             metric = session.scalar(
                 select(Metric).where(Metric.org_id == org_id, Metric.key == name.lower())
@@ -110,7 +120,6 @@ class Composites:
                 )
             if expression is not None:
                 metric.composite = expression
-        self.metrics.put(org_id, name, replace(changes, type=None))
         return created
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, NotFound
@@ -176,6 +177,12 @@ class Metrics:
     def put(self, org_id: str, name: str, changes: MetricChanges) -> bool:
         """Updates a metric's properties, creating it when `type` is given; True if created."""
         check_name(name)
+        try:
+            return self._put(org_id, name, changes)
+        except IntegrityError:
+            return self._put(org_id, name, changes)  # created meanwhile by another request
+
+    def _put(self, org_id: str, name: str, changes: MetricChanges) -> bool:
         with self.db.session() as session:
             metric = session.scalar(
                 select(Metric).where(Metric.org_id == org_id, Metric.key == name.lower())
