@@ -7,7 +7,6 @@ and hands them to the chart engine; it never calls back into the API.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from snapshotd.config import Settings
 from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Series, summarize
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services.metrics import Metrics
+from snapshotd.services.rollups import serving_resolution
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.services.spaces import choice, find_chart
@@ -84,7 +84,7 @@ class ChartSnapshots:
         options = snapshot.options
         chart, end = options["chart"], int(options["end_time"])
         start = end - int(options["duration"])
-        resolution = max(1, math.ceil((end - start) / MAX_POINTS_PER_LINE))
+        resolution = serving_resolution(end - start, MAX_POINTS_PER_LINE)
         lines: list[Series] = []
         described = []
         for stream in chart.get("streams", []):

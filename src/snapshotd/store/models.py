@@ -347,6 +347,26 @@ class Measurement(Base):
     max: Mapped[float] = mapped_column(Float)
 
 
+class MetricRollup(Base):
+    """The measurements of one series in one bucket of a coarser resolution (60, 900 or 3600
+    seconds), kept as the same four columns so that a bucket is exactly the merge of its seconds.
+    `time` is the bucket's start, `time - time % resolution`. Ingest adds to these rows in the
+    transaction that stores the seconds; reads use them for every whole bucket of a window."""
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("metric_series.id", ondelete="CASCADE"), primary_key=True
+    )
+    resolution: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
 class Space(Base):
     __tablename__ = "spaces"
     __table_args__ = (UniqueConstraint("org_id", "name"),)
