@@ -25,6 +25,7 @@ from bench import (
     proc,
     render,
     report,
+    rollups,
     scaling,
 )
 from bench import load as api_load
@@ -55,14 +56,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
             "ads",
             "evidence",
             "charts",
+            "rollups",
             "tests",
             "load",
             "render",
             "scaling",
         ),
         help="run only the page-capture, the real-world corpus, the ad-heavy page, the evidence "
-        "cost, the chart and metric, the synthetic test, the API load, the render link, or the "
-        "worker scaling figures",
+        "cost, the chart and metric, the stored roll-ups, the synthetic test, the API load, the "
+        "render link, or the worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ad_result: adpage.AdResult | str | None = None
     evidence_result: evidence.EvidenceResult | None = None
     chart_result: charts.ChartResult | None = None
+    rollup_result: rollups.RollupResult | None = None
     probe_result: probes.ProbeResult | None = None
     load_result: api_load.LoadResult | None = None
     render_result: render.RenderResult | None = None
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             evidence_result = evidence.run(args.quick, _say)
         if args.only in (None, "charts"):
             chart_result = charts.run(args.quick, _say)
+        if args.only in (None, "rollups"):
+            rollup_result = rollups.run(args.quick, _say)
         if args.only in (None, "tests"):
             probe_result = probes.run(args.quick, _say)
         if args.only in (None, "load"):
@@ -199,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if chart_result is not None:
         print()
         print(report.render(charts.rows(chart_result)))
+        print()
+    if rollup_result is not None:
+        print(rollups.describe(rollup_result))
+        print(report.render(rollups.rows(rollup_result)))
         print()
     if probe_result is not None:
         print(report.render(probes.rows(probe_result)))

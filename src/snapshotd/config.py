@@ -276,17 +276,23 @@ class Settings(BaseSettings):
     rollup_1m_retention_days: int = Field(
         180,
         ge=0,
-        description="Days the 60-second roll-ups of measurements are kept (0: forever); at "
-        "least as long as the measurements themselves (a shorter value is raised to that).",
+        description="Days the 1-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the measurements themselves (a shorter value is raised to that).",
+    )
+    rollup_5m_retention_days: int = Field(
+        365,
+        ge=0,
+        description="Days the 5-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the 1-minute ones (a shorter value is raised to that).",
     )
     rollup_15m_retention_days: int = Field(
-        400,
+        730,
         ge=0,
-        description="Days the 15-minute roll-ups of measurements are kept (0: forever); at "
-        "least as long as the 60-second ones (a shorter value is raised to that).",
+        description="Days the 15-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the 5-minute ones (a shorter value is raised to that).",
     )
     rollup_1h_retention_days: int = Field(
-        1095,
+        1825,
         ge=0,
         description="Days the 1-hour roll-ups of measurements are kept (0: forever); at least "
         "as long as the 15-minute ones (a shorter value is raised to that).",
@@ -429,6 +435,7 @@ class Settings(BaseSettings):
         kept, floor = {}, self.measurement_retention_days
         for resolution, days in (
             (60, self.rollup_1m_retention_days),
+            (300, self.rollup_5m_retention_days),
             (900, self.rollup_15m_retention_days),
             (3600, self.rollup_1h_retention_days),
         ):

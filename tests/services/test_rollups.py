@@ -117,6 +117,7 @@ def windows() -> Iterator[tuple[int, int, int]]:
     yield BASE + 31, BASE + 40000, 1800
     yield BASE + 59, BASE + 30000, 300
     yield BASE + 3, BASE + 20000, 120
+    yield BASE + 299, BASE + 50000, 600
     yield BASE + 100, BASE + 20000, 45  # no stored resolution divides 45
     yield BASE + 7000, BASE + 7059, 3600  # inside one hour
     yield BASE + 50, BASE + 50, 60  # one second
@@ -230,7 +231,8 @@ def test_plan_covers_each_second_once_from_the_coarsest_level() -> None:
 def test_chart_resolutions_are_served_by_rollups() -> None:
     assert serving_resolution(3600, 3600) == 1
     assert serving_resolution(7200, 3600) == 2
-    assert serving_resolution(86400, 3600) == 30
+    assert serving_resolution(40000, 3600) == 15
+    assert serving_resolution(86400, 3600) == 60
     assert serving_resolution(7 * 86400, 3600) == 300
     assert serving_resolution(30 * 86400, 3600) == 900
     assert serving_resolution(400 * 86400, 3600) == 10800
@@ -238,7 +240,7 @@ def test_chart_resolutions_are_served_by_rollups() -> None:
     for span in (600, 3601, 86400, 7 * 86400, 30 * 86400, 365 * 86400):
         resolution = serving_resolution(span, 3600)
         assert span / resolution <= 3600
-        assert resolution < 60 or any(resolution % r == 0 for r in RESOLUTIONS)
+        assert resolution < 60 or resolution in RESOLUTIONS or resolution % 3600 == 0
 
 
 def stored_rollups(db: Database) -> list[tuple[Any, ...]]:
@@ -295,16 +297,16 @@ def test_the_sweeper_keeps_each_resolution_for_its_retention(
     metrics.submit(acme, [Sample("disk", (), when, 1, 1.0, 1.0, 1.0) for when in ago], {})
     report = retention.sweep(settings, any_db, blobs, now=now)
     assert report.measurements == 4
-    # 60 s kept 180 days, 15 min 400 days, 1 h 1095 days (the defaults)
-    assert report.rollups == 3 + 2 + 1
+    # The defaults: 1 min kept 180 days, 5 min 365, 15 min 730, 1 h 1825.
+    assert report.rollups == 3 + 2 + 1 + 1
     left = {(r[1], r[2]) for r in stored_rollups(any_db)}
-    assert left == (
-        {(60, ago[0] - ago[0] % 60)}
-        | {(900, when - when % 900) for when in ago[:2]}
-        | {(3600, when - when % 3600) for when in ago[:3]}
-    )
+    assert left == {
+        (resolution, when - when % resolution)
+        for resolution, kept in ((60, 1), (300, 2), (900, 3), (3600, 3))
+        for when in ago[:kept]
+    }
     # A roll-up is never dropped before the finer data it stands in for.
     assert Settings(
         measurement_retention_days=30, rollup_1m_retention_days=10, rollup_1h_retention_days=0
-    ).rollup_retention_days == {60: 30, 900: 400, 3600: 0}
-    assert Settings(measurement_retention_days=0).rollup_retention_days == {60: 0, 900: 0, 3600: 0}
+    ).rollup_retention_days == {60: 30, 300: 365, 900: 730, 3600: 0}
+    assert set(Settings(measurement_retention_days=0).rollup_retention_days.values()) == {0}

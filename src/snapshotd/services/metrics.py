@@ -2,7 +2,7 @@
 
 Samples (validated by `samples.py`) are stored per series and second (count, sum, min, max; a
 plain value is count 1, and samples in the same second merge). The same transaction adds them to
-the stored roll-ups (`rollups.py`: 60 s, 15 min, 1 h), and a read at a resolution that one of
+the stored roll-ups (`rollups.py`: 1, 5, 15 and 60 min), and a read at a resolution that one of
 those divides takes its whole buckets from there, so a month-long read costs a few thousand rows
 a series rather than one a second; other resolutions are rolled up on read by one GROUP BY.
 """

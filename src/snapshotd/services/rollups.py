@@ -1,4 +1,4 @@
-"""Stored roll-ups: the per-second measurements merged into 60 s, 15 min and 1 h buckets.
+"""Stored roll-ups: the per-second measurements merged into 1, 5, 15 and 60 minute buckets.
 
 Ingest adds every stored second to its bucket at each resolution in the same transaction (`add`),
 so a bucket is always the merge of its seconds (count and sum added, min and max kept), whatever
@@ -34,10 +34,10 @@ from snapshotd.services.samples import Point
 from snapshotd.store.db import Database, insert_or_merge, on_postgres, rowcount
 from snapshotd.store.models import Measurement, MetricRollup, MetricSeries
 
-RESOLUTIONS = (60, 900, 3600)
-# Chart resolutions, finest first: below a minute any step; from a minute on only multiples of a
-# stored resolution, so a long window is read from roll-ups.
-_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+RESOLUTIONS = (60, 300, 900, 3600)
+# Chart resolutions, finest first: up to 15 s read from the seconds; from a minute on each is a
+# stored resolution or a multiple of the hour, so a chart reads at most one row a point a series.
+_STEPS = (1, 2, 5, 10, 15, 60, 300, 900, 3600, 7200, 10800, 21600, 43200)
 _DAY = 86400
 _CHUNK = 500
 

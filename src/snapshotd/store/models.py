@@ -348,10 +348,11 @@ class Measurement(Base):
 
 
 class MetricRollup(Base):
-    """The measurements of one series in one bucket of a coarser resolution (60, 900 or 3600
-    seconds), kept as the same four columns so that a bucket is exactly the merge of its seconds.
-    `time` is the bucket's start, `time - time % resolution`. Ingest adds to these rows in the
-    transaction that stores the seconds; reads use them for every whole bucket of a window."""
+    """The measurements of one series in one bucket of a coarser resolution (60, 300, 900 or
+    3600 seconds), kept as the same four columns so that a bucket is exactly the merge of its
+    seconds. `time` is the bucket's start, `time - time % resolution`. Ingest adds to these rows
+    in the transaction that stores the seconds; reads use them for every whole bucket of a
+    window."""
 
     __tablename__ = "metric_rollups"
     __table_args__ = {"sqlite_with_rowid": False}

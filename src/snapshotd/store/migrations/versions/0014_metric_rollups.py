@@ -1,4 +1,4 @@
-"""stored metric roll-ups (60 s, 15 min, 1 h), built from the measurements already stored
+"""stored metric roll-ups (1, 5, 15 and 60 min), built from the measurements already stored
 
 Revision ID: 0014
 Revises: 0009
@@ -13,7 +13,7 @@ branch_labels = None
 depends_on = None
 
 # The resolutions as they were when this revision was written; the code's list may grow later.
-RESOLUTIONS = (60, 900, 3600)
+RESOLUTIONS = (60, 300, 900, 3600)
 
 
 def upgrade() -> None:
