@@ -147,8 +147,10 @@ def _chart_costs(
     began = time.perf_counter()
     backend.rollup_rows = Rollups(db).rebuild()
     backend.rebuild_seconds = time.perf_counter() - began
-    with db.engine.begin() as connection:  # what autovacuum does after a load on PostgreSQL
-        connection.execute(text("ANALYZE"))
+    # What autovacuum does after a load on PostgreSQL: statistics, and the visibility map that
+    # lets the roll-ups be read by index-only scans.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE" if db.is_postgres else "ANALYZE"))
     say(
         f"rollups: {backend.database}: {backend.rollup_rows:,} roll-up rows rebuilt in "
         f"{backend.rebuild_seconds:.0f} s; {shots} chart snapshots per window"

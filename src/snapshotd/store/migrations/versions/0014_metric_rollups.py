@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("min", sa.Float(), nullable=False),
         sa.Column("max", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(["series_id"], ["metric_series.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("series_id", "resolution", "time"),
+        sa.PrimaryKeyConstraint(
+            "series_id", "resolution", "time", postgresql_include=["count", "sum", "min", "max"]
+        ),
         sqlite_with_rowid=False,
     )
     # Backfill: one INSERT ... SELECT per resolution, so the rows never leave the database and
