@@ -181,7 +181,10 @@ def read_arrays(
     for chunk in _chunks(series_ids):
         found = []
         for piece in pieces:
-            rows = session.connection().execute(_query(piece, chunk, resolution, parts))
+            # The driver's own fetchall: a month of buckets is some 10^5 rows, and building a
+            # result row object for each costs a third again of what the database takes.
+            result = session.connection().execute(_query(piece, chunk, resolution, parts))
+            rows = result.cursor.fetchall()
             flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64)
             found.append(flat.reshape(-1, width))
         table = np.concatenate(found) if found else np.empty((0, width))
