@@ -27,6 +27,7 @@ from bench import (
     proc,
     render,
     report,
+    rollups,
     scaling,
 )
 from bench import load as api_load
@@ -58,14 +59,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
             "evidence",
             "charts",
             "composites",
+            "rollups",
             "tests",
             "load",
             "render",
             "scaling",
         ),
         help="run only the page-capture, the real-world corpus, the ad-heavy page, the evidence "
-        "cost, the chart and metric, the composite metric, the synthetic test, the API load, "
-        "the render link, or the worker scaling figures",
+        "cost, the chart and metric, the composite metric, the stored roll-ups, the synthetic "
+        "test, the API load, the render link, or the worker scaling figures",
     )
     args = parser.parse_args(argv)
     args.shots = args.shots or (12 if args.quick else 40)
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     evidence_result: evidence.EvidenceResult | None = None
     chart_result: charts.ChartResult | None = None
     composite_result: composites.CompositeResult | None = None
+    rollup_result: rollups.RollupResult | None = None
     probe_result: probes.ProbeResult | None = None
     network_result: network.NetworkResult | None = None
     load_result: api_load.LoadResult | None = None
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             chart_result = charts.run(args.quick, _say)
         if args.only in (None, "composites"):
             composite_result = composites.run(args.quick, _say)
+        if args.only in (None, "rollups"):
+            rollup_result = rollups.run(args.quick, _say)
         if args.only in (None, "tests"):
             probe_result = probes.run(args.quick, _say)
             network_result = network.run(args.quick, _say)
@@ -210,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if composite_result is not None:
         print(report.render(composites.rows(composite_result)))
+    if rollup_result is not None:
+        print(rollups.describe(rollup_result))
+        print(report.render(rollups.rows(rollup_result)))
         print()
     if probe_result is not None:
         rows = probes.rows(probe_result)

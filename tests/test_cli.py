@@ -98,6 +98,8 @@ def test_token_create_prints_only_the_token(env: dict[str, str]) -> None:
 def test_migrate_is_repeatable(env: dict[str, str]) -> None:
     assert run(env, "migrate").returncode == 0
     assert run(env, "migrate").returncode == 0
+    rebuilt = run(env, "rebuild-rollups")
+    assert (rebuilt.returncode, rebuilt.stdout) == (0, "rebuilt 0 roll-up rows\n"), rebuilt.stderr
 
 
 def test_one_shot_capture_needs_no_server(
@@ -557,6 +559,7 @@ def test_serve_refuses_a_wrong_value_in_one_line(
         ["capture", "http://127.0.0.1:9/", "-o", "{tmp}/page.png"],
         ["token", "create", "--org", "acme", "--email", "ops@acme.test"],
         ["migrate"],
+        ["rebuild-rollups"],
         ["sweep"],
         ["org", "create", "acme"],
         ["audit", "--org", "acme"],

@@ -273,6 +273,30 @@ class Settings(BaseSettings):
         description="Days measurements are kept; the sweeper deletes older ones (0: keep "
         "them forever).",
     )
+    rollup_1m_retention_days: int = Field(
+        180,
+        ge=0,
+        description="Days the 1-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the measurements themselves (a shorter value is raised to that).",
+    )
+    rollup_5m_retention_days: int = Field(
+        365,
+        ge=0,
+        description="Days the 5-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the 1-minute ones (a shorter value is raised to that).",
+    )
+    rollup_15m_retention_days: int = Field(
+        730,
+        ge=0,
+        description="Days the 15-minute roll-ups of measurements are kept (0: forever); at least "
+        "as long as the 5-minute ones (a shorter value is raised to that).",
+    )
+    rollup_1h_retention_days: int = Field(
+        1825,
+        ge=0,
+        description="Days the 1-hour roll-ups of measurements are kept (0: forever); at least "
+        "as long as the 15-minute ones (a shorter value is raised to that).",
+    )
     max_measurements_per_request: int = Field(
         10_000,
         ge=1,
@@ -402,6 +426,22 @@ class Settings(BaseSettings):
     @property
     def resolved_replay_viewer_dir(self) -> Path:
         return Path(self.replay_viewer_dir) if self.replay_viewer_dir else DEFAULT_REPLAY_VIEWER_DIR
+
+    @property
+    def rollup_retention_days(self) -> dict[int, int]:
+        """Days each stored roll-up is kept, by its resolution in seconds (0: forever). A read
+        takes whole buckets from the coarsest roll-up that serves it, so each is kept at least as
+        long as the finer data beneath it: a shorter setting is raised to that."""
+        kept, floor = {}, self.measurement_retention_days
+        for resolution, days in (
+            (60, self.rollup_1m_retention_days),
+            (300, self.rollup_5m_retention_days),
+            (900, self.rollup_15m_retention_days),
+            (3600, self.rollup_1h_retention_days),
+        ):
+            floor = 0 if 0 in (days, floor) else max(days, floor)
+            kept[resolution] = floor
+        return kept
 
     @property
     def blobs_dir(self) -> Path:

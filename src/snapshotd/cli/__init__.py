@@ -13,5 +13,5 @@ capture.register(app)  # capture
 remote.register(app)  # ls, get, share
 accounts.register(app)  # audit, token, org, user, group
 render.register(app)  # render-key, render-url
-server.register(app)  # migrate, serve, worker
+server.register(app)  # migrate, rebuild-rollups, serve, worker
 evidence.register(app)  # verify, keygen, sweep

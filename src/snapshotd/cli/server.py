@@ -1,4 +1,5 @@
-"""`snapshotd serve`, `worker` and `migrate`: running snapshotd on a machine of the deployment."""
+"""`snapshotd serve`, `worker`, `migrate` and `rebuild-rollups`: running snapshotd on a machine of
+the deployment."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def migrate() -> None:
     settings = settings_from_env()
     open_db(settings)
     typer.echo(f"database is up to date: {settings.resolved_database_url.split('@')[-1]}")
+
+
+def rebuild_rollups() -> None:
+    """Recompute the stored roll-ups of every metric series from its stored seconds (after
+    restoring the measurements table on its own, say). Ingest may go on meanwhile."""
+    from snapshotd.services.rollups import Rollups
+
+    written = Rollups(open_db(settings_from_env())).rebuild()
+    typer.echo(f"rebuilt {written} roll-up rows")
 
 
 def serve(
@@ -161,5 +171,6 @@ def worker() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("migrate")(migrate)
+    app.command("rebuild-rollups")(rebuild_rollups)
     app.command("serve")(serve)
     app.command("worker")(worker)

@@ -7,7 +7,6 @@ and hands them to the chart engine; it never calls back into the API.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from snapshotd.services.annotations import Annotations
 from snapshotd.services.composite_charts import composite_lines
 from snapshotd.services.composites import Composites
 from snapshotd.services.metrics import Metrics
+from snapshotd.services.rollups import serving_resolution
 from snapshotd.services.samples import MAX_WHOLE, epoch, number
 from snapshotd.services.snapshots import Snapshots
 from snapshotd.services.spaces import annotation_streams, choice, find_chart
@@ -101,7 +101,7 @@ class ChartSnapshots:
         options = snapshot.options
         chart, end = options["chart"], int(options["end_time"])
         start = end - int(options["duration"])
-        resolution = max(1, math.ceil((end - start) / MAX_POINTS_PER_LINE))
+        resolution = serving_resolution(end - start, MAX_POINTS_PER_LINE)
         streams: list[dict[str, Any]] = chart.get("streams", [])
         lines: list[Series] = []
         first: list[Series] = []

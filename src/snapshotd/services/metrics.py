@@ -1,9 +1,10 @@
 """Metrics: measurements in, series out over a time window at a resolution.
 
 Samples (validated by `samples.py`) are stored per series and second (count, sum, min, max; a
-plain value is count 1, and samples in the same second merge). Roll-ups to a coarser resolution
-are computed on read by one GROUP BY over a time bucket, so ingest is a single multi-row upsert and
-every resolution is exact; `make bench` measures both sides.
+plain value is count 1, and samples in the same second merge). The same transaction adds them to
+the stored roll-ups (`rollups.py`: 1, 5, 15 and 60 min), and a read at a resolution that one of
+those divides takes its whole buckets from there, so a month-long read costs a few thousand rows
+a series rather than one a second; other resolutions are rolled up on read by one GROUP BY.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from snapshotd.errors import BadRequest, NotFound
+from snapshotd.services import rollups
+from snapshotd.services.rollups import merging_insert
 from snapshotd.services.samples import (
     KEEP,
     METRIC_TYPES,
@@ -34,11 +36,13 @@ from snapshotd.services.samples import (
     tag_filter_matches,
     wildcard,
 )
-from snapshotd.store.db import Database, insert_or_merge, on_postgres, rowcount
-from snapshotd.store.models import Measurement, Metric, MetricSeries
+from snapshotd.store.db import Database, insert_or_merge, rowcount
+from snapshotd.store.models import Measurement, Metric, MetricRollup, MetricSeries
 
 MAX_POINTS_PER_READ = 100_000
 _CHUNK = 500
+# The stored columns each chart value needs; a mean is sum / count.
+_PARTS = {"sum": ("sum",), "min": ("min",), "max": ("max",), "count": ("count",)}
 
 
 @dataclass
@@ -75,11 +79,13 @@ class Metrics:
                     row[0], row[1] = row[0] + s.count, row[1] + s.sum
                     row[2], row[3] = min(row[2], s.min), max(row[3], s.max)
             # In key order, so concurrent submissions lock rows in one order and cannot deadlock.
+            seconds = [(sid, when, *row) for (sid, when), row in sorted(merged.items())]
             rows = [
                 {"series_id": sid, "time": when, "count": c, "sum": t, "min": lo, "max": hi}
-                for (sid, when), (c, t, lo, hi) in sorted(merged.items())
+                for sid, when, c, t, lo, hi in seconds
             ]
-            session.execute(_merge_measurements(session), rows)
+            session.execute(merging_insert(session, Measurement, ["series_id", "time"]), rows)
+            rollups.add(session, seconds)
         return len(samples)
 
     def _metric_ids(
@@ -212,6 +218,7 @@ class Metrics:
             for chunk in _chunks(ids):
                 series = select(MetricSeries.id).where(MetricSeries.metric_id.in_(chunk))
                 session.execute(delete(Measurement).where(Measurement.series_id.in_(series)))
+                session.execute(delete(MetricRollup).where(MetricRollup.series_id.in_(series)))
                 session.execute(delete(MetricSeries).where(MetricSeries.metric_id.in_(chunk)))
                 session.execute(delete(Metric).where(Metric.id.in_(chunk)))
             return len(ids)
@@ -265,7 +272,7 @@ class Metrics:
             )
         with self.db.session() as session:
             metric, matching = _series_of(session, org_id, name, tags)
-            points = self._points(session, list(matching), start, end, resolution)
+            points = rollups.read_points(session, list(matching), start, end, resolution)
         return metric, [SeriesPoints(matching[sid], points.get(sid, [])) for sid in matching]
 
     def read_values(
@@ -280,63 +287,20 @@ class Metrics:
         function: str = "average",
     ) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
         """For drawing: each matching series' (tags, times, values), a value being the bucket's
-        average, sum, min, max or count, computed in SQL. An unknown metric has no series."""
-        m = Measurement
-        if resolution == 1:
-            when: Any = m.time
-            value: Any = {
-                "sum": m.sum,
-                "min": m.min,
-                "max": m.max,
-                "count": m.count,
-            }.get(function, m.sum / m.count)
-        else:
-            when = m.time - m.time % resolution
-            value = {
-                "sum": func.sum(m.sum),
-                "min": func.min(m.min),
-                "max": func.max(m.max),
-                "count": func.sum(m.count),
-            }.get(function, func.sum(m.sum) / func.sum(m.count))
+        average, sum, min, max or count. An unknown metric has no series."""
+        parts = _PARTS.get(function, ("count", "sum"))
         with self.db.session() as session:
             try:
                 _metric, matching = _series_of(session, org_id, name, tags)
             except NotFound:
                 return []
-            out = []
-            for sid, series_tags in matching.items():
-                query = select(when, value).where(
-                    m.series_id == sid, m.time >= start, m.time <= end
-                )
-                query = query.group_by(when) if resolution > 1 else query
-                rows = session.connection().execute(query.order_by(when))
-                flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64).reshape(-1, 2)
-                if flat.size:
-                    out.append((series_tags, flat[:, 0], flat[:, 1]))
-        return out
-
-    @staticmethod
-    def _points(
-        session: Session, series_ids: list[int], start: int, end: int, resolution: int
-    ) -> dict[int, list[Point]]:
-        m = Measurement
-        columns: list[Any]
-        if resolution == 1:  # rows are already one a second: no roll-up to do
-            columns = [m.series_id, m.time, m.count, m.sum, m.min, m.max]
-            bucket: ColumnElement[int] | None = None
-        else:
-            bucket = m.time - m.time % resolution
-            columns = [m.series_id, bucket, func.sum(m.count), func.sum(m.sum)]
-            columns += [func.min(m.min), func.max(m.max)]
-        out: dict[int, list[Point]] = {}
-        for chunk in _chunks(series_ids):
-            query = select(*columns).where(m.series_id.in_(chunk), m.time >= start, m.time <= end)
-            if bucket is None:
-                query = query.order_by(m.series_id, m.time)
-            else:
-                query = query.group_by(m.series_id, bucket).order_by(m.series_id, bucket)
-            for sid, when, count, total, low, high in session.connection().execute(query):
-                out.setdefault(sid, []).append((when, count, total, low, high))
+            found = rollups.read_arrays(session, list(matching), start, end, resolution, parts)
+        out = []
+        for sid, series_tags in matching.items():
+            if sid in found:
+                times, columns = found[sid]
+                values = columns[:, 1] / columns[:, 0] if len(parts) == 2 else columns[:, 0]
+                out.append((series_tags, times, values))
         return out
 
 
@@ -378,22 +342,6 @@ def _series_key(tags: Tags) -> str:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for index in range(0, len(items), _CHUNK):
         yield items[index : index + _CHUNK]
-
-
-def _merge_measurements(session: Session) -> Any:
-    """INSERT of measurement rows that adds to a row already stored for the same second."""
-    statement = insert_or_merge(session, Measurement)
-    new = statement.excluded
-    lower, upper = (func.least, func.greatest) if on_postgres(session) else (func.min, func.max)
-    return statement.on_conflict_do_update(
-        index_elements=["series_id", "time"],
-        set_={
-            "count": Measurement.count + new.count,
-            "sum": Measurement.sum + new.sum,
-            "min": lower(Measurement.min, new.min),
-            "max": upper(Measurement.max, new.max),
-        },
-    )
 
 
 def _insert_ignoring_duplicates(

@@ -1,6 +1,6 @@
 """The sweeper: deletes expired snapshots (never one under legal hold), expired share links, old
-rate-limit events, measurements past their retention, the blobs no remaining artifact refers to,
-and what interrupted writes left in the blob store.
+rate-limit events, measurements and their roll-ups past their retention, the blobs no remaining
+artifact refers to, and what interrupted writes left in the blob store.
 
 Expiry is already enforced on every read; the sweep only reclaims space. A blob is content-addressed
 and may be shared by several snapshots, so it is deleted only when no artifact row refers to it any
@@ -52,6 +52,7 @@ from snapshotd.services import audit
 from snapshotd.services.blob_gc import delete_unreferenced
 from snapshotd.services.liveness import live_clause
 from snapshotd.services.metrics import Metrics
+from snapshotd.services.rollups import Rollups
 from snapshotd.store.blobs import BlobStore
 from snapshotd.store.db import Database, rowcount
 from snapshotd.store.models import Artifact, RateEvent, Share, Snapshot, utcnow
@@ -70,6 +71,7 @@ class SweepReport:
     unfinished: int = 0
     rate_events: int = 0
     measurements: int = 0
+    rollups: int = 0
 
     def __bool__(self) -> bool:
         return bool(
@@ -79,6 +81,7 @@ class SweepReport:
             or self.orphans
             or self.unfinished
             or self.measurements
+            or self.rollups
         )
 
     def __str__(self) -> str:
@@ -86,7 +89,7 @@ class SweepReport:
             f"deleted {self.snapshots} snapshots, {self.shares} share links, "
             f"{self.blobs} blobs, {self.orphans} orphaned blobs, "
             f"{self.unfinished} unfinished writes, {self.rate_events} rate-limit events, "
-            f"{self.measurements} measurements"
+            f"{self.measurements} measurements, {self.rollups} measurement roll-ups"
         )
 
 
@@ -116,6 +119,13 @@ def sweep(
     if settings.measurement_retention_days:
         horizon = now - timedelta(days=settings.measurement_retention_days)
         report.measurements = Metrics(db).prune(int(horizon.timestamp()))
+    horizons = {
+        resolution: int((now - timedelta(days=days)).timestamp())
+        for resolution, days in settings.rollup_retention_days.items()
+        if days
+    }
+    if horizons:
+        report.rollups = Rollups(db).prune(horizons)
     shard = "" if every_shard else orphan_shard(now, settings.sweep_interval_seconds)
     grace = settings.blob_grace_seconds
     report.orphans = collect_orphans(db, blobs, grace, prefix=shard)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -344,6 +345,34 @@ class Measurement(Base):
     )
     time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class MetricRollup(Base):
+    """The measurements of one series in one bucket of a coarser resolution (60, 300, 900 or
+    3600 seconds), kept as the same four columns so that a bucket is exactly the merge of its
+    seconds. `time` is the bucket's start, `time - time % resolution`. Ingest adds to these rows
+    in the transaction that stores the seconds; reads use them for every whole bucket of a
+    window. On SQLite the table is clustered by its key; on PostgreSQL the key's index carries
+    the four columns, so a series' buckets come from index-only scans, in order, however ingest
+    scattered the heap rows (once vacuum has marked their pages all-visible)."""
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "series_id", "resolution", "time", postgresql_include=["count", "sum", "min", "max"]
+        ),
+        {"sqlite_with_rowid": False},
+    )
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("metric_series.id", ondelete="CASCADE"), primary_key=True
+    )
+    resolution: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
     sum: Mapped[float] = mapped_column(Float)
     min: Mapped[float] = mapped_column(Float)
     max: Mapped[float] = mapped_column(Float)
