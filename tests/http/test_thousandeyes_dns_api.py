@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 from thousandeyes_sdk import snapshots as te_snapshots
 from thousandeyes_sdk import tests as te_tests
 from thousandeyes_sdk.agents import CloudAndEnterpriseAgentsApi
@@ -78,11 +79,28 @@ def snapshot_of(client: ApiClient, test_id: str, name: str) -> Any:  # noqa: F81
     return made
 
 
+def in_chromium(url: str, settings: Settings) -> tuple[str, int]:
+    """A share page's text as real Chromium shows it, and the drawn width of its chart."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=settings.chromium_path)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            width = page.eval_on_selector("figure img", "image => image.naturalWidth")
+            return page.locator("body").inner_text(), int(width)
+        finally:
+            browser.close()
+
+
 def agent_id(client: ApiClient) -> str:  # noqa: F811
     return CloudAndEnterpriseAgentsApi(client).get_agents().agents[0].actual_instance.agent_id
 
 
-def test_dns_server_tests_run_and_freeze(client: ApiClient, dns_server: DnsServer) -> None:  # noqa: F811
+def test_dns_server_tests_run_and_freeze(
+    client: ApiClient,  # noqa: F811
+    dns_server: DnsServer,
+    settings: Settings,
+) -> None:
     tests_api = te_tests.DNSServerTestsApi(client)
     runs_on = [te_tests.TestAgentRequest(agent_id=agent_id(client))]
 
@@ -158,6 +176,9 @@ def test_dns_server_tests_run_and_freeze(client: ApiClient, dns_server: DnsServe
     assert page.status_code == 200 and "Resolver incident" in page.text
     assert "www.acme.test. 300 A 192.0.2.10" in page.text
     assert f"{dns_server.address} (udp)" in page.text
+    shown, chart_width = in_chromium(frozen.links.app_link.href, settings)
+    assert "Resolver incident" in shown and "www.acme.test. 300 A 192.0.2.10" in shown
+    assert chart_width > 0
     image = httpx.get(frozen.links.app_link.href + "/image")
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
@@ -167,6 +188,7 @@ def test_api_tests_run_steps_and_freeze(
     json_api: str,
     server: str,  # noqa: F811
     token: str,  # noqa: F811
+    settings: Settings,
 ) -> None:
     api = json_api
     tests_api = te_tests.APITestsApi(client)
@@ -276,3 +298,6 @@ def test_api_tests_run_steps_and_freeze(
     assert page.status_code == 200 and "Login trouble" in page.text
     assert "1. login: POST" in page.text and "→ 200" in page.text
     assert "FAILED: response-body $.plan is &#39;free&#39;: got &#39;pro&#39;" in page.text
+    shown, chart_width = in_chromium(frozen.links.app_link.href, settings)
+    assert "Login trouble" in shown and "FAILED: response-body $.plan is 'free': got 'pro'" in shown
+    assert chart_width > 0
