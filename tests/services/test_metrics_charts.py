@@ -18,7 +18,7 @@ from snapshotd.errors import BadRequest, NotFound, Unprocessable
 from snapshotd.http.dialects.librato.common import metric_changes
 from snapshotd.services import retention
 from snapshotd.services.accounts import Accounts, ensure_org
-from snapshotd.services.chart_snapshots import ChartSnapshots
+from snapshotd.services.chart_snapshots import ChartSnapshots, chart_resolution
 from snapshotd.services.graph import make_queue
 from snapshotd.services.metrics import Metrics, SeriesPoints
 from snapshotd.services.samples import MetricChanges, MetricProps, Point, Sample, sample, tag_set
@@ -969,13 +969,29 @@ def test_spec_uses_the_chart_frozen_at_request_and_a_coarser_resolution(
         acme, space.id, chart.id, {"name": "After", "streams": [{"metric": "x.y"}]}, actor=ACTOR
     )
     spec, metadata = chart_snapshots.spec(snapshot)
-    assert spec.title == "Before" and metadata["resolution"] == 2
-    # two-second buckets: BASE - 1 falls in the bucket starting at BASE - 2, BASE + 61 at BASE + 60
+    # Two hours on an 800-pixel chart: at most 720 points, so ten-second buckets. BASE - 1 falls
+    # in the bucket starting at BASE - 10, BASE + 61 in the one at BASE + 60.
+    assert spec.title == "Before" and metadata["resolution"] == 10
     assert lines(spec) == {
         "req.latency": [
-            (BASE - 2, 99.0),
+            (BASE - 10, 99.0),
             (BASE + 10, 20.0),
             (BASE + 20, 30.0),
             (BASE + 60, (50.0 + 99.0) / 2),
         ]
     }
+
+
+def test_a_long_window_draws_at_most_one_point_per_pixel_column() -> None:
+    day = 86400
+    # Up to an hour a chart keeps its seconds; past it, an 800-pixel chart has 720 columns.
+    assert [chart_resolution(span, 800) for span in (600, 3600, day, 7 * day, 30 * day)] == [
+        1,
+        1,
+        300,
+        900,
+        3600,
+    ]
+    assert chart_resolution(30 * day, 1600) == 3600  # 1,440 columns: still past 15 minutes
+    assert chart_resolution(7 * day, 1600) == 900
+    assert chart_resolution(day, 2400) == 60

@@ -15,7 +15,14 @@ import numpy as np
 
 from snapshotd.config import Settings
 from snapshotd.engines.chart_semantics import counter_rates, parse_thresholds, parse_transform
-from snapshotd.engines.charts import CHART_TYPES, ChartSpec, Marker, Series, summarize
+from snapshotd.engines.charts import (
+    CHART_TYPES,
+    ChartSpec,
+    Marker,
+    Series,
+    plot_columns,
+    summarize,
+)
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.services.annotations import Annotations
 from snapshotd.services.composite_charts import composite_lines
@@ -29,6 +36,15 @@ from snapshotd.store.models import Snapshot
 
 CHART_JOB = "chart"
 MAX_POINTS_PER_LINE = 3600
+# Up to an hour a chart keeps its seconds; a longer window draws at most one point per pixel
+# column of its plot, as more could not be told apart, so a month reads the hourly roll-up.
+SECONDS_KEPT_UP_TO = 3600
+
+
+def chart_resolution(span: int, width: int) -> int:
+    """The resolution a chart of `span` seconds, `width` pixels wide, reads its series at."""
+    most = MAX_POINTS_PER_LINE if span <= SECONDS_KEPT_UP_TO else plot_columns(width)
+    return serving_resolution(span, most)
 
 
 class ChartSnapshots:
@@ -101,7 +117,7 @@ class ChartSnapshots:
         options = snapshot.options
         chart, end = options["chart"], int(options["end_time"])
         start = end - int(options["duration"])
-        resolution = serving_resolution(end - start, MAX_POINTS_PER_LINE)
+        resolution = chart_resolution(end - start, int(options.get("width", 800)))
         streams: list[dict[str, Any]] = chart.get("streams", [])
         lines: list[Series] = []
         first: list[Series] = []
