@@ -128,8 +128,13 @@ class HarRecorder:
             "loadingFinished": self._finished,
             "loadingFailed": self._failed,
         }
+        # Playwright's public `on` wraps each call to a handler: it inspects the handler's
+        # signature and copies the event's parameters, every time. A page sends the recorder a
+        # hundred events or more, so it listens on the session's own emitter underneath, which
+        # hands over the parameters as parsed.
+        emitter = getattr(self.cdp, "_impl_obj", self.cdp)
         for event, handler in handlers.items():
-            self.cdp.on(f"Network.{event}", handler)
+            emitter.on(f"Network.{event}", handler)
         # Bodies stay out of the log, so without a listener that archives them this session keeps
         # no second copy of each (Playwright's own session keeps what it needs).
         buffer = max(0, self.buffer_bytes)
