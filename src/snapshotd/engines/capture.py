@@ -1,18 +1,19 @@
 """Page capture: one URL in, image/PDF plus evidence artifacts and metadata out.
 
 The engine is pure work: it takes a browser pool and options and returns bytes and facts. It knows
-nothing of jobs, the database or HTTP. The picture itself is taken in `engines/screenshots.py`.
+nothing of jobs, the database or HTTP. The picture itself is taken in `engines/screenshots.py`;
+the evidence kept beside it (DOM, HAR, provenance, web archive) in `engines/evidence.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from playwright.async_api import BrowserContext, CDPSession, Page, Response
@@ -23,12 +24,11 @@ from snapshotd.engines import archive, devices, emulation, har, provenance, scre
 from snapshotd.engines.blocking import FilterLists, page_filter
 from snapshotd.engines.browser import BrowserPool
 from snapshotd.engines.consent import ConsentHandler
+from snapshotd.engines.evidence import Evidence
 from snapshotd.engines.guard import DENIED_HEADER, EgressGuard
 from snapshotd.engines.useragent import describe_user_agent
 from snapshotd.errors import CaptureFailed
 from snapshotd.timestamps import iso
-
-T = TypeVar("T")
 
 MEDIA_TYPES = {
     "png": "image/png",
@@ -321,18 +321,10 @@ class CaptureEngine:
             consent = await ConsentHandler.attach(context, options.consent, self.autoconsent_dir)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
-            recorder = web_archive = None
+            evidence = None
             if options.evidence:
-                web_archive = archive.WebArchive(cdp, max_bytes=self.archive_max_bytes)
-                recorder = har.HarRecorder(
-                    cdp,
-                    hidden_headers=options.headers,
-                    hidden_cookies=[cookie.name for cookie in options.cookies],
-                    on_finished=web_archive.finished,
-                    buffer_bytes=web_archive.buffer_bytes,
-                )
-            if recorder is not None:
-                await recorder.start()
+                evidence = Evidence(cdp, options, max_bytes=self.archive_max_bytes)
+                await evidence.start()
             hints = await emulation.present_as(cdp, context_options["user_agent"], options.locale)
             if options.media:
                 # On this session: Playwright's own emulate_media does not hold once a second
@@ -368,52 +360,13 @@ class CaptureEngine:
                 changes["frozen"] = await emulation.freeze(page)
             artifacts, truncated = await self._render(page, cdp, options, scale)
             shot = time.perf_counter()
-            # Evidence parts run side by side, each mostly waiting on Chromium or a thread; each
-            # one's own milliseconds are kept, so its cost can be told apart.
-            spent: dict[str, int] = {}
             described = self._metadata(page, options, response, watch)
-            if recorder is None or web_archive is None:
+            if evidence is None:
                 metadata = await described
             else:
-                # The DOM is read while the metadata is: both wait on Chromium.
-                html = asyncio.ensure_future(_timed(spent, "html", self._evidence(cdp)))
-                try:
-                    metadata = await described
-                except BaseException:
-                    html.cancel()
-                    raise
-                (
-                    dom,
-                    (files, metadata["provenance"]),
-                    (archived, metadata["archive"]),
-                ) = await asyncio.gather(
-                    html,
-                    _timed(
-                        spent,
-                        "provenance",
-                        provenance.gather(
-                            cdp,
-                            recorder,
-                            filtering.lane,
-                            options,
-                            metadata,
-                            self.pool.browser_version,
-                        ),
-                    ),
-                    _timed(
-                        spent,
-                        "wacz",
-                        web_archive.package(
-                            recorder,
-                            page_url=metadata["final_url"],
-                            title=metadata["title"],
-                            addresses=provenance.addresses(filtering.lane),
-                        ),
-                    ),
+                metadata, files = await evidence.collect(
+                    described, filtering.lane, self.pool.browser_version
                 )
-                if archived is not None:
-                    files["wacz"] = archived
-                artifacts.append(dom)
                 artifacts += [
                     CapturedArtifact(role, data, MEDIA_TYPES[role]) for role, data in files.items()
                 ]
@@ -429,7 +382,7 @@ class CaptureEngine:
                     "navigation": round((navigated - started) * 1000),
                     "capture": round((shot - navigated) * 1000),
                     "total": _ms_since(started),
-                    **({"evidence": spent} if spent else {}),
+                    **({"evidence": evidence.spent} if evidence else {}),
                 },
             )
         return CaptureResult(artifacts, metadata, _status_failure(options, response))
@@ -481,16 +434,6 @@ class CaptureEngine:
             CapturedArtifact("image", data, MEDIA_TYPES[options.format], width, height)
         ], truncated
 
-    async def _evidence(self, cdp: CDPSession) -> CapturedArtifact:
-        # The document serialized by Chromium itself: the same markup as page.content(), with no
-        # script the page could have overridden, and without Playwright's utility world (which
-        # costs the renderer more than the serialization). The page's resources are in the web
-        # archive, which replaced the MHTML that captures used to keep as well.
-        document = await cdp.send("DOM.getDocument", {"depth": 0})
-        markup = await cdp.send("DOM.getOuterHTML", {"nodeId": document["root"]["nodeId"]})
-        await cdp.send("DOM.disable")
-        return CapturedArtifact("html", markup["outerHTML"].encode(), MEDIA_TYPES["html"])
-
     async def _metadata(
         self, page: Page, options: CaptureOptions, response: Response | None, watch: _Watch
     ) -> dict[str, Any]:
@@ -528,12 +471,3 @@ class CaptureEngine:
 
 def _ms_since(began: float) -> int:
     return round((time.perf_counter() - began) * 1000)
-
-
-async def _timed(spent: dict[str, int], part: str, work: Awaitable[T]) -> T:
-    """Awaits `work`, noting its milliseconds in `spent` under `part`."""
-    began = time.perf_counter()
-    try:
-        return await work
-    finally:
-        spent[part] = _ms_since(began)
