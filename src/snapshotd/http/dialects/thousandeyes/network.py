@@ -12,8 +12,7 @@ These routes are matched before v7's generic test and result routes (see `__init
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -32,7 +31,7 @@ from snapshotd.http.dialects.thousandeyes.v7 import (
     _cursor,
     _test_id,
     _window,
-    page_links,
+    results_page,
 )
 from snapshotd.http.wire import json_object
 from snapshotd.services import network_tests
@@ -267,20 +266,33 @@ def _page(
     _, rounds, more = services.synthetic.results(
         where, test.id, test.type, start=start, end=end, after=_cursor(cursor), limit=RESULTS_PAGE
     )
-    base = public_base(request, services)
-    body: dict[str, Any] = {
-        "test": bodies.simple_test(base, test),
-        "_links": page_links(request, base, rounds, more),
-    }
-    if start is not None:
-        body["startDate"] = iso_seconds_of(start)
-        body["endDate"] = iso_seconds_of(end)
+    body = results_page(request, public_base(request, services), test, rounds, more, span)
     measured = [(r, m) for r in rounds if (m := network_tests.network_of(test.type, r.result))]
     return measured, body
 
 
-def iso_seconds_of(epoch: int) -> str:
-    return iso_seconds(datetime.fromtimestamp(epoch, UTC))
+RoundBody = Callable[[str, SyntheticTest, ProbeRound, Agent | None, Any], dict[str, Any]]
+
+
+def _results(
+    request: Request,
+    services: Services,
+    where: Scope,
+    test_id: str,
+    span: tuple[int | None, int],
+    cursor: str | None,
+    round_body: RoundBody,
+    *,
+    traced: bool = False,
+) -> Response:
+    """A page of a test's measured rounds, each as `round_body` writes it; with `traced`, only
+    the rounds that traced a path."""
+    test = _measured(services, where, test_id)
+    rounds, body = _page(request, services, where, test, span, cursor)
+    base, known = public_base(request, services), _agents_by_id(services)
+    chosen = _traced(rounds) if traced else rounds
+    body["results"] = [round_body(base, test, r, known.get(r.agent_id), m) for r, m in chosen]
+    return hal(body)
 
 
 @router.get(
@@ -298,13 +310,9 @@ def network_results(
     cursor: str | None = None,
     direction: str | None = None,
 ):
-    where = scope(services, principal, aid)
-    test = _measured(services, where, test_id)
     span = _window(window, start_date, end_date)
-    rounds, body = _page(request, services, where, test, span, cursor)
-    base, known = public_base(request, services), _agents_by_id(services)
-    body["results"] = [network_body(base, test, r, known.get(r.agent_id), m) for r, m in rounds]
-    return hal(body)
+    where = scope(services, principal, aid)
+    return _results(request, services, where, test_id, span, cursor, network_body)
 
 
 def _traced(
@@ -331,15 +339,9 @@ def path_vis(
     end_date: EndDate = None,
     cursor: str | None = None,
 ):
-    where = scope(services, principal, aid)
-    test = _measured(services, where, test_id)
     span = _window(window, start_date, end_date)
-    rounds, body = _page(request, services, where, test, span, cursor)
-    base, known = public_base(request, services), _agents_by_id(services)
-    body["results"] = [
-        path_body(base, test, r, known.get(r.agent_id), m) for r, m in _traced(rounds)
-    ]
-    return hal(body)
+    where = scope(services, principal, aid)
+    return _results(request, services, where, test_id, span, cursor, path_body, traced=True)
 
 
 @router.get(

@@ -217,6 +217,27 @@ def page_links(
     return links
 
 
+def results_page(
+    request: Request,
+    base: str,
+    test: Any,
+    rounds: Sequence[ProbeRound],
+    more: bool,
+    span: tuple[int | None, int],
+) -> dict[str, Any]:
+    """The body of a results page around its results: the test, the page's links, and the
+    window when one was asked for."""
+    body: dict[str, Any] = {
+        "test": bodies.simple_test(base, test),
+        "_links": page_links(request, base, rounds, more),
+    }
+    start, end = span
+    if start is not None:
+        body["startDate"] = iso_seconds(datetime.fromtimestamp(start, UTC))
+        body["endDate"] = iso_seconds(datetime.fromtimestamp(end, UTC))
+    return body
+
+
 @router.get("/test-results/{test_id}/{test_type}", summary="Results of a test's rounds")
 def test_results(
     test_id: str,
@@ -242,19 +263,12 @@ def test_results(
     )
     base = public_base(request, services)
     known = _agents_by_id(services)
-    body: dict[str, Any] = {
-        "results": [
-            body
-            for r in rounds
-            for body in dns_api.result_bodies(base, test, r, known.get(r.agent_id))
-        ],
-        "test": bodies.simple_test(base, test),
-        "_links": page_links(request, base, rounds, more),
-    }
-    if start is not None:
-        body["startDate"] = iso_seconds(datetime.fromtimestamp(start, UTC))
-        body["endDate"] = iso_seconds(datetime.fromtimestamp(end, UTC))
-    return hal(body)
+    results = [
+        body for r in rounds for body in dns_api.result_bodies(base, test, r, known.get(r.agent_id))
+    ]
+    return hal(
+        {"results": results, **results_page(request, base, test, rounds, more, (start, end))}
+    )
 
 
 @router.get(
