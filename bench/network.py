@@ -12,15 +12,13 @@ import json
 import socket
 import statistics
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from bench.probes import SNAPSHOT_ROUNDS, one_boundary, seed_rounds
+from bench.probes import SNAPSHOT_ROUNDS, one_boundary, time_snapshots
 from bench.report import Row
 from bench.server import SnapshotdServer
 
@@ -94,31 +92,11 @@ def run(quick: bool, say: Callable[[str], None]) -> NetworkResult:
             rounds, busy, results = one_boundary(server, count)
             sent = sum(r.get("sent") or 0 for r in results)
             lost = 100 * (sent - sum(r.get("received") or 0 for r in results)) / sent if sent else 0
-            history: dict[str, object] = {
-                "testName": "history",
-                "server": f"127.0.0.1:{port}",
-                "interval": 60,
-                "enabled": False,
-                "agents": [{"agentId": agent}],
-            }
-            source = client.post("/v7/tests/agent-to-server", json=history)
-            source.raise_for_status()
-            test_id = source.json()["testId"]
-            end = datetime.now(UTC)
-            seed_rounds(server, test_id, agent, int(end.timestamp()), json.dumps(_ROUND))
             say(f"network: 48 h snapshots of {SNAPSHOT_ROUNDS} rounds")
-            timings = []
-            for attempt in range(3):
-                request = {
-                    "displayName": f"two days {attempt}",
-                    "startDate": (end - timedelta(hours=48)).isoformat(),
-                    "endDate": end.isoformat(),
-                    "isPublic": True,
-                }
-                began = time.perf_counter()
-                answer = client.post(f"/v7/tests/{test_id}/snapshot", json=request)
-                timings.append((time.perf_counter() - began) * 1000)
-                answer.raise_for_status()
+            target = {"server": f"127.0.0.1:{port}"}
+            timings = time_snapshots(
+                client, server, "agent-to-server", target, agent, json.dumps(_ROUND)
+            )
     return NetworkResult(rounds, busy, lost, timings)
 
 

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,33 +108,48 @@ def run(quick: bool, say: Callable[[str], None]) -> ProbeResult:
             say("tests: waiting for the next minute's rounds")
             rounds, busy, _ = one_boundary(server, count)
             lag = busy
-            # A disabled test for the snapshot, so the scheduler adds nothing to its window.
-            body: dict[str, object] = {
-                "testName": "history",
-                "url": target.url,
-                "interval": 60,
-                "enabled": False,
-            }
-            body["agents"] = [{"agentId": agent}]
-            source = client.post("/v7/tests/http-server", json=body)
-            source.raise_for_status()
-            test_id = source.json()["testId"]
-            end = datetime.now(UTC)
-            seed_rounds(server, test_id, agent, int(end.timestamp()))
             say(f"tests: 48 h snapshots of {SNAPSHOT_ROUNDS} rounds")
-            timings = []
-            for attempt in range(3):
-                request = {
-                    "displayName": f"two days {attempt}",
-                    "startDate": (end - timedelta(hours=48)).isoformat(),
-                    "endDate": end.isoformat(),
-                    "isPublic": True,
-                }
-                began = time.perf_counter()
-                answer = client.post(f"/v7/tests/{test_id}/snapshot", json=request)
-                timings.append((time.perf_counter() - began) * 1000)
-                answer.raise_for_status()
+            timings = time_snapshots(
+                client, server, "http-server", {"url": target.url}, agent, _HTTP_ROUND
+            )
     return ProbeResult(rounds, busy, lag, timings)
+
+
+def time_snapshots(
+    client: httpx.Client,
+    server: SnapshotdServer,
+    kind: str,
+    target: Mapping[str, object],
+    agent: str,
+    result: str,
+) -> list[float]:
+    """Milliseconds of three 48 h snapshots of a `kind` test on `target` whose 2,880 rounds each
+    recorded `result`. The test is disabled, so the scheduler adds nothing to its window."""
+    body = {
+        "testName": "history",
+        **target,
+        "interval": 60,
+        "enabled": False,
+        "agents": [{"agentId": agent}],
+    }
+    source = client.post(f"/v7/tests/{kind}", json=body)
+    source.raise_for_status()
+    test_id = source.json()["testId"]
+    end = datetime.now(UTC)
+    seed_rounds(server, test_id, agent, int(end.timestamp()), result)
+    timings = []
+    for attempt in range(3):
+        request = {
+            "displayName": f"two days {attempt}",
+            "startDate": (end - timedelta(hours=48)).isoformat(),
+            "endDate": end.isoformat(),
+            "isPublic": True,
+        }
+        began = time.perf_counter()
+        answer = client.post(f"/v7/tests/{test_id}/snapshot", json=request)
+        timings.append((time.perf_counter() - began) * 1000)
+        answer.raise_for_status()
+    return timings
 
 
 def rows(result: ProbeResult) -> list[Row]:
