@@ -38,7 +38,7 @@ from snapshotd.services.composite_sets import (
     text_of,
     whole,
 )
-from snapshotd.services.metrics import MAX_POINTS_PER_READ, Metrics
+from snapshotd.services.metrics import MAX_POINTS_PER_READ, Metrics, apply_changes
 from snapshotd.services.samples import MetricChanges, check_name, wildcard
 from snapshotd.store.models import Metric
 
@@ -96,14 +96,15 @@ class Composites:
             except BadRequest as error:
                 raise BadRequest(error.detail, field="composite") from None
         try:
-            created = self._store(org_id, name, expression)
+            return self._store(org_id, name, expression, changes)
         except IntegrityError:
             # Another request created the name meanwhile: this one updates what it made.
-            created = self._store(org_id, name, expression)
-        self.metrics.put(org_id, name, replace(changes, type=None))
-        return created
+            return self._store(org_id, name, expression, changes)
 
-    def _store(self, org_id: str, name: str, expression: str | None) -> bool:
+    def _store(
+        self, org_id: str, name: str, expression: str | None, changes: MetricChanges
+    ) -> bool:
+        """The expression and the other properties, saved in one transaction."""
         with self.metrics.db.session() as session:
             metric = session.scalar(
                 select(Metric).where(Metric.org_id == org_id, Metric.key == name.lower())
@@ -120,6 +121,7 @@ class Composites:
                 )
             if expression is not None:
                 metric.composite = expression
+            apply_changes(metric, changes)
         return created
 
 

@@ -200,14 +200,14 @@ class Metrics:
                     raise BadRequest("must be gauge or counter to create a metric", field="type")
                 metric = Metric(org_id=org_id, key=name.lower(), name=name, type=kind)
                 session.add(metric)
-            _apply(metric, changes)
+            apply_changes(metric, changes)
         return created
 
     def put_many(self, org_id: str, names: Sequence[str], changes: MetricChanges) -> int:
         with self.db.session() as session:
             metrics = self._matching(session, org_id, names)
             for metric in metrics:
-                _apply(metric, changes)
+                apply_changes(metric, changes)
             return len(metrics)
 
     def delete(self, org_id: str, names: Sequence[str]) -> int:
@@ -323,7 +323,8 @@ def _metric(session: Session, org_id: str, name: str) -> Metric:
     return metric
 
 
-def _apply(metric: Metric, changes: MetricChanges) -> None:
+def apply_changes(metric: Metric, changes: MetricChanges) -> None:
+    """Sets the properties `changes` names on `metric` (its type is never changed here)."""
     if changes.display_name is not KEEP:
         metric.display_name = changes.display_name
     if changes.description is not KEEP:
