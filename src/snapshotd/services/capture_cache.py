@@ -4,9 +4,9 @@ is answered with that snapshot instead of running Chromium again.
 A capture made through a caching route carries a cache key, the SHA-256 of its normalized URL and
 options. A request looks for a snapshot with its key that succeeded within its TTL, or one still
 running (which it then waits for). When there is none it creates the capture; a unique index over
-the keys of running captures (`store/models.py`) makes the database refuse a second one, so
-identical requests in any number of API processes coalesce into one capture: the refused ones look
-again and find the running one.
+the keys of running captures (`store/models/snapshots.py`) makes the database refuse a second one,
+so identical requests in any number of API processes coalesce into one capture: the refused ones
+look again and find the running one.
 """
 
 from __future__ import annotations

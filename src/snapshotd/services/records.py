@@ -1,4 +1,4 @@
-"""The records services hand to their callers: the rows of store/models.py, named here so that
+"""The records services hand to their callers: the rows of store/models/, named here so that
 front ends can type what they render without importing the store. Callers read their attributes;
 only services change them, inside their own sessions."""
 

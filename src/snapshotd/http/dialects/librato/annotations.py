@@ -25,12 +25,13 @@ from snapshotd.http.dialects.librato.common import (
     Writer,
     created,
     listing,
+    path_id,
     query_fields,
     read_body,
 )
 from snapshotd.services.annotations import stream_name
 from snapshotd.services.records import AnnotationEvent, AnnotationStream
-from snapshotd.services.samples import MAX_WHOLE, epoch, whole
+from snapshotd.services.samples import epoch, whole
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 
@@ -55,9 +56,7 @@ def event_body(stream: AnnotationStream, event: AnnotationEvent) -> dict[str, An
 
 
 def _event_id(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_WHOLE:
-        raise NotFound(f"no event {value}")
-    return int(value)
+    return path_id(value, "event", least=1)
 
 
 @router.get("/annotations", summary="List annotation streams")

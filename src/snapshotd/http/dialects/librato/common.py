@@ -38,6 +38,7 @@ from snapshotd.http.wire import parse_json_object, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.records import Metric
 from snapshotd.services.samples import (
+    MAX_WHOLE,
     MetricChanges,
     MetricProps,
     Sample,
@@ -126,6 +127,13 @@ def query_fields(request: Request) -> dict[str, Any]:
 requires = principal_factory(lambda request: credentials(request, basic=True))
 Reader = Annotated[Principal, Depends(requires("view"))]
 Writer = Annotated[Principal, Depends(requires("upload"))]
+
+
+def path_id(value: str, what: str, *, least: int = 0) -> int:
+    """A numeric id from the path; one that is not a number in range names nothing (404)."""
+    if not (value.isascii() and value.isdigit()) or not least <= int(value) <= MAX_WHOLE:
+        raise NotFound(f"no {what} {value}")
+    return int(value)
 
 
 def page(fields: Mapping[str, Any]) -> tuple[int, int, bool]:

@@ -24,24 +24,18 @@ from snapshotd.http.dialects.librato.common import (
     Writer,
     created,
     listing,
+    path_id,
     query_fields,
     read_body,
 )
 from snapshotd.http.wire import add_signed_download
 from snapshotd.services.records import Chart, Job, Snapshot, Space
-from snapshotd.services.samples import MAX_WHOLE
 from snapshotd.timestamps import iso
 
 router = APIRouter(prefix="/v1", tags=["librato"])
 
 _JOB_STATES = {"queued": "queued", "working": "working", "complete": "complete", "failed": "failed"}
 _IMAGE_LINK_LIFETIME = 10 * 365 * 86400  # capped by the snapshot's own expiry
-
-
-def _id(value: str, what: str) -> int:
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_WHOLE:
-        raise NotFound(f"no {what} {value}")
-    return int(value)
 
 
 # -- spaces ---------------------------------------------------------------------------------------
@@ -75,7 +69,7 @@ async def create_space(request: Request, services: ServicesDep, principal: Write
 
 @router.get("/spaces/{space_id}", summary="A space and the ids of its charts")
 def get_space(space_id: str, services: ServicesDep, principal: Reader) -> dict[str, Any]:
-    space, charts = services.spaces.get(principal.org_id, _id(space_id, "space"))
+    space, charts = services.spaces.get(principal.org_id, path_id(space_id, "space"))
     return {**space_body(space), "charts": [{"id": c} for c in charts]}
 
 
@@ -93,7 +87,7 @@ async def update_space(
     await asyncio.to_thread(
         services.spaces.rename,
         principal.org_id,
-        _id(space_id, "space"),
+        path_id(space_id, "space"),
         body.get("name"),
         actor=principal.email,
     )
@@ -102,7 +96,7 @@ async def update_space(
 
 @router.delete("/spaces/{space_id}", summary="Delete a space and its charts", status_code=204)
 def delete_space(space_id: str, services: ServicesDep, principal: Writer) -> Response:
-    services.spaces.delete(principal.org_id, _id(space_id, "space"), actor=principal.email)
+    services.spaces.delete(principal.org_id, path_id(space_id, "space"), actor=principal.email)
     return Response(status_code=NO_CONTENT)
 
 
@@ -129,7 +123,7 @@ def chart_body(chart: Chart) -> dict[str, Any]:
 
 @router.get("/spaces/{space_id}/charts", summary="The charts of a space (a bare JSON array)")
 def list_charts(space_id: str, services: ServicesDep, principal: Reader) -> list[dict[str, Any]]:
-    charts = services.spaces.charts(principal.org_id, _id(space_id, "space"))
+    charts = services.spaces.charts(principal.org_id, path_id(space_id, "space"))
     return [chart_body(c) for c in charts]
 
 
@@ -146,7 +140,7 @@ async def create_chart(
     chart = await asyncio.to_thread(
         services.spaces.create_chart,
         principal.org_id,
-        _id(space_id, "space"),
+        path_id(space_id, "space"),
         body,
         actor=principal.email,
     )
@@ -157,7 +151,9 @@ async def create_chart(
 def get_chart(
     space_id: str, chart_id: str, services: ServicesDep, principal: Reader
 ) -> dict[str, Any]:
-    chart = services.spaces.chart(principal.org_id, _id(space_id, "space"), _id(chart_id, "chart"))
+    chart = services.spaces.chart(
+        principal.org_id, path_id(space_id, "space"), path_id(chart_id, "chart")
+    )
     return chart_body(chart)
 
 
@@ -173,8 +169,8 @@ async def update_chart(
     chart = await asyncio.to_thread(
         services.spaces.update_chart,
         principal.org_id,
-        _id(space_id, "space"),
-        _id(chart_id, "chart"),
+        path_id(space_id, "space"),
+        path_id(chart_id, "chart"),
         body,
         actor=principal.email,
     )
@@ -186,7 +182,10 @@ def delete_chart(
     space_id: str, chart_id: str, services: ServicesDep, principal: Writer
 ) -> Response:
     services.spaces.delete_chart(
-        principal.org_id, _id(space_id, "space"), _id(chart_id, "chart"), actor=principal.email
+        principal.org_id,
+        path_id(space_id, "space"),
+        path_id(chart_id, "chart"),
+        actor=principal.email,
     )
     return Response(status_code=NO_CONTENT)
 
