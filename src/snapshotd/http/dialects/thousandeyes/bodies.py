@@ -318,18 +318,30 @@ def result_body(
 ) -> dict[str, Any]:
     result = probe.result or {}
     names = _PAGE_FIELDS if test.type == "page-load" else _HTTP_FIELDS
-    body: dict[str, Any] = {
-        "date": result.get("date") or _when(probe.created_at),
+    return {
+        **round_head(test, probe, agent, result.get("date")),
+        "_links": {"appLink": {"href": f"{base}/v7/test-results/{test.id}/{test.type}"}},
+        **present_fields(result, names),
+    }
+
+
+def round_head(
+    test: SyntheticTest, probe: ProbeRound, agent: Agent | None, date: str | None
+) -> dict[str, Any]:
+    """What every result row starts with: when the round ran, and on which agent. `date` is
+    the one the round recorded, if any."""
+    return {
+        "date": date or _when(probe.created_at),
         "roundId": probe.round_id,
         "startTime": probe.round_id,
         "endTime": probe.round_id + test.interval,
         "agent": result_agent(agent, probe.agent_id),
-        "_links": {"appLink": {"href": f"{base}/v7/test-results/{test.id}/{test.type}"}},
     }
-    for key, wire in names.items():
-        if result.get(key) is not None:
-            body[wire] = result[key]
-    return body
+
+
+def present_fields(source: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The values of `source` that are set, under their wire names (`names` maps key to wire)."""
+    return {wire: source[key] for key, wire in names.items() if source.get(key) is not None}
 
 
 def snapshot_v7(base: str, frozen: Frozen, view_url: str, uid: str) -> dict[str, Any]:

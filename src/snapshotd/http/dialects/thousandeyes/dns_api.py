@@ -23,7 +23,6 @@ from snapshotd.services.accounts import Principal
 from snapshotd.services.dns_api_tests import KINDS, SETTINGS_KEY
 from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import TestFields
-from snapshotd.timestamps import iso_seconds
 
 router = APIRouter(prefix="/v7", tags=["thousandeyes v7"], default_response_class=HalJSON)
 Viewer = Annotated[
@@ -228,13 +227,8 @@ def _request_body(step: Mapping[str, Any]) -> dict[str, Any]:
 def _round_head(
     base: str, test: SyntheticTest, probe: ProbeRound, agent: Agent | None
 ) -> dict[str, Any]:
-    result = probe.result or {}
     return {
-        "date": result.get("date") or iso_seconds(probe.created_at),
-        "roundId": probe.round_id,
-        "startTime": probe.round_id,
-        "endTime": probe.round_id + test.interval,
-        "agent": bodies.result_agent(agent, probe.agent_id),
+        **bodies.round_head(test, probe, agent, (probe.result or {}).get("date")),
         "_links": {"appLink": {"href": f"{base}/v7/test-results/{test.id}/{test.type}"}},
     }
 
@@ -269,14 +263,19 @@ def one_server(page: dict[str, Any], server_id: str) -> dict[str, Any]:
     return {**page, "results": [r for r in page["results"] if r.get("serverId") == server_id]}
 
 
+_API_FIELDS = {
+    "api_transaction_time": "apiTransactionTime",
+    "error_type": "errorType",
+    "error_details": "errorDetails",
+}
+
+
 def _api_result(head: dict[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
-    row = {**head, "completion": result.get("completion", 0.0)}
-    if result.get("api_transaction_time") is not None:
-        row["apiTransactionTime"] = result["api_transaction_time"]
-    for key, wire in (("error_type", "errorType"), ("error_details", "errorDetails")):
-        if result.get(key) is not None:
-            row[wire] = result[key]
-    return row
+    return {
+        **head,
+        "completion": result.get("completion", 0.0),
+        **bodies.present_fields(result, _API_FIELDS),
+    }
 
 
 _STEP_FIELDS = {
@@ -302,10 +301,7 @@ def _step_detail(step: Mapping[str, Any]) -> dict[str, Any]:
         "assertErrorCount": sum(a["has_failed"] for a in assertions),
         "assertions": [{"step": a["step"], "hasFailed": a["has_failed"]} for a in assertions],
     }
-    for key, wire in _STEP_FIELDS.items():
-        if step.get(key) is not None:
-            detail[wire] = step[key]
-    return detail
+    return {**detail, **bodies.present_fields(step, _STEP_FIELDS)}
 
 
 @router.get(

@@ -21,6 +21,7 @@ from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http import openapi
 from snapshotd.http.deps import Services, ServicesDep, public_base
 from snapshotd.http.dialects.thousandeyes import bodies
+from snapshotd.http.dialects.thousandeyes.bodies import present_fields
 from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, scope
 from snapshotd.http.dialects.thousandeyes.v7 import (
     RESULTS_PAGE,
@@ -37,7 +38,6 @@ from snapshotd.http.wire import json_object
 from snapshotd.services import network_tests
 from snapshotd.services.records import Agent, ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import Scope, TestFields
-from snapshotd.timestamps import iso_seconds
 
 router = APIRouter(prefix="/v7", tags=["thousandeyes v7"], default_response_class=HalJSON)
 
@@ -178,11 +178,7 @@ def _round_base(
     base: str, test: SyntheticTest, probe: ProbeRound, agent: Agent | None, measured: Any
 ) -> dict[str, Any]:
     return {
-        "date": measured.get("date") or iso_seconds(probe.created_at),
-        "roundId": probe.round_id,
-        "startTime": probe.round_id,
-        "endTime": probe.round_id + test.interval,
-        "agent": bodies.result_agent(agent, probe.agent_id),
+        **bodies.round_head(test, probe, agent, measured.get("date")),
         "server": measured.get("server") or test.url,
         "direction": "to-target",
         "_links": {"appLink": {"href": f"{base}/v7/test-results/{test.id}/network"}},
@@ -203,20 +199,14 @@ _METRICS = {
 def network_body(
     base: str, test: SyntheticTest, probe: ProbeRound, agent: Agent | None, measured: Any
 ) -> dict[str, Any]:
-    body = _round_base(base, test, probe, agent, measured)
-    for key, wire in _METRICS.items():
-        if measured.get(key) is not None:
-            body[wire] = measured[key]
-    return body
+    return {**_round_base(base, test, probe, agent, measured), **present_fields(measured, _METRICS)}
 
 
 def _path_base(
     base: str, test: SyntheticTest, probe: ProbeRound, agent: Agent | None, measured: Any
 ) -> dict[str, Any]:
     body = _round_base(base, test, probe, agent, measured)
-    for key, wire in (("server_ip", "serverIp"), ("source_ip", "sourceIp")):
-        if measured.get(key) is not None:
-            body[wire] = measured[key]
+    body.update(present_fields(measured, {"server_ip": "serverIp", "source_ip": "sourceIp"}))
     detail = f"{base}/v7/test-results/{test.id}/path-vis/agent/{probe.agent_id}/round/"
     body["_links"] = {"appLink": {"href": f"{detail}{probe.round_id}"}}
     body["targetIsProxy"] = False
@@ -238,11 +228,8 @@ def path_body(
 
 
 def _hop(hop: Mapping[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"hop": hop["hop"]}
-    for key, wire in (("ip", "ipAddress"), ("rdns", "rdns"), ("response_time", "responseTime")):
-        if hop.get(key) is not None:
-            body[wire] = hop[key]
-    return body
+    names = {"ip": "ipAddress", "rdns": "rdns", "response_time": "responseTime"}
+    return {"hop": hop["hop"], **present_fields(hop, names)}
 
 
 def path_detail_body(

@@ -28,7 +28,7 @@ from snapshotd.http.dialects.thousandeyes.common import HalJSON, hal, parse_wind
 from snapshotd.http.wire import json_object, parse_date, principal_factory
 from snapshotd.services.accounts import Principal
 from snapshotd.services.network_tests import NETWORK_TYPES
-from snapshotd.services.records import ProbeRound
+from snapshotd.services.records import ProbeRound, SyntheticTest
 from snapshotd.services.synthetic import TYPES
 from snapshotd.timestamps import iso_seconds
 
@@ -220,7 +220,7 @@ def page_links(
 def results_page(
     request: Request,
     base: str,
-    test: Any,
+    test: SyntheticTest,
     rounds: Sequence[ProbeRound],
     more: bool,
     span: tuple[int | None, int],
