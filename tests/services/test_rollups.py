@@ -310,3 +310,16 @@ def test_the_sweeper_keeps_each_resolution_for_its_retention(
         measurement_retention_days=30, rollup_1m_retention_days=10, rollup_1h_retention_days=0
     ).rollup_retention_days == {60: 30, 300: 365, 900: 730, 3600: 0}
     assert set(Settings(measurement_retention_days=0).rollup_retention_days.values()) == {0}
+
+
+def test_a_rebuild_keeps_the_rollups_of_seconds_retention_has_pruned(
+    any_db: Database, metrics: Metrics, acme: str, settings: Settings, blobs: FileBlobStore
+) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    old, recent = (int((now - timedelta(days=days)).timestamp()) for days in (100, 1))
+    metrics.submit(acme, [Sample("disk", (), when, 1, 1.0, 1.0, 1.0) for when in (old, recent)], {})
+    assert retention.sweep(settings, any_db, blobs, now=now).measurements == 1
+    kept = stored_rollups(any_db)
+    assert {r[2] for r in kept if r[2] <= old} == {old - old % r for r in RESOLUTIONS}
+    assert Rollups(any_db).rebuild() == len(kept)
+    assert_same_rollups(stored_rollups(any_db), kept)

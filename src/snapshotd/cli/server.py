@@ -36,7 +36,8 @@ def migrate() -> None:
 
 def rebuild_rollups() -> None:
     """Recompute the stored roll-ups of every metric series from its stored seconds (after
-    restoring the measurements table on its own, say). Ingest may go on meanwhile."""
+    restoring the measurements table on its own, say). Roll-ups older than the stored seconds
+    are kept. Ingest may go on meanwhile."""
     from snapshotd.services.rollups import Rollups
 
     written = Rollups(open_db(settings_from_env())).rebuild()

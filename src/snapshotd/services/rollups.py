@@ -23,7 +23,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    insert,
     literal,
     select,
     text,
@@ -244,9 +243,14 @@ class Rollups:
         self.db = db
 
     def rebuild(self) -> int:
-        """Recomputes every series' roll-ups from its stored seconds (after restoring the
-        measurements table, say); returns the roll-up rows written. Each chunk of series is one
-        transaction that holds off ingest into it, so a sample is never counted twice or lost."""
+        """Recomputes the roll-ups of every series from its stored seconds (after restoring the
+        measurements table, say); returns the roll-up rows the series hold afterwards.
+
+        Only what the stored seconds cover is recomputed: roll-ups older than the oldest stored
+        second (kept past the measurements' own retention) stand, and so does the bucket that
+        second falls in, whose earlier seconds may be gone, unless it is missing. Each chunk of
+        series is one transaction that holds off ingest into it, so a sample is never counted
+        twice or lost."""
         with self.db.session() as session:
             series_ids = list(session.scalars(select(MetricSeries.id).order_by(MetricSeries.id)))
         written = 0
@@ -254,11 +258,21 @@ class Rollups:
             with self.db.session() as session:
                 if on_postgres(session):
                     session.execute(text("LOCK TABLE measurements IN SHARE MODE"))
-                session.execute(delete(MetricRollup).where(MetricRollup.series_id.in_(chunk)))
-                for resolution in RESOLUTIONS:
-                    _insert_rolled(session, chunk, resolution)
-                in_chunk = MetricRollup.series_id.in_(chunk)
-                written += session.scalar(select(func.count()).where(in_chunk)) or 0
+                in_chunk = Measurement.series_id.in_(chunk)
+                first = session.scalar(select(func.min(Measurement.time)).where(in_chunk))
+                if first is not None:
+                    for resolution in RESOLUTIONS:
+                        oldest = first - first % resolution
+                        session.execute(
+                            delete(MetricRollup).where(
+                                MetricRollup.series_id.in_(chunk),
+                                MetricRollup.resolution == resolution,
+                                MetricRollup.time > oldest,
+                            )
+                        )
+                        _insert_rolled(session, chunk, resolution, since=oldest)
+                held = MetricRollup.series_id.in_(chunk)
+                written += session.scalar(select(func.count()).where(held)) or 0
         return written
 
     def prune(self, horizons: Mapping[int, int]) -> int:
@@ -280,7 +294,11 @@ class Rollups:
         return removed
 
 
-def _insert_rolled(session: Session, series_ids: Sequence[int], resolution: int) -> None:
+def _insert_rolled(
+    session: Session, series_ids: Sequence[int], resolution: int, *, since: int
+) -> None:
+    """Rolls up the series' seconds into buckets from `since` on, adding only the buckets that
+    have no row yet."""
     m = Measurement
     bucket = m.time - m.time % resolution
     rolled = (
@@ -293,11 +311,12 @@ def _insert_rolled(session: Session, series_ids: Sequence[int], resolution: int)
             func.min(m.min),
             func.max(m.max),
         )
-        .where(m.series_id.in_(series_ids))
+        .where(m.series_id.in_(series_ids), m.time >= since)
         .group_by(m.series_id, bucket)
     )
     names = ["series_id", "resolution", "time", "count", "sum", "min", "max"]
-    session.execute(insert(MetricRollup).from_select(names, rolled))
+    adding = insert_or_merge(session, MetricRollup).from_select(names, rolled)
+    session.execute(adding.on_conflict_do_nothing())
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
