@@ -79,6 +79,12 @@ class InvalidURL(BadRequest):
 class EgressDenied(BadRequest):
     title = "Destination not allowed"
 
+    @property
+    def unresolved(self) -> bool:
+        """The name did not resolve, rather than resolving to an address the policy refuses:
+        a probe reports the first as a `DNS` error and the second as `Egress`."""
+        return self.__cause__ is not None or self.detail.startswith("could not resolve")
+
 
 class InvalidValue(BadRequest, ValueError):
     """A value that breaks one of `snapshotd.rules`: a 400 when a client sent it, and a

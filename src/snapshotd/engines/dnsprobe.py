@@ -152,8 +152,7 @@ async def query_server(
     try:
         ip = await _address(server, policy)
     except EgressDenied as error:
-        unresolved = error.__cause__ is not None or error.detail.startswith("could not resolve")
-        answer.error_type = "DNS" if unresolved else "Egress"
+        answer.error_type = "DNS" if error.unresolved else "Egress"
         answer.error_details = error.detail
         return answer
     answer.server_ip = str(ip)

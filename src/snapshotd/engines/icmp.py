@@ -71,9 +71,7 @@ async def train(
         while True:
             try:
                 data, sender = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing more to read (BlockingIOError), or the socket failed
                 return
             arrived = time.perf_counter()
             if raw and ip.version == 4:

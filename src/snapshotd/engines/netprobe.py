@@ -333,19 +333,23 @@ async def measure(
     """Resolve `host` through the egress policy, then a train of `probes` probes (TCP
     handshakes to `port`, or ICMP echo where asked for and allowed) and, with `path`, a path
     trace, side by side. Never raises for the target's faults."""
-    result = NetworkResult(server=f"{_bracketed(host)}:{port}", date=datetime.now(UTC))
+    result = NetworkResult(server=f"{bracketed(host)}:{port}", date=datetime.now(UTC))
     began = time.perf_counter()
     try:
         ip = await policy.resolve(host, port)
     except EgressDenied as error:
-        unresolved = error.__cause__ is not None or error.detail.startswith("could not resolve")
-        result.error_type = "DNS" if unresolved else "Egress"
+        result.error_type = "DNS" if error.unresolved else "Egress"
         result.error_details = error.detail
         result.total_time = round((time.perf_counter() - began) * 1000)
         return result
     result.server_ip, result.source_ip = str(ip), _source_ip(ip)
     tracing = asyncio.create_task(_path(ip)) if path else None
-    measured, result.protocol = await _train(ip, port, probes, protocol)
+    try:
+        measured, result.protocol = await _train(ip, port, probes, protocol)
+    except BaseException:
+        if tracing is not None:
+            tracing.cancel()
+        raise
     result.sent, result.received, result.loss = measured.sent, len(measured.rtts_ms), measured.loss
     if measured.rtts_ms:
         rtts = measured.rtts_ms
@@ -368,7 +372,8 @@ async def measure(
     return result
 
 
-def _bracketed(host: str) -> str:
+def bracketed(host: str) -> str:
+    """A host as a URL or `host:port` writes it: an IPv6 address in brackets."""
     try:
         return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
     except ValueError:

@@ -176,9 +176,7 @@ async def _resolve(hop: _Hop, policy: EgressPolicy) -> httpx.URL:
     try:
         hop.ip = await policy.resolve(url.raw_host.decode("ascii"), port)
     except EgressDenied as exc:
-        # `resolve` raises the same error when nothing resolves; only then is there a cause.
-        unresolved = exc.__cause__ is not None or exc.detail.startswith("could not resolve")
-        raise _Failure("DNS" if unresolved else "Egress", exc.detail) from None
+        raise _Failure("DNS" if exc.unresolved else "Egress", exc.detail) from None
     hop.resolved = time.perf_counter()
     return url.copy_with(host=str(hop.ip), port=port)
 

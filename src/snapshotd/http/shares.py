@@ -200,7 +200,7 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
                 "response": result.get("response_time"),
                 "total": result.get("total_time", result.get("page_load_time")),
                 "lines": dns_api_tests.round_lines(kind, result),
-                "network": network_tests.measurement(result),
+                "network": network_tests.network_of(kind, result),
             }
         )
     return rows

@@ -10,13 +10,13 @@ under `network`. Both carry the path under `path` (or why there is none under `p
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from snapshotd.engines import netprobe
 from snapshotd.engines.charts import ChartSpec, Series
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, EgressDenied, InvalidURL
@@ -27,13 +27,6 @@ NETWORK_TYPES = ("agent-to-server",)
 NETWORK_JOB = "network_probe"
 MEASURED_TYPES = ("agent-to-server", "http-server")
 DEFAULT_PORT = 80
-
-
-def _host_text(host: str) -> str:
-    try:
-        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
-    except ValueError:
-        return host
 
 
 def job_kind(test_type: str, probe_job: str) -> str:
@@ -69,7 +62,7 @@ def target(server: str, port: int | None) -> str:
     host, named = split_target(server)
     if port is not None and named is not None and port != named:
         raise BadRequest(f"says port {named} but port is {port}", field="port")
-    return f"{_host_text(host)}:{port or named or DEFAULT_PORT}"
+    return f"{netprobe.bracketed(host)}:{port or named or DEFAULT_PORT}"
 
 
 def host_port(stored: str) -> tuple[str, int]:
@@ -82,7 +75,7 @@ def check_target(policy: EgressPolicy, stored: str) -> None:
     a name is judged each round, by what it then resolves to."""
     host, port = host_port(stored)
     try:
-        policy.check_url(f"http://{_host_text(host)}:{port}/")
+        policy.check_url(f"http://{netprobe.bracketed(host)}:{port}/")
     except (InvalidURL, EgressDenied) as error:
         raise BadRequest(error.detail, field="server") from None
 
@@ -131,14 +124,3 @@ def chart(
         lines.append(Series(agent, array[:, 0], array[:, 1]))
     loss = f"{100 * (sent - received) / sent:.1f}% loss" if sent else "no probes"
     return ChartSpec("line", f"{title} — latency (ms), {loss}", start, end, lines, y_label="ms")
-
-
-def measurement(result: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A stored round's network measurement whatever its test's type: an http-server round's
-    `network`, or an agent-to-server round itself (the one that counts probes)."""
-    if not result:
-        return None
-    nested = result.get("network")
-    if isinstance(nested, Mapping):
-        return nested
-    return result if "sent" in result else None

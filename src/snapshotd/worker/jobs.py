@@ -323,11 +323,12 @@ def job_handlers(
     telemetry: Telemetry,
 ) -> Mapping[str, JobHandler]:
     """Every job kind a worker runs, with its handler."""
+    probe = ProbeJob(synthetic, stack)  # network rounds have a job kind, and a lane, of their own
     return {
         CAPTURE_JOB: CaptureJob(snapshots, evidence, stack, persist, outages, telemetry),
         CHART_JOB: ChartJob(snapshots, charts, renderer, chart_thread, outages, telemetry),
-        PROBE_JOB: ProbeJob(synthetic, stack),
-        network_tests.NETWORK_JOB: ProbeJob(synthetic, stack),
+        PROBE_JOB: probe,
+        network_tests.NETWORK_JOB: probe,
         webhooks.WEBHOOK_JOB: WebhookJob(snapshots.queue, stack.http),
         TIMESTAMP_JOB: TimestampJob(snapshots.timestamping, stack.http),
     }
