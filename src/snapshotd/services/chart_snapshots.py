@@ -117,7 +117,8 @@ class ChartSnapshots:
         options = snapshot.options
         chart, end = options["chart"], int(options["end_time"])
         start = end - int(options["duration"])
-        resolution = chart_resolution(end - start, int(options.get("width", 800)))
+        width = int(options.get("width", 800))
+        resolution = chart_resolution(end - start, width)
         streams: list[dict[str, Any]] = chart.get("streams", [])
         lines: list[Series] = []
         first: list[Series] = []
@@ -132,7 +133,7 @@ class ChartSnapshots:
                     start=start,
                     end=end,
                     resolution=resolution,
-                    width=int(options.get("width", 800)),
+                    width=width,
                 )
             else:
                 subject = {"metric": stream["metric"]}
@@ -161,7 +162,7 @@ class ChartSnapshots:
             start=float(start),
             end=float(end),
             series=lines,
-            width=int(options.get("width", 800)),
+            width=width,
             height=int(options.get("height", 400)),
             y_min=y_min,
             y_max=y_max,

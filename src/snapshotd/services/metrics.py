@@ -36,11 +36,10 @@ from snapshotd.services.samples import (
     tag_filter_matches,
     wildcard,
 )
-from snapshotd.store.db import Database, insert_or_merge, rowcount
+from snapshotd.store.db import Database, chunked, insert_or_merge, rowcount
 from snapshotd.store.models import Measurement, Metric, MetricRollup, MetricSeries
 
 MAX_POINTS_PER_READ = 100_000
-_CHUNK = 500
 # The stored columns each chart value needs; a mean is sum / count.
 _PARTS = {"sum": ("sum",), "min": ("min",), "max": ("max",), "count": ("count",)}
 
@@ -120,7 +119,7 @@ class Metrics:
     @staticmethod
     def _existing_metrics(session: Session, org_id: str, keys: Iterable[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for chunk in _chunks(list(keys)):
+        for chunk in chunked(list(keys)):
             query = select(Metric.key, Metric.id).where(
                 Metric.org_id == org_id, Metric.key.in_(chunk)
             )
@@ -148,7 +147,7 @@ class Metrics:
     ) -> dict[tuple[int, Tags], int]:
         found = {}
         metric_ids = {metric_id for metric_id, _key in keyed}
-        for chunk in _chunks(sorted({key for _metric, key in keyed})):
+        for chunk in chunked(sorted({key for _metric, key in keyed})):
             query = select(MetricSeries.metric_id, MetricSeries.key, MetricSeries.id).where(
                 MetricSeries.metric_id.in_(metric_ids), MetricSeries.key.in_(chunk)
             )
@@ -215,7 +214,7 @@ class Metrics:
         with self.db.session() as session:
             metrics = self._matching(session, org_id, names)
             ids = [m.id for m in metrics]
-            for chunk in _chunks(ids):
+            for chunk in chunked(ids):
                 series = select(MetricSeries.id).where(MetricSeries.metric_id.in_(chunk))
                 session.execute(delete(Measurement).where(Measurement.series_id.in_(series)))
                 session.execute(delete(MetricRollup).where(MetricRollup.series_id.in_(series)))
@@ -237,7 +236,7 @@ class Metrics:
         removed = 0
         with self.db.session() as session:
             series_ids = list(session.scalars(select(MetricSeries.id)))
-        for chunk in _chunks(series_ids):
+        for chunk in chunked(series_ids):
             with self.db.session() as session:
                 removed += rowcount(
                     session,
@@ -340,15 +339,10 @@ def _series_key(tags: Tags) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for index in range(0, len(items), _CHUNK):
-        yield items[index : index + _CHUNK]
-
-
 def _insert_ignoring_duplicates(
     session: Session, model: type[Any], rows: list[dict[str, Any]], unique: list[str]
 ) -> None:
     """Inserts rows, skipping any that another transaction created meanwhile."""
-    for chunk in _chunks(rows):
+    for chunk in chunked(rows):
         statement = insert_or_merge(session, model).values(list(chunk))
         session.execute(statement.on_conflict_do_nothing(index_elements=unique))

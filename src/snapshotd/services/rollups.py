@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from snapshotd.services.samples import Point
-from snapshotd.store.db import Database, insert_or_merge, on_postgres, rowcount
+from snapshotd.store.db import Database, chunked, insert_or_merge, on_postgres, rowcount
 from snapshotd.store.models import Measurement, MetricRollup, MetricSeries
 
 RESOLUTIONS = (60, 300, 900, 3600)
@@ -38,7 +38,6 @@ RESOLUTIONS = (60, 300, 900, 3600)
 # stored resolution or a multiple of the hour, so a chart reads at most one row a point a series.
 _STEPS = (1, 2, 5, 10, 15, 60, 300, 900, 3600, 7200, 10800, 21600, 43200)
 _DAY = 86400
-_CHUNK = 500
 
 Piece = tuple[int, int, int]  # resolution read (1: the seconds), first second, end (exclusive)
 StoredSecond = tuple[int, int, int, float, float, float]  # series, time, count, sum, min, max
@@ -170,7 +169,7 @@ def read_points(
     parts = ("count", "sum", "min", "max")
     out: dict[int, list[Point]] = {}
     pieces = plan(start, end, resolution)
-    for chunk in _chunks(series_ids):
+    for chunk in chunked(series_ids):
         for piece in pieces:
             rows = session.connection().execute(_query(piece, chunk, resolution, parts))
             for sid, when, count, total, low, high in rows:
@@ -198,7 +197,7 @@ def read_arrays(
     width = 2 + len(parts)
     pieces = plan(start, end, resolution)
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for chunk in _chunks(series_ids):
+    for chunk in chunked(series_ids):
         found = []
         for piece in pieces:
             # The driver's own fetchall: a month of buckets is some 10^5 rows, and building a
@@ -254,7 +253,7 @@ class Rollups:
         with self.db.session() as session:
             series_ids = list(session.scalars(select(MetricSeries.id).order_by(MetricSeries.id)))
         written = 0
-        for chunk in _chunks(series_ids):
+        for chunk in chunked(series_ids):
             with self.db.session() as session:
                 if on_postgres(session):
                     session.execute(text("LOCK TABLE measurements IN SHARE MODE"))
@@ -281,7 +280,7 @@ class Rollups:
         with self.db.session() as session:
             series_ids = list(session.scalars(select(MetricSeries.id)))
         for resolution, before in horizons.items():
-            for chunk in _chunks(series_ids):
+            for chunk in chunked(series_ids):
                 with self.db.session() as session:
                     removed += rowcount(
                         session,
@@ -317,8 +316,3 @@ def _insert_rolled(
     names = ["series_id", "resolution", "time", "count", "sum", "min", "max"]
     adding = insert_or_merge(session, MetricRollup).from_select(names, rolled)
     session.execute(adding.on_conflict_do_nothing())
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for index in range(0, len(items), _CHUNK):
-        yield items[index : index + _CHUNK]

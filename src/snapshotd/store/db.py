@@ -84,6 +84,16 @@ def insert_or_merge(session: Session, model: Any) -> Any:
     return (postgresql.insert if on_postgres(session) else sqlite.insert)(model)
 
 
+# How many ids an `IN (...)` list holds at most: well under SQLite's limit on bound parameters.
+CHUNK = 500
+
+
+def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """`items` in slices of at most CHUNK, for statements that list them."""
+    for index in range(0, len(items), CHUNK):
+        yield items[index : index + CHUNK]
+
+
 def rowcount(executor: Session | Connection, statement: Update | Delete) -> int:
     """Rows an UPDATE or DELETE matched (the compare-and-swap result fenced writes rely on)."""
     result = cast(CursorResult[Any], executor.execute(statement))
