@@ -29,11 +29,6 @@ MEASURED_TYPES = ("agent-to-server", "http-server")
 DEFAULT_PORT = 80
 
 
-def job_kind(test_type: str, probe_job: str) -> str:
-    """The job that runs a round of a `test_type` test: `probe_job` unless it is a network test."""
-    return NETWORK_JOB if test_type in NETWORK_TYPES else probe_job
-
-
 def split_target(text: str) -> tuple[str, int | None]:
     """`host`, `host:port`, `[v6]` or `[v6]:port` into the host and the port it names."""
     value = text.strip()

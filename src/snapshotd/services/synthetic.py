@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from snapshotd.engines.egress import EgressPolicy
 from snapshotd.errors import BadRequest, InvalidURL, NotFound
 from snapshotd.services import agents, audit, dns_api_tests, network_tests
+from snapshotd.services.network_tests import NETWORK_JOB, NETWORK_TYPES
 from snapshotd.store.db import Database, insert_or_merge
 from snapshotd.store.models import Agent, ProbeRound, SyntheticTest, utcnow
 from snapshotd.store.queue import Claim, JobQueue
@@ -116,7 +117,7 @@ class Synthetic:
         if fields.interval is not None and fields.interval not in INTERVALS:
             allowed = ", ".join(map(str, INTERVALS))
             raise BadRequest(f"interval must be one of {allowed} seconds", field="interval")
-        if fields.url is not None and kind in network_tests.NETWORK_TYPES:
+        if fields.url is not None and kind in NETWORK_TYPES:
             network_tests.check_target(self.policy, fields.url)
         elif fields.url is not None:
             try:
@@ -203,13 +204,15 @@ class Synthetic:
                     SyntheticTest.type,
                 ).where(SyntheticTest.enabled.is_(True), SyntheticTest.saved_event.is_(False))
             ).all()
-            due = {
-                (test_id, round_of(now, interval))
-                for test_id, interval, agent_ids, _ in tests
+            kinds = {  # each test on this agent, with the job kind its rounds run as
+                test_id: NETWORK_JOB if kind in NETWORK_TYPES else PROBE_JOB
+                for test_id, _, agent_ids, kind in tests
                 if agent_id in (agent_ids or [])
             }
-            kinds = {
-                test_id: network_tests.job_kind(kind, PROBE_JOB) for test_id, *_, kind in tests
+            due = {
+                (test_id, round_of(now, interval))
+                for test_id, interval, *_ in tests
+                if test_id in kinds
             }
             if not due:
                 return 0
