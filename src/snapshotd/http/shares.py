@@ -172,7 +172,9 @@ def share_page(share_id: str, request: Request, services: ServicesDep) -> Respon
             "subject": _subject(snapshot),
             "rounds": rounds,
             "availability": _availability(rounds),
-            "network": _network(rounds),
+            "network": network_tests.by_agent(
+                [(row["agent"], row["time"], row["network"]) for row in rounds]
+            ),
         },
         headers=NO_STORE,
     )
@@ -204,41 +206,6 @@ def _rounds(services: ServicesDep, snapshot: Snapshot) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _network(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per agent, the window's loss, latency and jitter, and the last path it traced."""
-    agents: dict[str, dict[str, Any]] = {}
-    for row in rounds:
-        measured = row["network"]
-        if not measured:
-            continue
-        entry = agents.setdefault(row["agent"], {"agent": row["agent"], "sent": 0, "got": 0})
-        entry["sent"] += measured.get("sent") or 0
-        entry["got"] += measured.get("received") or 0
-        for key in ("avg_latency", "jitter"):
-            if measured.get(key) is not None:
-                entry.setdefault(key, []).append(measured[key])
-        if measured.get("path"):
-            entry["path"], entry["path_time"] = measured["path"], row["time"]
-    summary = []
-    for entry in agents.values():
-        sent = entry["sent"]
-        summary.append(
-            {
-                "agent": entry["agent"],
-                "loss": round(100 * (sent - entry["got"]) / sent, 1) if sent else None,
-                "latency": _mean(entry.get("avg_latency")),
-                "jitter": _mean(entry.get("jitter")),
-                "path": entry.get("path") or [],
-                "path_time": entry.get("path_time"),
-            }
-        )
-    return summary
-
-
-def _mean(values: list[float] | None) -> float | None:
-    return round(sum(values) / len(values), 3) if values else None
 
 
 def _availability(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ under `network`. Both carry the path under `path` (or why there is none under `p
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,5 +118,44 @@ def chart(
     for agent, points in by_agent.items():
         array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         lines.append(Series(agent, array[:, 0], array[:, 1]))
-    loss = f"{100 * (sent - received) / sent:.1f}% loss" if sent else "no probes"
+    loss = f"{loss_percent(sent, received):.1f}% loss" if sent else "no probes"
     return ChartSpec("line", f"{title} — latency (ms), {loss}", start, end, lines, y_label="ms")
+
+
+def loss_percent(sent: int, received: int) -> float:
+    """The share of probes unanswered, in percent (of at least one sent)."""
+    return 100 * (sent - received) / sent
+
+
+def by_agent(
+    rounds: Sequence[tuple[str, str, Mapping[str, Any] | None]],
+) -> list[dict[str, Any]]:
+    """Per agent, a window's loss, mean latency and jitter, and the last path it traced, from
+    its rounds as (agent, when, measurement) in order."""
+    agents: dict[str, dict[str, Any]] = {}
+    for agent, when, measured in rounds:
+        if not measured:
+            continue
+        entry = agents.setdefault(agent, {"agent": agent, "sent": 0, "got": 0})
+        entry["sent"] += measured.get("sent") or 0
+        entry["got"] += measured.get("received") or 0
+        for key in ("avg_latency", "jitter"):
+            if measured.get(key) is not None:
+                entry.setdefault(key, []).append(measured[key])
+        if measured.get("path"):
+            entry["path"], entry["path_time"] = measured["path"], when
+    return [
+        {
+            "agent": entry["agent"],
+            "loss": round(loss_percent(entry["sent"], entry["got"]), 1) if entry["sent"] else None,
+            "latency": _mean(entry.get("avg_latency")),
+            "jitter": _mean(entry.get("jitter")),
+            "path": entry.get("path") or [],
+            "path_time": entry.get("path_time"),
+        }
+        for entry in agents.values()
+    ]
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return round(statistics.fmean(values), 3) if values else None
