@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from snapshotd.config import Settings
-from snapshotd.services import agents
+from snapshotd.services import agents, manifests
 from snapshotd.store.blobs import FileBlobStore
 from snapshotd.store.db import Database
 from snapshotd.store.models import Artifact, Share, utcnow
@@ -336,3 +336,21 @@ def test_a_verdict_is_reused_for_a_while_then_checked_again(
     body = live_api.get(f"{path}/verify.json").json()
     assert body["manifest"] == "invalid"
     assert {a["role"]: a["check"] for a in body["artifacts"]}["html"] == "differs"
+
+
+def test_a_bundle_names_the_dom_html_and_still_reads_older_names(
+    live_api: TestClient, auth: dict[str, str], pages: PageServer, tsa: LocalTsa
+) -> None:
+    snapshot = stamped_capture(live_api, auth, pages.url + "/")
+    bundle = live_api.get(f"/api/v1/snapshots/{snapshot['id']}/bundle", headers=auth).content
+    files = members(bundle)
+    assert "html.html" in files and "html.bin" not in files
+    verdict = manifests.verify_bundle(bundle)
+    assert verdict.ok and "html.html: SHA-256 matches" in verdict.lines, verdict.lines
+    # Bundles downloaded before held the DOM as `html.bin`; they verify as they did.
+    older = io.BytesIO()
+    with zipfile.ZipFile(older, "w") as archive:
+        for name, data in files.items():
+            archive.writestr("html.bin" if name == "html.html" else name, data)
+    verdict = manifests.verify_bundle(older.getvalue())
+    assert verdict.ok and "html.bin: SHA-256 matches" in verdict.lines, verdict.lines

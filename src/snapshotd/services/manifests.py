@@ -180,8 +180,9 @@ class Signer:
 
 
 def extension(media_type: str, default: str = "bin") -> str:
-    """The file extension artifacts of `media_type` are named with (in bundles, downloads)."""
-    return _EXTENSIONS.get(media_type, default)
+    """The file extension artifacts of `media_type` are named with (in bundles, downloads),
+    whatever parameters the type carries (`text/html; charset=utf-8` is `html`)."""
+    return _EXTENSIONS.get(media_type.partition(";")[0].strip().lower(), default)
 
 
 def bundle(manifest: bytes, files: dict[str, bytes], public: dict[str, str]) -> bytes:
@@ -263,6 +264,9 @@ def verify_bundle(
     files = []
     for artifact in body.get("artifacts", []):
         name = f"{artifact['role']}.{extension(artifact['media_type'])}"
+        if name not in names:
+            # Bundles made before media-type parameters were read past named such a file `.bin`.
+            name = f"{artifact['role']}.{_EXTENSIONS.get(artifact['media_type'], 'bin')}"
         actual = hashlib.sha256(archive.read(name)).hexdigest() if name in names else None
         check = FileCheck(
             artifact["role"],
