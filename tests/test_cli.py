@@ -574,6 +574,64 @@ def test_every_command_refuses_a_wrong_value_in_one_line(
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate"],
+        ["sweep"],
+        ["rebuild-rollups"],
+        ["org", "create", "acme"],
+        ["token", "create", "--org", "acme", "--email", "ops@acme.test"],
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_said_in_one_line(
+    env: dict[str, str], command: list[str]
+) -> None:
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/snapshotd"
+    done = run({**env, "SNAPSHOTD_DATABASE_URL": closed}, *command)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: the database is unreachable (")
+
+
+def test_a_data_folder_that_cannot_be_made_is_said_in_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = run({**env, "SNAPSHOTD_DATA_DIR": str(blocker / "data")}, "org", "create", "acme")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"error: Not a directory: {blocker / 'data'}\n"
+
+
+def test_verify_names_a_bundle_or_key_it_cannot_read(env: dict[str, str], tmp_path: Path) -> None:
+    missing, garbage = tmp_path / "missing.zip", tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip")
+    done = run(env, "verify", str(missing), str(garbage))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.splitlines() == [
+        f"{missing}: FAILED",
+        "  cannot be read: No such file or directory",
+        f"{garbage}: FAILED",
+        "  not a snapshotd bundle: File is not a zip file",
+    ]
+    done = run(env, "verify", str(garbage), "--key", str(garbage))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: --key {garbage}: ")
+
+
+@pytest.mark.parametrize("command", [["ls"], ["render-url", "https://example.org"]])
+def test_a_server_that_is_not_an_http_url_is_a_usage_error(
+    env: dict[str, str], command: list[str]
+) -> None:
+    given = {**env, "SNAPSHOTD_TOKEN": "x", "SNAPSHOTD_RENDER_KEY_ID": "k"}
+    given["SNAPSHOTD_RENDER_SECRET"] = "s"
+    done = run(given, *command, "--server", "snap.example:8000")
+    assert done.returncode == 2
+    assert done.stderr == "error: --server 'snap.example:8000' is not an http:// or https:// URL\n"
+
+
 def test_an_organization_limit_the_server_cannot_use_is_refused(env: dict[str, str]) -> None:
     assert run(env, "org", "create", "acme").returncode == 0
     done = run(env, "org", "set", "acme", "--rate-limit", "native=5/0")

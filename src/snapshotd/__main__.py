@@ -1,3 +1,3 @@
-from snapshotd.cli import app
+from snapshotd.cli import main
 
-app(prog_name="snapshotd")
+main()

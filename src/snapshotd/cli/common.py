@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -59,6 +60,32 @@ def settings_from_env() -> Settings:
         raise fail(str(error)) from None
 
 
+def server_url(server: str | None) -> str:
+    """The --server option's base URL, without a trailing slash; a missing or non-http one ends
+    the command as a usage error."""
+    if not server:
+        raise fail("no server given: pass --server URL or set SNAPSHOTD_SERVER", USAGE)
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise fail(f"--server {server!r} is not an http:// or https:// URL", USAGE)
+    return server.rstrip("/")
+
+
+def plain_failure(error: BaseException) -> str | None:
+    """What went wrong outside snapshotd, in one line: a database or blob store that cannot be
+    reached, a full disk, a file or folder that cannot be read or written. None for anything
+    else, which is a bug and keeps its traceback."""
+    from snapshotd.store.outages import as_outage
+
+    outage = as_outage(error)
+    if outage is not None:
+        return outage.summary
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename is not None else ""
+        return f"{error.strerror}{where}"
+    return None
+
+
 @contextmanager
 def connected(server: str | None, token: str | None) -> Iterator[SnapshotClient]:
     """An SDK client for the server, turning its errors into one line and exit status 1."""
@@ -66,17 +93,16 @@ def connected(server: str | None, token: str | None) -> Iterator[SnapshotClient]
 
     from snapshotd.client import ClientError, SnapshotClient
 
-    if not server:
-        raise fail("no server given: pass --server URL or set SNAPSHOTD_SERVER", USAGE)
+    base = server_url(server)
     if not token:
         raise fail("no API token given: set SNAPSHOTD_TOKEN or pass --token", USAGE)
     try:
-        with SnapshotClient(base_url=server.rstrip("/"), token=token) as client:
+        with SnapshotClient(base_url=base, token=token) as client:
             yield client
     except ClientError as error:
         raise fail(str(error)) from None
     except httpx.HTTPError as error:
-        raise fail(f"cannot reach {server}: {error}") from None
+        raise fail(f"cannot reach {base}: {error}") from None
 
 
 def show_rows(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

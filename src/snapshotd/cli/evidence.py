@@ -30,14 +30,25 @@ def verify(
     from snapshotd.engines.timestamping import load_roots
     from snapshotd.services import manifests
 
-    public = manifests.load_public(key.read_bytes()) if key else None
+    try:
+        public = manifests.load_public(key.read_bytes()) if key else None
+    except (OSError, ValueError) as error:
+        raise fail(f"--key {key}: {error}") from None
     try:
         roots = load_roots(tsa_ca) if tsa_ca else None
     except (OSError, ValueError) as error:
         raise fail(f"--tsa-ca: {error}") from None
     failed = False
     for path in files:
-        verdict = manifests.verify_bundle(path.read_bytes(), public, roots)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            # One bundle that cannot be read fails; the others are still checked.
+            typer.echo(f"{path}: FAILED")
+            typer.echo(f"  cannot be read: {error.strerror}")
+            failed = True
+            continue
+        verdict = manifests.verify_bundle(data, public, roots)
         typer.echo(f"{path}: {'OK' if verdict.ok else 'FAILED'}")
         for line in verdict.lines:
             typer.echo(f"  {line}")

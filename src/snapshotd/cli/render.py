@@ -23,6 +23,7 @@ from snapshotd.cli.common import (
     fail,
     operator_services,
     org_id_of,
+    server_url,
     show_rows,
 )
 from snapshotd.errors import SnapshotdError
@@ -167,8 +168,7 @@ def render_url(
     from snapshotd.client import render_url as signed_link
     from snapshotd.services.capture_request import parse_request
 
-    if not server:
-        raise fail("no server given: pass --server URL or set SNAPSHOTD_SERVER", USAGE)
+    base = server_url(server)
     if not key_id:
         raise fail("no render key given: pass --key-id or set SNAPSHOTD_RENDER_KEY_ID", USAGE)
     if not secret:
@@ -206,7 +206,7 @@ def render_url(
     except SnapshotdError as error:
         raise fail(error.detail, USAGE) from None
     link = signed_link(
-        server,
+        base,
         url,
         key_id=key_id,
         secret=secret,
