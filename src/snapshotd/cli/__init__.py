@@ -11,7 +11,12 @@ import typer
 from snapshotd.cli import accounts, capture, evidence, remote, render, server
 from snapshotd.cli.common import plain_failure
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Point-in-time snapshots.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Point-in-time snapshots.",
+    rich_markup_mode="markdown",
+)
 capture.register(app)  # capture
 remote.register(app)  # ls, get, share
 accounts.register(app)  # audit, token, org, user, group

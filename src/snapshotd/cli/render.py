@@ -163,7 +163,7 @@ def render_url(
     fail_on_status: options.FailOnStatus = None,
     user_agent: options.UserAgent = None,
 ) -> None:
-    """Print a signed render link to a capture of URL, for an <img src>. Built here without
+    """Print a signed render link to a capture of URL, for an `<img src>`. Built here without
     asking the server; options left out take the server's defaults."""
     from snapshotd.client import render_url as signed_link
     from snapshotd.services.capture_request import parse_request
