@@ -32,6 +32,10 @@ BAD = [
 
 # The same mistakes as a query string or a form writes them.
 BAD_TEXT = [
+    # A misspelt flag is refused, not read as false.
+    ({"full_page": "ture"}, "full_page"),
+    ({"block_ads": "maybe"}, "block_ads"),
+    ({"force": "yep"}, "force"),
     ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ({"locale": "xx-QQ"}, "locale"),
     ({"geolocation": "91,0"}, "geolocation"),

@@ -26,6 +26,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, WithJsonSchema
 
+from snapshotd.services.capture_request import FALSE_WORDS, FLAG_DESCRIPTION, TRUE_WORDS
+
 DESCRIPTIONS = {
     400: "The request is malformed, or a value in it is invalid",
     401: "No token, or one that is unknown, revoked or expired",
@@ -167,6 +169,9 @@ Instant = Annotated[
     ),
 ]
 
+# A flag in a query or a form: the words `services.capture_request.flag` reads.
+FLAG: dict[str, Any] = {"type": "string", "enum": [*TRUE_WORDS, *FALSE_WORDS]}
+
 # The capture cache's controls on a route that reads them from the query (docs/api.md).
 CACHE_PARAMETERS: list[dict[str, Any]] = [
     {
@@ -183,7 +188,7 @@ CACHE_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "force",
         "in": "query",
-        "schema": {"type": "string", "description": "1, true, yes or on: capture again"},
+        "schema": {**FLAG, "description": f"Capture again: {FLAG_DESCRIPTION}"},
     },
 ]
 
@@ -226,7 +231,7 @@ def query(
     extra: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """For `openapi_extra=`: `model`'s fields as the query parameters of a route that reads them
-    from the raw query. `flags` are read as true when 1, true, yes or on, false otherwise; `text`
+    from the raw query. `flags` are written as words (`services.capture_request.flag`); `text`
     names fields written as one string in the query, with how; `extra` are more parameters."""
     text = text or {}
     schema = model.model_json_schema()
@@ -236,7 +241,7 @@ def query(
         if name in exclude:
             continue
         if name in flags:
-            field = {"type": "string", "description": "1, true, yes or on; anything else is false"}
+            field = {**FLAG, "description": f"{field.get('description', name)}: {FLAG_DESCRIPTION}"}
         elif name in text:
             field = {"type": "string", "description": text[name]}
         parameters.append(

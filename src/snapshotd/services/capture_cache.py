@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, selectinload
 from snapshotd.config import Settings
 from snapshotd.errors import BadRequest
 from snapshotd.rules import MAX_CACHE_TTL
-from snapshotd.services.capture_request import TRUE_WORDS, CaptureRequest
+from snapshotd.services.capture_request import CaptureRequest, flag
 from snapshotd.services.liveness import is_live, live_clause
 from snapshotd.services.snapshot_reads import ARTIFACT_FIELDS, ArtifactView
 from snapshotd.store.db import Database
@@ -61,7 +61,7 @@ class CacheAsk:
         ttl_text = str(fields.pop("cache_ttl", "") or "").strip()
         force = fields.pop("force", False)
         if isinstance(force, str):
-            force = force.strip().lower() in TRUE_WORDS
+            force = flag("force", force)
         return cls(ttl=parse_ttl(ttl_text) if ttl_text else None, force=bool(force))
 
 

@@ -217,18 +217,32 @@ FLAGS = tuple(
 # except the selectors, which contain commas of their own.
 REPEATED = ("hide_selectors", "fail_on_status")
 TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+# How the OpenAPI document describes a flag written as text.
+FLAG_DESCRIPTION = "true or false; also 1 or 0, yes or no, on or off, in any case; empty is false"
+
+
+def flag(name: str, value: str) -> bool:
+    """A flag written as text. A word that is neither true nor false is refused, not read as
+    false, so that a misspelt `full_page=ture` is not a silent no."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(f"{name}: {value!r} is neither true nor false", field=name)
 
 
 def fields_from_text(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """A capture request's fields from a query string or a form, where every value is text: flags
-    are true when 1, true, yes or on and false otherwise, repeated names make a list, and the
-    location is "latitude,longitude[,accuracy]"."""
+    are read by `flag`, repeated names make a list, and the location is
+    "latitude,longitude[,accuracy]"."""
     fields: dict[str, Any] = {}
     for name, value in pairs:
         if name in REPEATED:
             fields.setdefault(name, []).append(value)
         elif name in FLAGS:
-            fields[name] = value.strip().lower() in TRUE_WORDS
+            fields[name] = flag(name, value)
         else:
             fields[name] = value
     return fields
