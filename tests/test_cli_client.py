@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,6 +245,17 @@ def test_capture_ls_get_and_share_through_a_server(
     assert size_of(tmp_path / f"{ids[box]}.png") == (120, 80)
     html = invoke(remote, "get", ids[home], "--artifact", "html", "-o", "-")
     assert html.exit_code == 0 and b"Hello from the test page" in html.stdout_bytes
+    bundled = invoke(remote, "get", ids[home], "--artifact", "bundle")
+    assert bundled.exit_code == 0, bundled.output
+    assert bundled.stderr.startswith(f"wrote {ids[home]}.zip (")
+    checked = invoke({}, "verify", f"{ids[home]}.zip")
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout.startswith(f"{ids[home]}.zip: OK")
+    with SnapshotClient(base_url=live_url, token=token) as client:
+        kept = tmp_path / "sdk-bundle.zip"
+        client.bundle(ids[home], kept)
+    with zipfile.ZipFile(kept) as bundle:
+        assert {"manifest.json", "image.png", "html.html"} <= set(bundle.namelist())
     unknown = invoke(remote, "get", "snp_nope", "-o", str(tmp_path / "nope.png"))
     assert unknown.exit_code == 1 and "snp_nope" in unknown.stderr
     assert not (tmp_path / "nope.png").exists()

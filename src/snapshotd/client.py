@@ -414,6 +414,14 @@ class SnapshotClient:
             Path(path).write_bytes(data)
         return data
 
+    def bundle(
+        self, snapshot_id: str | Snapshot, path: str | os.PathLike[str] | None = None
+    ) -> bytes:
+        """The signed bundle: the manifest, every evidence artifact, the trusted timestamps and
+        the key that verifies them, as a zip that `snapshotd verify` checks offline. Checked
+        against the server's SHA-256 like any artifact."""
+        return self.download(snapshot_id, "bundle", path)
+
     def delete(self, snapshot_id: str | Snapshot) -> None:
         self._request("DELETE", f"/api/v1/snapshots/{_snapshot_id(snapshot_id)}")
 

@@ -13,6 +13,9 @@ import typer
 
 from snapshotd.cli.common import ServerOption, TokenOption, connected, fail, show_rows
 
+# What `get --artifact` names the signed bundle (GET /api/v1/snapshots/{id}/bundle).
+BUNDLE = "bundle"
+
 if TYPE_CHECKING:
     from snapshotd.client import Snapshot
 
@@ -64,8 +67,9 @@ def get(
         str | None,
         typer.Option(
             metavar="ROLE",
-            help="image, pdf, html, mhtml, har, certificate_chain, wacz, manifest or diff "
-            "(default: the image, else the PDF).",
+            help="image, pdf, html, har, certificate_chain, wacz, manifest, timestamp, diff, or "
+            "bundle: all of them in the signed zip that snapshotd verify checks (default: the "
+            "image, else the PDF).",
             show_default=False,
         ),
     ] = None,
@@ -86,7 +90,7 @@ def get(
         from snapshotd.services.manifests import extension
 
         suffix = extension(str(described.get("media_type", "")), default=role)
-        output = Path(f"{snapshot.id}.{suffix}")
+        output = Path(f"{snapshot.id}.{'zip' if role == BUNDLE else suffix}")
     try:
         output.write_bytes(data)
     except OSError as error:

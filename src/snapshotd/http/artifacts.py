@@ -2,10 +2,12 @@
 bucket when the blob store can sign one. The native API, share links, the dialects and the
 console all answer through `artifact_response`, so every surface sends the same headers and
 honours the same redirect setting; `signed_artifact_response` serves the links `downloads.sign`
-makes, which need no token."""
+makes, which need no token. `bundle_response` hands out the signed bundle the same way on the
+native API, the console and share links."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -110,6 +112,19 @@ def send_artifact(
     return StreamingResponse(
         chunks(), status_code=status, media_type=artifact.media_type, headers=headers
     )
+
+
+def bundle_response(
+    data: bytes, snapshot_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A snapshot's signed bundle (services `Snapshots.bundle`), as a download named after it, with
+    its SHA-256 in `X-Content-SHA256` as every artifact has, so a client can check what it got."""
+    sent = {
+        "Content-Disposition": f'attachment; filename="{snapshot_id}.zip"',
+        "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+        **(headers or {}),
+    }
+    return Response(data, media_type="application/zip", headers=sent)
 
 
 def _requested_span(request: Request, etag: str, size: int) -> tuple[int, int] | None:

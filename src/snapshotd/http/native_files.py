@@ -6,7 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from snapshotd.http import openapi
-from snapshotd.http.artifacts import DIRECT_SECONDS, ArtifactRole, artifact_response
+from snapshotd.http.artifacts import (
+    DIRECT_SECONDS,
+    ArtifactRole,
+    artifact_response,
+    bundle_response,
+)
 from snapshotd.http.deps import PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["snapshots"])
@@ -30,11 +35,7 @@ ARTIFACT_TYPES = (
     responses={**openapi.answers(409), **openapi.files("application/zip")},
 )
 def get_bundle(snapshot_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
-    data = services.snapshots.bundle(principal.org_id, snapshot_id)
-    disposition = f'attachment; filename="{snapshot_id}.zip"'
-    return Response(
-        data, media_type="application/zip", headers={"Content-Disposition": disposition}
-    )
+    return bundle_response(services.snapshots.bundle(principal.org_id, snapshot_id), snapshot_id)
 
 
 @router.get(

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from snapshotd.errors import Gone, NotFound, SnapshotdError, Unauthorized
 from snapshotd.http import replay, share_verify
-from snapshotd.http.artifacts import artifact_response, link_life
+from snapshotd.http.artifacts import artifact_response, bundle_response, link_life
 from snapshotd.http.deps import (
     PrincipalDep,
     ServicesDep,
@@ -299,12 +299,7 @@ def share_bundle(share_id: str, request: Request, services: ServicesDep) -> Resp
     if not share.evidence:
         raise NotFound("this share link does not offer the evidence bundle")
     data = services.snapshots.bundle(snapshot.org_id, snapshot.id)
-    disposition = f'attachment; filename="{snapshot.id}.zip"'
-    return Response(
-        data,
-        media_type="application/zip",
-        headers={"Content-Disposition": disposition, **NO_STORE},
-    )
+    return bundle_response(data, snapshot.id, NO_STORE)
 
 
 def _offers_replay(services: ServicesDep, share: Share, snapshot: Snapshot) -> bool:

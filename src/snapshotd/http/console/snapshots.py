@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 
 from snapshotd.errors import BadRequest, NotFound
 from snapshotd.http import replay
-from snapshotd.http.artifacts import DIRECT_SECONDS, ArtifactRole, artifact_response
+from snapshotd.http.artifacts import (
+    DIRECT_SECONDS,
+    ArtifactRole,
+    artifact_response,
+    bundle_response,
+)
 from snapshotd.http.console import views
 from snapshotd.http.console.session import PAGE_HEADERS, ConsoleRoute, ConsoleUser, render
 from snapshotd.http.deps import Services, ServicesDep, public_base
@@ -198,9 +203,7 @@ def _origin(request: Request, services: Services) -> str:
 @router.get("/snapshots/{snapshot_id}/bundle", include_in_schema=False)
 def snapshot_bundle(snapshot_id: str, visit: ConsoleUser, services: ServicesDep) -> Response:
     data = services.snapshots.bundle(visit.principal.org_id, snapshot_id)
-    disposition = f'attachment; filename="{snapshot_id}.zip"'
-    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
-    return Response(data, media_type="application/zip", headers=headers)
+    return bundle_response(data, snapshot_id, {"Cache-Control": "no-store"})
 
 
 @router.get("/snapshots/{snapshot_id}/record", include_in_schema=False)
