@@ -228,9 +228,10 @@ def test_artifact_of_a_queued_snapshot_is_409(api: TestClient, auth: dict[str, s
     ).json()
     response = api.get(f"/api/v1/snapshots/{created['id']}/image", headers=auth)
     assert response.status_code == 409
-    assert api.get(f"/api/v1/snapshots/{created['id']}/thumbnail", headers=auth).status_code in (
-        400,
-        404,
+    unknown = api.get(f"/api/v1/snapshots/{created['id']}/thumbnail", headers=auth)
+    assert unknown.status_code == 400 and unknown.headers["content-type"] == PROBLEM
+    assert unknown.json()["detail"].startswith(
+        "artifact: no artifact is called 'thumbnail'; the roles are image, pdf, html,"
     )
 
 

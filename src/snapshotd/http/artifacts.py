@@ -8,6 +8,7 @@ native API, the console and share links."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -15,6 +16,7 @@ from typing import Annotated, Any, BinaryIO
 
 from fastapi import Path, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, WithJsonSchema
 
 from snapshotd.errors import RangeNotSatisfiable
 from snapshotd.http.deps import Services
@@ -34,7 +36,25 @@ DIRECT_SECONDS = 300
 ROLE_PATTERN = (
     r"^(image|pdf|html|mhtml|har|certificate_chain|wacz|manifest|diff|timestamp(-[0-9]{1,2})?)$"
 )
-ArtifactRole = Annotated[str, Path(pattern=ROLE_PATTERN)]
+ROLES = (
+    "image, pdf, html, har, certificate_chain, wacz, manifest, timestamp (timestamp-2, …), diff "
+    "or mhtml"
+)
+
+
+def _known_role(role: str) -> str:
+    if re.match(ROLE_PATTERN, role) is None:
+        raise ValueError(f"no artifact is called {role!r}; the roles are {ROLES}")
+    return role
+
+
+# The OpenAPI document keeps the pattern; a request outside it is told the roles, not the pattern.
+ArtifactRole = Annotated[
+    str,
+    AfterValidator(_known_role),
+    WithJsonSchema({"type": "string", "pattern": ROLE_PATTERN}),
+    Path(),
+]
 
 
 def artifact_response(
