@@ -487,6 +487,12 @@ def test_a_chosen_signing_key_must_exist_and_keygen_makes_one(
     again = run(env, "keygen", str(key))
     assert again.returncode == 1 and "already exists" in again.stderr
     assert key.read_bytes() == pem
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unwritable = run(env, "keygen", str(blocker / "manifest.pem"))
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.startswith(f"error: cannot write {blocker / 'manifest.pem'}: ")
+    assert unwritable.stderr.count("\n") == 1
 
 
 def test_the_access_log_can_be_turned_off(

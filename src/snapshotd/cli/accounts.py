@@ -199,7 +199,7 @@ def group_add(
 def audit(
     org: Annotated[str, typer.Option(help="Organization slug.")],
     action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
-    limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Newest entries to show.")] = 50,
 ) -> None:
     """Print an organization's audit log, newest first."""
     services = operator_services()

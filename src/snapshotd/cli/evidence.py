@@ -64,7 +64,11 @@ def keygen(
     to copy to every machine of a deployment."""
     from snapshotd.services.manifests import create_key_file
 
-    if not create_key_file(file):
+    try:
+        created = create_key_file(file)
+    except OSError as error:
+        raise fail(f"cannot write {file}: {error.strerror}") from None
+    if not created:
         raise fail(f"{file} already exists; it was left as it is")
     typer.echo(f"wrote {file}", err=True)
 
