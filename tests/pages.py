@@ -87,6 +87,17 @@ def routes(
         "/archive/dot.png": (200, {"content-type": "image/png"}, DOT_PNG),
         "/archive/data.json": (200, {"content-type": "application/json"}, ARCHIVED_DATA),
         "/archive/big.bin": (200, {"content-type": "application/octet-stream"}, ARCHIVED_BIG),
+        # Answers that have no body by definition: a POST answered 204 that the page never reads,
+        # and a HEAD.
+        "/bodiless": (
+            200,
+            html,
+            page(
+                "<h1>bodiless</h1><script>fetch('/no-content', {method: 'POST', body: 'x'});"
+                "fetch('/archive/data.json', {method: 'HEAD'})</script>"
+            ),
+        ),
+        "/no-content": (204, {}, b""),
         "/parts": (
             200,
             {**html, "set-cookie": "visit=1; Path=/; HttpOnly"},
@@ -143,10 +154,12 @@ class PageServer:
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                if self.command != "HEAD":
+                    self.wfile.write(content)
 
             do_GET = _serve
             do_POST = _serve
+            do_HEAD = _serve
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True

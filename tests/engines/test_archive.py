@@ -198,6 +198,26 @@ def test_past_the_size_limit_bodies_are_left_out_and_listed(
     assert b'"omitted":1' in info.content_stream().read()
 
 
+def test_answers_without_a_body_are_not_listed_as_left_out(
+    settings: Settings, pages: PageServer
+) -> None:
+    # The page never reads either answer, and Chromium reports both fetches as canceled.
+    result = capture(
+        settings, CaptureOptions(url=f"{pages.url}/bodiless", wait_until="networkidle")
+    )
+    summary = result.metadata["archive"]
+    assert summary["entries"] == 3 and summary["omitted"] == 0, summary
+    records = responses(zipfile.ZipFile(io.BytesIO(the_wacz(result))).read("archive/data.warc.gz"))
+    for url, status in (
+        (f"{pages.url}/no-content", "204"),
+        (f"{pages.url}/archive/data.json", "200"),
+    ):
+        [(response, body, request, _)] = records[url]
+        assert response.http_headers.get_statuscode() == status and body == b""
+        assert response.rec_headers["WARC-Truncated"] is None
+    assert records[f"{pages.url}/archive/data.json"][0][2].http_headers.protocol == "HEAD"
+
+
 def test_no_evidence_no_archive(settings: Settings, pages: PageServer) -> None:
     result = capture(settings, CaptureOptions(url=f"{pages.url}/archived", evidence=False))
     assert {each.role for each in result.artifacts} == {"image"}

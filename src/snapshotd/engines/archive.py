@@ -196,7 +196,8 @@ class WebArchive:
         if not status:
             return None  # never answered: the HAR says why
         body = self._bodies.get((exchange.request_id, exchange.hop))
-        if exchange.redirected_to is not None:
+        if exchange.redirected_to is not None or _bodiless(exchange.method, status):
+            # Nothing to leave out, though Chromium reports an unread fetch of one as canceled.
             data, truncated = b"", None
         elif body is not None and body.data is not None:
             data, truncated = body.data, None
@@ -222,6 +223,11 @@ class WebArchive:
             address=used[-1] if used else None,
             truncated=truncated,
         )
+
+
+def _bodiless(method: str, status: int) -> bool:
+    """Whether HTTP gives this answer no body: any answer to a HEAD, and a 1xx, 204 or 304."""
+    return method.upper() == "HEAD" or status < 200 or status in (204, 304)
 
 
 def _decoded(answer: dict[str, Any], response: dict[str, Any]) -> bytes:
