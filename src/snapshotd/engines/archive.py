@@ -78,7 +78,9 @@ class WebArchive:
             return
         body = self._bodies.setdefault((exchange.request_id, exchange.hop), _Body())
         estimate = exchange.decoded_length
-        if self.kept + self._reserved + estimate > self.max_bytes:
+        if _bodiless(exchange.method, int(exchange.response.get("status") or 0)):
+            body.data, estimate = b"", -1  # nothing to ask Chromium for
+        elif self.kept + self._reserved + estimate > self.max_bytes:
             body.omitted = SIZE_LIMIT
             estimate = -1
         else:
