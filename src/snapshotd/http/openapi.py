@@ -26,7 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, WithJsonSchema
 
-from snapshotd.services.capture_request import FALSE_WORDS, FLAG_DESCRIPTION, TRUE_WORDS
+from snapshotd.services.capture_request import FALSE_WORDS, TRUE_WORDS
 
 DESCRIPTIONS = {
     400: "The request is malformed, or a value in it is invalid",
@@ -171,6 +171,7 @@ Instant = Annotated[
 
 # A flag in a query or a form: the words `services.capture_request.flag` reads.
 FLAG: dict[str, Any] = {"type": "string", "enum": [*TRUE_WORDS, *FALSE_WORDS]}
+FLAG_DESCRIPTION = "true or false; also 1 or 0, yes or no, on or off, in any case; empty is false"
 
 # The capture cache's controls on a route that reads them from the query (docs/api.md).
 CACHE_PARAMETERS: list[dict[str, Any]] = [

@@ -218,8 +218,6 @@ FLAGS = tuple(
 REPEATED = ("hide_selectors", "fail_on_status")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
-# How the OpenAPI document describes a flag written as text.
-FLAG_DESCRIPTION = "true or false; also 1 or 0, yes or no, on or off, in any case; empty is false"
 
 
 def flag(name: str, value: str) -> bool:
