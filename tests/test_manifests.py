@@ -66,6 +66,9 @@ def test_a_bundle_verifies_offline_with_the_published_key(
     done = verify(tmp_path, bundle, pem)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "signature: valid" in done.stdout and "image.png: SHA-256 matches" in done.stdout
+    # The document /.well-known/snapshotd-manifest-key answers, saved as it is, serves as well.
+    published = api.get("/.well-known/snapshotd-manifest-key").text
+    assert verify(tmp_path, bundle, published).returncode == 0
     # The key lives in the data folder, readable by the owner only.
     assert manifests.key_path(settings).stat().st_mode & 0o077 == 0
 

@@ -5,6 +5,7 @@ them, and deleting what has expired.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,10 @@ def verify(
     files: Annotated[list[Path], typer.Argument(help="Bundles downloaded from /bundle.")],
     key: Annotated[
         Path | None,
-        typer.Option(help="The instance's public key PEM (/.well-known/snapshotd-manifest-key)."),
+        typer.Option(
+            help="The instance's public key: the JSON /.well-known/snapshotd-manifest-key "
+            "answers, saved as it is, or its PEM."
+        ),
     ] = None,
     tsa_ca: Annotated[
         Path | None,
@@ -31,7 +35,7 @@ def verify(
     from snapshotd.services import manifests
 
     try:
-        public = manifests.load_public(key.read_bytes()) if key else None
+        public = manifests.load_public(_key_pem(key.read_bytes())) if key else None
     except (OSError, ValueError) as error:
         raise fail(f"--key {key}: {error}") from None
     try:
@@ -55,6 +59,16 @@ def verify(
         failed |= not verdict.ok
     if failed:
         raise typer.Exit(1)
+
+
+def _key_pem(data: bytes) -> bytes:
+    """The PEM in a --key file, which may be the whole JSON document the instance publishes."""
+    if not data.lstrip().startswith(b"{"):
+        return data
+    try:
+        return str(json.loads(data)["pem"]).encode()
+    except (ValueError, KeyError, TypeError):
+        return data  # not that document: loading it as PEM says what is wrong
 
 
 def keygen(
